@@ -1,0 +1,195 @@
+"""The one class that talks MQTT (paho-mqtt 2.x); pipeline code never imports paho itself."""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+log = logging.getLogger(__name__)
+
+# Reconnect backoff: paho doubles from min to max; a random start spreads a fleet of nodes that
+# all lost the link at the same moment (a broker restart) so they do not reconnect in lockstep.
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 60
+# Enough in flight to fill a slow 4G link, small enough that a reconnect resends little.
+MAX_INFLIGHT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to connect."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # set to use TLS
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An incoming message, decoupled from paho's type."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+
+
+Handler = Callable[[Message], None]
+
+
+class PublishHandle:
+    """Tracks one QoS>0 publish until the broker acknowledged it."""
+
+    def __init__(self, info: paho.MQTTMessageInfo) -> None:
+        self._info = info
+
+    @property
+    def mid(self) -> int:
+        """MQTT message id."""
+        return int(self._info.mid)
+
+    def acknowledged(self) -> bool:
+        """True once PUBACK arrived (QoS 1)."""
+        return bool(self._info.is_published())
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the acknowledgement; False on timeout or failure."""
+        try:
+            self._info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError):
+            return False
+        return self.acknowledged()
+
+
+class MqttLink:
+    """A persistent-session MQTT connection with reconnect, a retained status and dispatch by topic.
+
+    `manual_ack=True` makes the caller acknowledge each QoS 1 message with `ack()` after it has
+    been stored, so a crash before storage means the broker redelivers it.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        address: BrokerAddress,
+        *,
+        clean_session: bool = False,
+        manual_ack: bool = False,
+        will: tuple[str, bytes] | None = None,
+        online: tuple[str, bytes] | None = None,
+    ) -> None:
+        self._address = address
+        self._online = online
+        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._connected = threading.Event()
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=paho.MQTTv311,
+            manual_ack=manual_ack,
+        )
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
+        self._client.max_queued_messages_set(0)  # unbounded: the outbox bounds what we hand over
+        self._client.reconnect_delay_set(RECONNECT_MIN_S + random.randint(0, 2), RECONNECT_MAX_S)
+        if address.username:
+            self._client.username_pw_set(address.username, address.password)
+        if address.ca_file is not None:
+            self._client.tls_set(ca_certs=str(address.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if will is not None:
+            self._client.will_set(will[0], will[1], qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_unrouted
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; reconnects by itself until `stop()`."""
+        a = self._address
+        self._client.connect_async(a.host, a.port, keepalive=a.keepalive_s)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected (True) or the timeout passed (False)."""
+        return self._connected.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up."""
+        return self._connected.is_set()
+
+    def stop(self, offline: tuple[str, bytes] | None = None) -> None:
+        """Publish a final retained status (optional), disconnect and stop the network thread."""
+        if offline is not None and self.connected:
+            self.publish(offline[0], offline[1], retain=True).wait(2.0)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    # -- traffic ---------------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> PublishHandle:
+        """Queue a publish; the handle tells when the broker acknowledged it."""
+        return PublishHandle(self._client.publish(topic, payload, qos=qos, retain=retain))
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
+        """Route messages matching `topic_filter` to `handler` (re-subscribed on every connect)."""
+        self._subs[topic_filter] = (qos, handler)
+        self._client.message_callback_add(_match_filter(topic_filter), self._wrap(handler))
+        if self.connected:
+            self._client.subscribe(topic_filter, qos=qos)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message received with manual_ack (after it was stored)."""
+        rc = self._client.ack(mid, qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("ack of mid %s failed: %s", mid, paho.error_string(rc))
+
+    # -- paho callbacks --------------------------------------------------------------------------
+    @staticmethod
+    def _wrap(handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
+        def _cb(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+            handler(Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid))
+
+        return _cb
+
+    def _on_unrouted(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        log.debug("message on unrouted topic %s", msg.topic)
+
+    def _on_connect(
+        self, client: paho.Client, _u: object, _flags: object, reason: object, _p: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the connection: %s", reason)
+            return
+        log.info("connected to %s:%s", self._address.host, self._address.port)
+        for topic_filter, (qos, _handler) in self._subs.items():
+            client.subscribe(topic_filter, qos=qos)
+        if self._online is not None:
+            client.publish(self._online[0], self._online[1], qos=1, retain=True)
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _c: paho.Client, _u: object, _flags: object, reason: object, _p: object
+    ) -> None:
+        if self._connected.is_set():
+            log.warning("disconnected from broker: %s (will reconnect)", reason)
+        self._connected.clear()
+
+
+def _match_filter(topic_filter: str) -> str:
+    """paho routes callbacks by the filter without the $share/<group>/ prefix."""
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter

@@ -1,0 +1,179 @@
+"""Versioned pydantic payload models of every message on the wire.
+
+A payload change that an old reader cannot ignore bumps SCHEMA_VERSION; readers reject versions
+they do not know (the message is dead-lettered centrally with the reason, never dropped).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from broker.topics import ID_PATTERN
+
+SCHEMA_VERSION = 1
+
+# Bounds that keep one hostile payload from exhausting memory or the database.
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_BOXES = 200
+MAX_TEXT = 500
+
+Slug = Annotated[str, Field(pattern=ID_PATTERN, description="site/node id (lower-case slug)")]
+CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Severity(StrEnum):
+    """How urgent an event is; `alert` and `critical` page the duty officer."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ALERT = "alert"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Order for comparisons (info < warning < alert < critical)."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ALERT: 2, Severity.CRITICAL: 3}
+
+
+class EventKind(StrEnum):
+    """An anomaly needs attention; an observation is a record of what was seen."""
+
+    ANOMALY = "anomaly"
+    OBSERVATION = "observation"
+
+
+class Category(StrEnum):
+    """Detection categories as camera-trap tools use them (bird and dog are sub-categories of animal)."""
+
+    ANIMAL = "animal"
+    BIRD = "bird"
+    DOG = "dog"
+    PERSON = "person"
+    VEHICLE = "vehicle"
+    CAMERA = "camera"  # camera health events, no detection
+
+
+class Box(_Strict):
+    """One detection box, normalised [x, y, w, h] with the top-left corner as origin."""
+
+    x: Probability
+    y: Probability
+    w: Probability
+    h: Probability
+    category: Category
+    label: Annotated[str, Field(max_length=64)] = Field(description="model class name, e.g. 'bird'")
+    confidence: Probability
+
+
+class SpeciesGuess(_Strict):
+    """A species suggestion with Chinese and Latin names."""
+
+    scientific_name: Annotated[str, Field(max_length=120)]
+    chinese_name: Annotated[str, Field(max_length=60)] = ""
+    confidence: Probability
+
+
+class EventPayload(_Strict):
+    """An anomaly or observation seen by one camera of one node."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID = Field(description="globally unique, made at the edge")
+    seq: int = Field(ge=1, le=2**62, description="per-node monotonic sequence number")
+    site: Slug
+    node: Slug
+    camera: CameraId
+    kind: EventKind
+    category: Category
+    captured_at: AwareDatetime = Field(description="capture time of the media (start)")
+    captured_until: AwareDatetime | None = Field(None, description="end of the capture window")
+    created_at: AwareDatetime
+    rule: RuleName | None = Field(None, description="the rule that raised an anomaly")
+    severity: Severity = Severity.INFO
+    count: int = Field(1, ge=0, le=100_000)
+    confidence: Probability
+    species: SpeciesGuess | None = None
+    boxes: list[Box] = Field(default_factory=list, max_length=MAX_BOXES)
+    message_zh: Text = ""
+    message_en: Text = ""
+    source: Annotated[str, Field(max_length=255)] = Field("", description="media file or stream")
+    model: Annotated[str, Field(max_length=64)] = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EventPayload:
+        if self.kind is EventKind.ANOMALY and self.rule is None:
+            raise ValueError("an anomaly must name the rule that raised it")
+        if self.captured_until is not None and self.captured_until < self.captured_at:
+            raise ValueError("captured_until is before captured_at")
+        return self
+
+
+class CameraState(StrEnum):
+    """Health of one camera as the node sees it."""
+
+    OK = "ok"
+    NO_FRAMES = "no_frames"
+    FROZEN = "frozen"
+    BLACK = "black"
+    MOVED = "moved"
+    UNKNOWN = "unknown"
+
+
+class HeartbeatPayload(_Strict):
+    """Periodic health of a node."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    node: Slug
+    sent_at: AwareDatetime
+    uptime_s: float = Field(ge=0)
+    load_1m: float | None = Field(None, ge=0)
+    cpu_temp_c: float | None = Field(None, ge=-50, le=150)
+    disk_free_mb: float | None = Field(None, ge=0)
+    outbox_depth: int = Field(ge=0)
+    last_seq: int = Field(0, ge=0, description="highest sequence number the node has made")
+    cameras: dict[Annotated[str, Field(max_length=64)], CameraState] = Field(
+        default_factory=dict, max_length=64
+    )
+    software_version: Annotated[str, Field(max_length=32)]
+    models: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=80)]] = (
+        Field(default_factory=dict, max_length=16)
+    )
+
+
+class NodeState(StrEnum):
+    """Retained presence of a node."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class StatusPayload(_Strict):
+    """Retained online/offline status; the offline form is the node's MQTT last will."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    node: Slug
+    state: NodeState
+    at: AwareDatetime | None = Field(None, description="absent in the last will (set at connect)")
+
+
+def utc_now() -> datetime:
+    """Aware current time in UTC (wire timestamps are always aware)."""
+    from datetime import UTC
+
+    return datetime.now(UTC)

@@ -1,0 +1,55 @@
+"""Names people read for the contract's codes (rules, categories, severities): Chinese first.
+
+Edge explanations, central SMS and reports all take their wording of a code from here.
+"""
+
+from __future__ import annotations
+
+from broker.payloads import Category, Severity
+
+RULES: dict[str, tuple[str, str]] = {
+    "motionless_bird": ("静止鸟类（疑似死亡或患病）", "motionless bird (suspected dead or sick)"),
+    "mortality_cluster": ("鸟类聚集性死亡", "bird mortality cluster"),
+    "abnormal_count": ("数量异常", "abnormal count"),
+    "night_intrusion": ("夜间人员/车辆闯入（疑似盗猎）", "person or vehicle at night (suspected poaching)"),
+    "free_roaming_dog": ("流浪犬进入保护区", "free-roaming dog in the reserve"),
+    "high_risk_species": ("高风险物种靠近禽类/人群", "high-risk species near poultry or people"),
+    "camera_health": ("摄像机故障", "camera failure"),
+}
+
+CATEGORIES: dict[Category, tuple[str, str]] = {
+    Category.ANIMAL: ("动物", "animal"),
+    Category.BIRD: ("鸟类", "bird"),
+    Category.DOG: ("犬", "dog"),
+    Category.PERSON: ("人员", "person"),
+    Category.VEHICLE: ("车辆", "vehicle"),
+    Category.CAMERA: ("摄像机", "camera"),
+}
+
+SEVERITIES: dict[Severity, tuple[str, str]] = {
+    Severity.INFO: ("信息", "info"),
+    Severity.WARNING: ("注意", "warning"),
+    Severity.ALERT: ("预警", "alert"),
+    Severity.CRITICAL: ("紧急", "critical"),
+}
+
+
+def rule_zh(rule: str | None) -> str:
+    """Chinese name of a rule (the code itself when unknown)."""
+    return RULES.get(rule or "", (rule or "", ""))[0]
+
+
+def category_zh(category: Category | str) -> str:
+    """Chinese name of a detection category."""
+    try:
+        return CATEGORIES[Category(category)][0]
+    except ValueError:
+        return str(category)
+
+
+def severity_zh(severity: Severity | str) -> str:
+    """Chinese name of a severity."""
+    try:
+        return SEVERITIES[Severity(severity)][0]
+    except ValueError:
+        return str(severity)

@@ -1,0 +1,111 @@
+"""The wire contract: topics and payload validation, good and malformed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
+from broker.topics import Topic, TopicError, TopicKind, event_topic, shared_subscription
+from broker.validate import ContractError, encode, parse_message
+
+TOPIC = "wildwatch/v1/changxing/cx-node-01/event"
+
+
+def event_dict(**over: Any) -> dict[str, Any]:
+    """A valid event as a JSON-ready dict."""
+    base: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "seq": 7,
+        "site": "changxing",
+        "node": "cx-node-01",
+        "camera": "cx-cam-01",
+        "kind": "anomaly",
+        "category": "person",
+        "captured_at": "2026-11-22T02:13:00+08:00",
+        "created_at": "2026-11-22T02:13:01+08:00",
+        "rule": "night_intrusion",
+        "severity": "alert",
+        "count": 1,
+        "confidence": 0.86,
+        "boxes": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4, "category": "person",
+                   "label": "person", "confidence": 0.86}],
+        "message_zh": "夜间02:13在cx-cam-01发现1个人员，疑似盗猎",
+    }
+    base.update(over)
+    return base
+
+
+def raw(d: dict[str, Any]) -> bytes:
+    return json.dumps(d, ensure_ascii=False).encode()
+
+
+def test_topic_round_trip() -> None:
+    t = Topic.build("changxing", "cx-node-01", TopicKind.EVENT)
+    assert str(t) == TOPIC == event_topic("changxing", "cx-node-01")
+    assert Topic.parse(TOPIC) == t
+    assert shared_subscription("central", TopicKind.EVENT) == "$share/central/wildwatch/v1/+/+/event"
+
+
+@pytest.mark.parametrize("bad", ["wildwatch/v1/a/b", "wildwatch/v2/a/b/event", "x/v1/a/b/event",
+                                 "wildwatch/v1/A B/b/event", "wildwatch/v1/a/b/other",
+                                 "wildwatch/v1/+/b/event"])
+def test_bad_topics_rejected(bad: str) -> None:
+    with pytest.raises(TopicError):
+        Topic.parse(bad)
+
+
+def test_valid_event_parses_and_round_trips() -> None:
+    topic, ev = parse_message(TOPIC, raw(event_dict()))
+    assert isinstance(ev, EventPayload)
+    assert topic.kind is TopicKind.EVENT
+    assert ev.captured_at == datetime(2026, 11, 21, 18, 13, tzinfo=UTC)
+    again = parse_message(TOPIC, encode(ev))[1]
+    assert again == ev
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not UTF-8 JSON"),
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (raw(event_dict(schema_version=2)), "unsupported schema_version 2"),
+        (raw({k: v for k, v in event_dict().items() if k != "schema_version"}),
+         "unsupported schema_version None"),
+        (raw(event_dict(seq="many")), "seq"),
+        (raw(event_dict(seq=0)), "seq"),
+        (raw(event_dict(confidence=1.5)), "confidence"),
+        (raw(event_dict(event_id="not-a-uuid")), "event_id"),
+        (raw(event_dict(captured_at="2026-11-22T02:13:00")), "captured_at"),
+        (raw(event_dict(rule=None)), "must name the rule"),
+        (raw(event_dict(unexpected=1)), "unexpected"),
+        (raw(event_dict(site="xiazhuhu")), "arrived on changxing/cx-node-01"),
+        (raw(event_dict(message_zh="长" * 5000)), "message_zh"),
+        (raw(event_dict(boxes=[event_dict()["boxes"][0]] * 500)), "boxes"),
+        (b"{" + b'"a":' * 10 + b"1}", "not UTF-8 JSON"),
+        (b" " * 300_000, "exceeds"),
+    ],
+)
+def test_malformed_events_rejected_with_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(ContractError) as err:
+        parse_message(TOPIC, payload)
+    assert reason in err.value.reason
+
+
+def test_heartbeat_and_status() -> None:
+    hb = HeartbeatPayload(site="xiazhuhu", node="xz-node-01", sent_at=datetime.now(UTC),
+                          uptime_s=12.5, outbox_depth=3, software_version="0.1.0",
+                          cameras={"xz-cam-01": "ok"})
+    _, back = parse_message("wildwatch/v1/xiazhuhu/xz-node-01/heartbeat", encode(hb))
+    assert back == hb
+    will = StatusPayload(site="xiazhuhu", node="xz-node-01", state="offline")
+    _, st = parse_message("wildwatch/v1/xiazhuhu/xz-node-01/status", encode(will))
+    assert isinstance(st, StatusPayload) and st.state == "offline" and st.at is None
+    with pytest.raises(ContractError, match="no payload is defined"):
+        parse_message("wildwatch/v1/xiazhuhu/xz-node-01/cmd", encode(will))

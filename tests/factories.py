@@ -1,0 +1,33 @@
+"""Builders of contract objects for tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from broker.payloads import EventPayload
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def make_event(**over: Any) -> EventPayload:
+    """A valid observation event (override any field)."""
+    when = over.pop("captured_at", datetime(2026, 11, 22, 9, 30, tzinfo=SHANGHAI))
+    data: dict[str, Any] = {
+        "event_id": uuid.uuid4(),
+        "seq": 1,
+        "site": "changxing",
+        "node": "cx-node-01",
+        "camera": "cx-cam-01",
+        "kind": "observation",
+        "category": "bird",
+        "captured_at": when,
+        "created_at": when + timedelta(seconds=2),
+        "count": 2,
+        "confidence": 0.8,
+        "message_zh": "cx-cam-01 拍到2个鸟类",
+    }
+    data.update(over)
+    return EventPayload.model_validate(data)
