@@ -1,0 +1,180 @@
+"""The edge node service, start-up to shutdown in one ordered place.
+
+drop folders -> pipeline (detect, rules) -> durable outbox -> publisher -> MQTT broker
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from broker.client import BrokerAddress, MqttLink
+from broker.payloads import CameraState, NodeState, StatusPayload, utc_now
+from broker.topics import heartbeat_topic, status_topic
+from broker.validate import encode
+from edge.config import NodeConfig
+from edge.detect import Detector, create
+from edge.health import heartbeat
+from edge.ingest import MediaError, MediaItem
+from edge.ingest.folder import DropFolder
+from edge.outbox import Outbox
+from edge.pipeline import Pipeline, build_rules
+from edge.publish import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class EdgeNode:
+    """One monitoring-point node: watches its cameras' drop folders and ships events."""
+
+    def __init__(self, config: NodeConfig, *, detector: Detector | None = None) -> None:
+        self.config = config
+        self._detector = detector
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.processed = 0
+        self.quarantined = 0
+        self.duplicates = 0
+
+    # -- start-up, in order ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the outbox, load the detector, connect, and start the worker threads."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(cfg.outbox_path)
+        log.info("outbox %s: %d events waiting, last seq %d", cfg.outbox_path,
+                 self.outbox.depth(), self.outbox.last_seq())
+        detector = self._detector or create(cfg.detector, cfg.model_store)
+        self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
+        self.link = MqttLink(
+            f"wildwatch-{cfg.site}-{cfg.node}",
+            BrokerAddress(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password,
+                          cfg.mqtt.ca_file, cfg.mqtt.keepalive_s),
+            clean_session=False,
+            will=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE, stamped=False)),
+            online=(status_topic(cfg.site, cfg.node), self._status(NodeState.ONLINE)),
+        )
+        self.link.start()
+        self.publisher = Publisher(self.outbox, self.link)
+        self.publisher.start()
+        self.watchers = [
+            DropFolder(cam.drop_folder, cam.id, cfg.tz, settle_s=cfg.settle_s)
+            for cam in cfg.cameras
+            if cam.drop_folder is not None
+        ]
+        for w in self.watchers:
+            w.directory.mkdir(parents=True, exist_ok=True)
+        self._spawn("watcher", self._watch_loop)
+        self._spawn("heartbeat", self._heartbeat_loop)
+
+    def _spawn(self, name: str, target: object) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop watching, stop publishing (stored events stay stored), go offline."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        self.publisher.stop()
+        cfg = self.config
+        self.link.stop(offline=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE)))
+        self.outbox.close()
+
+    def wait(self) -> None:
+        """Block until SIGINT or SIGTERM."""
+
+        def _handler(_sig: int, _frame: FrameType | None) -> None:
+            self._stop.set()
+
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
+        while not self._stop.wait(1.0):
+            pass
+
+    # -- work --------------------------------------------------------------------------------------
+    def _status(self, state: NodeState, *, stamped: bool = True) -> bytes:
+        at = utc_now() if stamped else None
+        return encode(StatusPayload(site=self.config.site, node=self.config.node, state=state, at=at))
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            for watcher in self.watchers:
+                try:
+                    for item in watcher.poll():
+                        if self._stop.is_set():
+                            return
+                        self.process(item)
+                except OSError:
+                    log.exception("drop folder %s unreadable", watcher.directory)
+            self._stop.wait(self.config.poll_s)
+
+    def process(self, item: MediaItem) -> int:
+        """Analyse one file and commit its events; returns how many events were stored."""
+        if self.outbox.seen_media(item.sha256):
+            log.info("%s: same content already processed, skipped", item.path.name)
+            self.duplicates += 1
+            self._move(item, "duplicates")
+            return 0
+        try:
+            analysis = self.pipeline.analyse(item)
+        except MediaError as exc:
+            log.warning("%s: quarantined: %s", item.path.name, exc)
+            self.outbox.add([], media_sha256=item.sha256, media_path=str(item.path),
+                            media_status="quarantined", media_detail=str(exc))
+            dest = self._move(item, "quarantine")
+            if dest is not None:
+                dest.with_name(dest.name + ".reason.txt").write_text(f"{exc}\n", encoding="utf-8")
+            self.quarantined += 1
+            return 0
+        stored = self.outbox.add(analysis.events, media_sha256=item.sha256,
+                                 media_path=str(item.path))
+        self.processed += 1
+        log.info("%s: %d detections, %d events", item.path.name,
+                 len(analysis.result.detections), len(stored))
+        self._move(item, "archive")
+        return len(stored)
+
+    def _move(self, item: MediaItem, area: str) -> Path | None:
+        day = item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d")
+        dest_dir = self.config.data_dir / area / item.camera / day
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / item.path.name
+        if dest.exists():
+            dest = dest_dir / f"{item.sha256[:12]}_{item.path.name}"
+        try:
+            shutil.move(str(item.path), dest)
+        except OSError as exc:
+            log.error("%s: could not move to %s: %s", item.path, dest_dir, exc)
+            return None
+        return dest
+
+    def _heartbeat_loop(self) -> None:
+        cfg = self.config
+        topic = heartbeat_topic(cfg.site, cfg.node)
+        while not self._stop.wait(cfg.heartbeat_s if self.link.connected else 1.0):
+            if not self.link.connected:
+                continue
+            hb = heartbeat(
+                site=cfg.site, node=cfg.node, data_dir=cfg.data_dir,
+                outbox_depth=self.outbox.depth(), last_seq=self.outbox.last_seq(),
+                cameras={c.id: CameraState.UNKNOWN for c in cfg.cameras},
+                models={cfg.detector.backend: cfg.detector.model},
+            )
+            self.link.publish(topic, encode(hb), qos=0)
+
+
+def run(config: NodeConfig) -> None:
+    """Run a node until it is told to stop."""
+    node = EdgeNode(config)
+    node.start()
+    log.info("node %s/%s running with %d camera(s)", config.site, config.node, len(config.cameras))
+    try:
+        node.wait()
+    finally:
+        node.stop()

@@ -1,0 +1,144 @@
+"""Node configuration: one pydantic tree loaded from YAML at start-up; typos fail loudly."""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from broker.payloads import Severity
+from broker.topics import ID_PATTERN
+from edge.detect import DetectorSettings
+
+PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the key and the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(_Model):
+    """How the node reaches the broker."""
+
+    host: str = Field("127.0.0.1", description="broker host name")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 for TLS)")
+    username: str | None = Field(None, description="this node's broker user")
+    ca_file: Path | None = Field(None, description="CA certificate; set to connect with TLS")
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive")
+
+    @property
+    def password(self) -> str | None:
+        """The broker password comes from the environment, never from the file."""
+        return os.environ.get(PASSWORD_ENV)
+
+
+class CameraSettings(_Model):
+    """One camera of the node; a camera trap delivers into its drop folder."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name_zh: str = Field("", description="name people read, e.g. 北岸1号相机")
+    drop_folder: Path | None = Field(None, description="folder camera-trap images arrive in")
+
+
+class NightIntrusionSettings(_Model):
+    """People or vehicles inside night hours (local time of the node)."""
+
+    enabled: bool = True
+    start: time = Field(time(19, 0), description="night starts (local time)")
+    end: time = Field(time(6, 0), description="night ends (local time)")
+    severity: Severity = Severity.ALERT
+
+
+class DogSettings(_Model):
+    """Free-roaming dogs inside the reserve."""
+
+    enabled: bool = True
+    severity: Severity = Severity.ALERT
+
+
+class RuleSettings(_Model):
+    """Which rules run and how."""
+
+    night_intrusion: NightIntrusionSettings = NightIntrusionSettings()
+    free_roaming_dog: DogSettings = DogSettings()
+
+
+class NodeConfig(_Model):
+    """Everything an edge node needs, validated at start-up."""
+
+    site: Annotated[str, Field(pattern=ID_PATTERN, description="site id, e.g. changxing")]
+    node: Annotated[str, Field(pattern=ID_PATTERN, description="node id, unique in the site")]
+    timezone: str = Field("Asia/Shanghai", description="zone of the camera clocks")
+    data_dir: Path = Field(Path("/var/lib/wildwatch/edge"), description="outbox and archives")
+    model_store: Path | None = Field(None, description="installed models (default: registry)")
+    mqtt: MqttSettings = MqttSettings()
+    detector: DetectorSettings = DetectorSettings()
+    cameras: list[CameraSettings] = Field(min_length=1)
+    rules: RuleSettings = RuleSettings()
+    poll_s: float = Field(2.0, gt=0, le=60, description="drop-folder poll interval")
+    settle_s: float = Field(2.0, ge=0, le=600, description="a file must not change this long")
+    heartbeat_s: float = Field(60.0, gt=0, le=3600, description="heartbeat interval")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> NodeConfig:
+        ids = [c.id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The node's time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def outbox_path(self) -> Path:
+        """Where the durable outbox lives."""
+        return self.data_dir / "outbox.db"
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error as lines of `key.path: problem`, naming unknown keys."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key (not allowed)" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: str = "<config>") -> NodeConfig:
+    """Validate a mapping as a node configuration."""
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid node configuration {origin}:\n{describe(exc)}") from exc
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Load and validate a node YAML file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_config(data if data is not None else {}, str(path))

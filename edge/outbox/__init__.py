@@ -1,0 +1,5 @@
+"""Outbox stage: every event is committed to local disk before anything is sent."""
+
+from edge.outbox.sqlite import Outbox, OutboxEntry
+
+__all__ = ["Outbox", "OutboxEntry"]

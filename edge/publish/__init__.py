@@ -1,0 +1,5 @@
+"""Publish stage: drain the outbox to the broker; an entry leaves only after its PUBACK."""
+
+from edge.publish.drain import Publisher
+
+__all__ = ["Publisher"]

@@ -1,0 +1,41 @@
+"""The durable outbox: numbering, atomic media records, survival across reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from broker.validate import parse_message
+from edge.outbox import Outbox
+from tests.factories import make_event
+
+
+def test_numbers_events_in_order_and_survives_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    stored = box.add([make_event(), make_event()], media_sha256="aa", media_path="x.jpg")
+    stored += box.add([make_event()])
+    assert [e.seq for e in stored] == [1, 2, 3]
+    assert box.seen_media("aa") and not box.seen_media("bb")
+    box.close()
+
+    again = Outbox(tmp_path / "outbox.db")
+    pending = again.pending()
+    assert [p.seq for p in pending] == [1, 2, 3]
+    topic, ev = parse_message(pending[0].topic, pending[0].payload)
+    assert ev == stored[0]
+    assert again.remove([1, 2]) == 2
+    assert [p.seq for p in again.pending()] == [3]
+    assert again.add([make_event()])[0].seq == 4  # never reuses a number
+    assert again.depth() == 2 and again.last_seq() == 4
+
+
+def test_failed_add_stores_nothing(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    dup = make_event()
+    box.add([dup])
+    try:
+        box.add([make_event(), dup], media_sha256="cc")  # same event id twice: rejected whole
+    except Exception as exc:  # sqlite3.IntegrityError
+        assert "UNIQUE" in str(exc)
+    else:
+        raise AssertionError("duplicate event id was accepted")
+    assert box.depth() == 1 and box.last_seq() == 1 and not box.seen_media("cc")
