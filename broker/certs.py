@@ -28,16 +28,56 @@ def _openssl(*args: str, cwd: Path) -> None:
 def dev_certs(out_dir: Path, hostname: str = "localhost") -> dict[str, Path]:
     """Write ca.crt/ca.key and server.crt/server.key (SAN: hostname, 127.0.0.1) into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(DAYS),
-             "-subj", "/CN=WildWatch development CA", "-keyout", "ca.key", "-out", "ca.crt",
-             cwd=out_dir)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}",
-             "-keyout", "server.key", "-out", "server.csr", cwd=out_dir)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        str(DAYS),
+        "-subj",
+        "/CN=WildWatch development CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        cwd=out_dir,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={hostname}",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        cwd=out_dir,
+    )
     (out_dir / "san.ext").write_text(
-        f"subjectAltName=DNS:{hostname},DNS:localhost,IP:127.0.0.1\n", encoding="ascii")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", str(DAYS), "-extfile", "san.ext", "-out", "server.crt",
-             cwd=out_dir)
+        f"subjectAltName=DNS:{hostname},DNS:localhost,IP:127.0.0.1\n", encoding="ascii"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        str(DAYS),
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+        cwd=out_dir,
+    )
     (out_dir / "server.key").chmod(0o600)
     (out_dir / "ca.key").chmod(0o600)
     return {n: out_dir / f"{n}" for n in ("ca.crt", "server.crt", "server.key")}

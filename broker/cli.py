@@ -16,10 +16,18 @@ def cli() -> None:
 
 
 @cli.command("config")
-@click.option("--deployment", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              required=True, help="deployment YAML (see broker/examples/deployment.yaml)")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="folder for mosquitto.conf, acl, passwd, secrets.env")
+@click.option(
+    "--deployment",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="deployment YAML (see broker/examples/deployment.yaml)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="folder for mosquitto.conf, acl, passwd, secrets.env",
+)
 def config_cmd(deployment: Path, out: Path) -> None:
     """Write a complete Mosquitto configuration: persistence on, a TLS listener, one user and
     password per node and one for central, and ACLs that keep each node inside its own
@@ -35,8 +43,12 @@ def config_cmd(deployment: Path, out: Path) -> None:
 
 
 @cli.command("certs")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="folder for ca.crt, server.crt, server.key")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="folder for ca.crt, server.crt, server.key",
+)
 @click.option("--hostname", default="localhost", show_default=True, help="broker host name")
 def certs_cmd(out: Path, hostname: str) -> None:
     """Make development TLS certificates (a private CA and a server certificate) with openssl.

@@ -139,7 +139,9 @@ class MqttLink:
         self._connected.clear()
 
     # -- traffic ---------------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> PublishHandle:
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> PublishHandle:
         """Queue a publish; the handle tells when the broker acknowledged it."""
         return PublishHandle(self._client.publish(topic, payload, qos=qos, retain=retain))
 

@@ -42,8 +42,10 @@ class Deployment(BaseModel):
     keyfile: Path = Field(Path("/etc/mosquitto/certs/server.key"))
     persistence_dir: Path = Field(Path("/var/lib/mosquitto/"))
     central_user: str = Field("central", min_length=1, max_length=64)
-    run_as_user: str = Field("mosquitto", description="user mosquitto drops privileges to; "
-                             "passwd and acl must be readable by it")
+    run_as_user: str = Field(
+        "mosquitto",
+        description="user mosquitto drops privileges to; passwd and acl must be readable by it",
+    )
     nodes: list[NodeEntry] = Field(min_length=1)
     # Days of backlog the broker keeps for a disconnected central: nodes x events/day x days.
     backlog_days: int = Field(7, ge=1, le=60)
@@ -82,7 +84,8 @@ def mosquitto_conf(dep: Deployment, out_dir: Path) -> str:
     """mosquitto.conf: persistence on, TLS listener, no anonymous access, queues sized for days."""
     queue = len(dep.nodes) * dep.events_per_node_day * dep.backlog_days
     local = (
-        f"\n# plain listener for central on the same host only\nlistener {dep.local_port} 127.0.0.1\n"
+        "\n# plain listener for central on the same host only\n"
+        f"listener {dep.local_port} 127.0.0.1\n"
         if dep.local_port
         else ""
     )
@@ -90,8 +93,8 @@ def mosquitto_conf(dep: Deployment, out_dir: Path) -> str:
 per_listener_settings false
 user {dep.run_as_user}
 allow_anonymous false
-password_file {out_dir / 'passwd'}
-acl_file {out_dir / 'acl'}
+password_file {out_dir / "passwd"}
+acl_file {out_dir / "acl"}
 
 persistence true
 persistence_location {dep.persistence_dir}
@@ -144,6 +147,10 @@ def write_config(dep: Deployment, out_dir: Path) -> Written:
     passwd.write_text("".join(f"{u}:{password_hash(p)}\n" for u, p in passwords.items()))
     passwd.chmod(0o600)
     env.touch(mode=0o600)
-    env.write_text("".join(f"# {u}\n{u.upper().replace('.', '__').replace('-', '_')}"
-                           f"={p}\n" for u, p in passwords.items()))
+    env.write_text(
+        "".join(
+            f"# {u}\n{u.upper().replace('.', '__').replace('-', '_')}={p}\n"
+            for u, p in passwords.items()
+        )
+    )
     return Written(conf, acl_path, passwd, env)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from broker.topics import ID_PATTERN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 # Bounds that keep one hostile payload from exhausting memory or the database.
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -58,7 +58,7 @@ class EventKind(StrEnum):
 
 
 class Category(StrEnum):
-    """Detection categories as camera-trap tools use them (bird and dog are sub-categories of animal)."""
+    """Detection categories as camera-trap tools use them (bird and dog are kinds of animal)."""
 
     ANIMAL = "animal"
     BIRD = "bird"

@@ -1,4 +1,4 @@
-"""Pure validators: raw MQTT topic + bytes in, a typed payload or a ContractError with the reason out."""
+"""Pure validators: raw topic + bytes in, a typed payload or a ContractError with the reason."""
 
 from __future__ import annotations
 

@@ -11,7 +11,10 @@ RULES: dict[str, tuple[str, str]] = {
     "motionless_bird": ("静止鸟类（疑似死亡或患病）", "motionless bird (suspected dead or sick)"),
     "mortality_cluster": ("鸟类聚集性死亡", "bird mortality cluster"),
     "abnormal_count": ("数量异常", "abnormal count"),
-    "night_intrusion": ("夜间人员/车辆闯入（疑似盗猎）", "person or vehicle at night (suspected poaching)"),
+    "night_intrusion": (
+        "夜间人员/车辆闯入（疑似盗猎）",
+        "person or vehicle at night (suspected poaching)",
+    ),
     "free_roaming_dog": ("流浪犬进入保护区", "free-roaming dog in the reserve"),
     "high_risk_species": ("高风险物种靠近禽类/人群", "high-risk species near poultry or people"),
     "camera_health": ("摄像机故障", "camera failure"),

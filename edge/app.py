@@ -46,14 +46,24 @@ class EdgeNode:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(cfg.outbox_path)
-        log.info("outbox %s: %d events waiting, last seq %d", cfg.outbox_path,
-                 self.outbox.depth(), self.outbox.last_seq())
+        log.info(
+            "outbox %s: %d events waiting, last seq %d",
+            cfg.outbox_path,
+            self.outbox.depth(),
+            self.outbox.last_seq(),
+        )
         detector = self._detector or create(cfg.detector, cfg.model_store)
         self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
         self.link = MqttLink(
             f"wildwatch-{cfg.site}-{cfg.node}",
-            BrokerAddress(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username, cfg.mqtt.password,
-                          cfg.mqtt.ca_file, cfg.mqtt.keepalive_s),
+            BrokerAddress(
+                cfg.mqtt.host,
+                cfg.mqtt.port,
+                cfg.mqtt.username,
+                cfg.mqtt.password,
+                cfg.mqtt.ca_file,
+                cfg.mqtt.keepalive_s,
+            ),
             clean_session=False,
             will=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE, stamped=False)),
             online=(status_topic(cfg.site, cfg.node), self._status(NodeState.ONLINE)),
@@ -100,7 +110,9 @@ class EdgeNode:
     # -- work --------------------------------------------------------------------------------------
     def _status(self, state: NodeState, *, stamped: bool = True) -> bytes:
         at = utc_now() if stamped else None
-        return encode(StatusPayload(site=self.config.site, node=self.config.node, state=state, at=at))
+        return encode(
+            StatusPayload(site=self.config.site, node=self.config.node, state=state, at=at)
+        )
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
@@ -125,18 +137,28 @@ class EdgeNode:
             analysis = self.pipeline.analyse(item)
         except MediaError as exc:
             log.warning("%s: quarantined: %s", item.path.name, exc)
-            self.outbox.add([], media_sha256=item.sha256, media_path=str(item.path),
-                            media_status="quarantined", media_detail=str(exc))
+            self.outbox.add(
+                [],
+                media_sha256=item.sha256,
+                media_path=str(item.path),
+                media_status="quarantined",
+                media_detail=str(exc),
+            )
             dest = self._move(item, "quarantine")
             if dest is not None:
                 dest.with_name(dest.name + ".reason.txt").write_text(f"{exc}\n", encoding="utf-8")
             self.quarantined += 1
             return 0
-        stored = self.outbox.add(analysis.events, media_sha256=item.sha256,
-                                 media_path=str(item.path))
+        stored = self.outbox.add(
+            analysis.events, media_sha256=item.sha256, media_path=str(item.path)
+        )
         self.processed += 1
-        log.info("%s: %d detections, %d events", item.path.name,
-                 len(analysis.result.detections), len(stored))
+        log.info(
+            "%s: %d detections, %d events",
+            item.path.name,
+            len(analysis.result.detections),
+            len(stored),
+        )
         self._move(item, "archive")
         return len(stored)
 
@@ -161,8 +183,11 @@ class EdgeNode:
             if not self.link.connected:
                 continue
             hb = heartbeat(
-                site=cfg.site, node=cfg.node, data_dir=cfg.data_dir,
-                outbox_depth=self.outbox.depth(), last_seq=self.outbox.last_seq(),
+                site=cfg.site,
+                node=cfg.node,
+                data_dir=cfg.data_dir,
+                outbox_depth=self.outbox.depth(),
+                last_seq=self.outbox.last_seq(),
                 cameras={c.id: CameraState.UNKNOWN for c in cfg.cameras},
                 models={cfg.detector.backend: cfg.detector.model},
             )

@@ -28,8 +28,13 @@ def cli() -> None:
 
 
 @cli.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
-              required=True, help="node YAML (see edge/examples/)")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="node YAML (see edge/examples/)",
+)
 def run_cmd(config_path: Path) -> None:
     """Run the node as a service: watch the drop folders, detect, store events in the durable
     outbox and publish them to the broker (QoS 1; removed only after the broker acknowledged).
@@ -41,15 +46,30 @@ def run_cmd(config_path: Path) -> None:
 
 @cli.command("scan")
 @click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
-              help="node YAML for site, node, detector and rules (defaults otherwise)")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True),
+    help="node YAML for site, node, detector and rules (defaults otherwise)",
+)
 @click.option("--camera", help="camera id for these images (default: the folder name)")
-@click.option("--events-out", type=click.Path(path_type=Path, dir_okay=False),
-              help="write every event as one JSON line (the wire payload)")
-@click.option("--results-out", type=click.Path(path_type=Path, dir_okay=False),
-              help="write per-image detections as JSON lines")
-def scan_cmd(directory: Path, config_path: Path | None, camera: str | None,
-             events_out: Path | None, results_out: Path | None) -> None:
+@click.option(
+    "--events-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write every event as one JSON line (the wire payload)",
+)
+@click.option(
+    "--results-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write per-image detections as JSON lines",
+)
+def scan_cmd(
+    directory: Path,
+    config_path: Path | None,
+    camera: str | None,
+    events_out: Path | None,
+    results_out: Path | None,
+) -> None:
     """Process a folder of camera-trap images as one camera, in capture-time order (EXIF
     DateTimeOriginal, else file time), and print a summary. Corrupt files are listed, not fatal."""
     from edge.scan import scan
@@ -72,10 +92,13 @@ def scan_cmd(directory: Path, config_path: Path | None, camera: str | None,
                 raise click.ClickException(str(exc)) from exc
             raise
     click.echo(f"图像 images: {summary.images}  失败 failed: {len(summary.failed)}")
-    click.echo("检测 detections: " + (", ".join(f"{k}={v}" for k, v in
-                                               sorted(summary.detections.items())) or "-"))
-    click.echo("事件 events: " + (", ".join(f"{k}={v}" for k, v in
-                                           sorted(summary.events.items())) or "-"))
+    click.echo(
+        "检测 detections: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(summary.detections.items())) or "-")
+    )
+    click.echo(
+        "事件 events: " + (", ".join(f"{k}={v}" for k, v in sorted(summary.events.items())) or "-")
+    )
     for path, reason in summary.failed.items():
         click.echo(f"  失败 failed {path}: {reason}", err=True)
     if summary.images == 0 and summary.failed:

@@ -44,8 +44,9 @@ def scan(
 ) -> ScanSummary:
     """Run the pipeline over every image; events are numbered 1..n in capture order."""
     items = scan_folder(directory, camera, config.tz)
-    pipeline = Pipeline(config, detector or create(config.detector, config.model_store),
-                        build_rules(config))
+    pipeline = Pipeline(
+        config, detector or create(config.detector, config.model_store), build_rules(config)
+    )
     summary = ScanSummary()
     seq = 0
     show = sys.stderr.isatty() if progress is None else progress
@@ -82,8 +83,12 @@ def _result_line(analysis: Analysis) -> dict[str, object]:
         "model": r.model,
         "inference_ms": round(r.inference_ms, 2),
         "detections": [
-            {"category": d.category.value, "label": d.label, "score": round(d.score, 4),
-             "bbox": [round(v, 5) for v in d.normalised(r.width, r.height)]}
+            {
+                "category": d.category.value,
+                "label": d.label,
+                "score": round(d.score, 4),
+                "bbox": [round(v, 5) for v in d.normalised(r.width, r.height)],
+            }
             for d in r.detections
         ],
     }

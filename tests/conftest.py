@@ -42,7 +42,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Pa
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    """A real mosquitto on a free loopback port for the whole session (anonymous, persistence on)."""
+    """A real mosquitto on a free loopback port for the session (anonymous, persistence on)."""
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.fail("mosquitto is not installed (.ci/run installs it with apt-get)")
     server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"), free_port())

@@ -91,8 +91,14 @@ class Outbox:
                     cur.execute(
                         "INSERT INTO outbox (seq, event_id, topic, payload, severity, created_at)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (ev.seq, str(ev.event_id), event_topic(ev.site, ev.node), encode(ev),
-                         ev.severity.value, time.time()),
+                        (
+                            ev.seq,
+                            str(ev.event_id),
+                            event_topic(ev.site, ev.node),
+                            encode(ev),
+                            ev.severity.value,
+                            time.time(),
+                        ),
                     )
                     stored.append(ev)
                 cur.execute("UPDATE meta SET value=? WHERE key='last_seq'", (last + len(events),))
@@ -120,7 +126,8 @@ class Outbox:
         """The oldest stored events after `after_seq`, in sequence order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, event_id, topic, payload FROM outbox"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
         return [OutboxEntry(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]

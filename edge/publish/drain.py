@@ -72,8 +72,11 @@ class Publisher:
         now = time.monotonic()
         stale = [s for s, f in self._inflight.items() if now - f.sent_at > self._resend_after_s]
         for seq in stale:
-            log.warning("event seq %s not acknowledged after %.0fs, sending again", seq,
-                        self._resend_after_s)
+            log.warning(
+                "event seq %s not acknowledged after %.0fs, sending again",
+                seq,
+                self._resend_after_s,
+            )
             del self._inflight[seq]
         if not self._link.connected:
             return bool(done)

@@ -65,8 +65,10 @@ class NightIntrusionRule(Rule):
         dets = [d for d in sighting.detections if d.category in (Category.PERSON, Category.VEHICLE)]
         if not dets:
             return []
-        category = Category.PERSON if any(d.category is Category.PERSON for d in dets) else (
-            Category.VEHICLE
+        category = (
+            Category.PERSON
+            if any(d.category is Category.PERSON for d in dets)
+            else (Category.VEHICLE)
         )
         when = sighting.captured_at.strftime("%H:%M")
         return [

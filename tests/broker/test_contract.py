@@ -33,8 +33,17 @@ def event_dict(**over: Any) -> dict[str, Any]:
         "severity": "alert",
         "count": 1,
         "confidence": 0.86,
-        "boxes": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4, "category": "person",
-                   "label": "person", "confidence": 0.86}],
+        "boxes": [
+            {
+                "x": 0.1,
+                "y": 0.2,
+                "w": 0.3,
+                "h": 0.4,
+                "category": "person",
+                "label": "person",
+                "confidence": 0.86,
+            }
+        ],
         "message_zh": "夜间02:13在cx-cam-01发现1个人员，疑似盗猎",
     }
     base.update(over)
@@ -49,12 +58,22 @@ def test_topic_round_trip() -> None:
     t = Topic.build("changxing", "cx-node-01", TopicKind.EVENT)
     assert str(t) == TOPIC == event_topic("changxing", "cx-node-01")
     assert Topic.parse(TOPIC) == t
-    assert shared_subscription("central", TopicKind.EVENT) == "$share/central/wildwatch/v1/+/+/event"
+    assert (
+        shared_subscription("central", TopicKind.EVENT) == "$share/central/wildwatch/v1/+/+/event"
+    )
 
 
-@pytest.mark.parametrize("bad", ["wildwatch/v1/a/b", "wildwatch/v2/a/b/event", "x/v1/a/b/event",
-                                 "wildwatch/v1/A B/b/event", "wildwatch/v1/a/b/other",
-                                 "wildwatch/v1/+/b/event"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "wildwatch/v1/a/b",
+        "wildwatch/v2/a/b/event",
+        "x/v1/a/b/event",
+        "wildwatch/v1/A B/b/event",
+        "wildwatch/v1/a/b/other",
+        "wildwatch/v1/+/b/event",
+    ],
+)
 def test_bad_topics_rejected(bad: str) -> None:
     with pytest.raises(TopicError):
         Topic.parse(bad)
@@ -76,8 +95,10 @@ def test_valid_event_parses_and_round_trips() -> None:
         (b"\xff\xfe", "not UTF-8 JSON"),
         (b"[1, 2]", "not a JSON object"),
         (raw(event_dict(schema_version=2)), "unsupported schema_version 2"),
-        (raw({k: v for k, v in event_dict().items() if k != "schema_version"}),
-         "unsupported schema_version None"),
+        (
+            raw({k: v for k, v in event_dict().items() if k != "schema_version"}),
+            "unsupported schema_version None",
+        ),
         (raw(event_dict(seq="many")), "seq"),
         (raw(event_dict(seq=0)), "seq"),
         (raw(event_dict(confidence=1.5)), "confidence"),
@@ -99,9 +120,15 @@ def test_malformed_events_rejected_with_reason(payload: bytes, reason: str) -> N
 
 
 def test_heartbeat_and_status() -> None:
-    hb = HeartbeatPayload(site="xiazhuhu", node="xz-node-01", sent_at=datetime.now(UTC),
-                          uptime_s=12.5, outbox_depth=3, software_version="0.1.0",
-                          cameras={"xz-cam-01": "ok"})
+    hb = HeartbeatPayload(
+        site="xiazhuhu",
+        node="xz-node-01",
+        sent_at=datetime.now(UTC),
+        uptime_s=12.5,
+        outbox_depth=3,
+        software_version="0.1.0",
+        cameras={"xz-cam-01": "ok"},
+    )
     _, back = parse_message("wildwatch/v1/xiazhuhu/xz-node-01/heartbeat", encode(hb))
     assert back == hb
     will = StatusPayload(site="xiazhuhu", node="xz-node-01", state="offline")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,16 +28,24 @@ def _passwords(env_file: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, dict[str, str], Path]]:
-    import subprocess
+def secured(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Deployment, dict[str, str], Path]]:
 
     root = tmp_path_factory.mktemp("secured")
     certs = dev_certs(root / "certs")
     dep = Deployment(
-        port=free_port(), local_port=None, cafile=certs["ca.crt"], certfile=certs["server.crt"],
-        keyfile=certs["server.key"], persistence_dir=root, run_as_user="root",
-        nodes=[NodeEntry(site="changxing", node="cx-node-01"),
-               NodeEntry(site="xiazhuhu", node="xz-node-01")],
+        port=free_port(),
+        local_port=None,
+        cafile=certs["ca.crt"],
+        certfile=certs["server.crt"],
+        keyfile=certs["server.key"],
+        persistence_dir=root,
+        run_as_user="root",
+        nodes=[
+            NodeEntry(site="changxing", node="cx-node-01"),
+            NodeEntry(site="xiazhuhu", node="xz-node-01"),
+        ],
     )
     w = write_config(dep, root / "conf")
     proc = subprocess.Popen(["mosquitto", "-c", str(w.conf)], stderr=subprocess.PIPE)
@@ -47,15 +56,19 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployme
 
 
 def _link(dep: Deployment, user: str, password: str, ca: Path) -> MqttLink:
-    link = MqttLink(f"t-{user}-{time.monotonic_ns()}",
-                    BrokerAddress("127.0.0.1", dep.port, user, password, ca), clean_session=True)
+    link = MqttLink(
+        f"t-{user}-{time.monotonic_ns()}",
+        BrokerAddress("127.0.0.1", dep.port, user, password, ca),
+        clean_session=True,
+    )
     link.start()
     return link
 
 
 def test_config_sizes_queue_for_days(tmp_path: Path) -> None:
-    dep = Deployment(nodes=[NodeEntry(site="changxing", node="a")], backlog_days=7,
-                     events_per_node_day=20_000)
+    dep = Deployment(
+        nodes=[NodeEntry(site="changxing", node="a")], backlog_days=7, events_per_node_day=20_000
+    )
     text = write_config(dep, tmp_path).conf.read_text()
     assert "max_queued_messages 140000" in text
     assert "allow_anonymous false" in text and "persistence true" in text
@@ -84,7 +97,7 @@ def test_node_cannot_publish_as_another_site(
 def test_wrong_password_and_anonymous_refused(
     secured: tuple[Deployment, dict[str, str], Path],
 ) -> None:
-    dep, pw, ca = secured
+    dep, _, ca = secured
     bad = _link(dep, "changxing.cx-node-01", "wrong", ca)
     anon = MqttLink("anon", BrokerAddress("127.0.0.1", dep.port, ca_file=ca), clean_session=True)
     anon.start()

@@ -49,8 +49,11 @@ def test_unusable_files_raise_media_error(images_dir: Path, tmp_path: Path) -> N
     (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"\x89PNG not really")
-    for name, reason in [("trunc.jpg", "truncated"), ("empty.jpg", "empty"),
-                         ("junk.png", "not a decodable image")]:
+    for name, reason in [
+        ("trunc.jpg", "truncated"),
+        ("empty.jpg", "empty"),
+        ("junk.png", "not a decodable image"),
+    ]:
         with pytest.raises(MediaError, match=reason):
             load_image(tmp_path / name)
     assert load_image(images_dir / "ct_ecoassist_person.jpg").shape == (365, 640, 3)

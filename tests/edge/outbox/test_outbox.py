@@ -20,7 +20,7 @@ def test_numbers_events_in_order_and_survives_reopen(tmp_path: Path) -> None:
     again = Outbox(tmp_path / "outbox.db")
     pending = again.pending()
     assert [p.seq for p in pending] == [1, 2, 3]
-    topic, ev = parse_message(pending[0].topic, pending[0].payload)
+    _, ev = parse_message(pending[0].topic, pending[0].payload)
     assert ev == stored[0]
     assert again.remove([1, 2]) == 2
     assert [p.seq for p in again.pending()] == [3]

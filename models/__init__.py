@@ -1,0 +1,1 @@
+"""Model registry: manifest of pinned models, install (import/pull), verification and lookup."""

@@ -1,0 +1,81 @@
+"""`wildwatch edge scan` on the real shared images: detections, events file, bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broker.validate import parse_message
+from central.cli import cli
+
+
+@pytest.fixture()
+def scan_dir(images_dir: Path, tmp_path: Path) -> Path:
+    d = tmp_path / "card"
+    d.mkdir()
+    for name in [
+        "bird_coral_bird.jpg",
+        "ct_ecoassist_car_dog.jpg",
+        "ct_ecoassist_empty_night.jpg",
+        "ct_md_channelislands_fox_night.jpg",
+        "ct_ecoassist_vehicle.jpg",
+    ]:
+        shutil.copy(images_dir / name, d / name)
+    data = (images_dir / "ct_ecoassist_person.jpg").read_bytes()
+    (d / "broken.jpg").write_bytes(data[:5000])  # a half-written upload
+    return d
+
+
+def test_scan_writes_events_and_results(
+    scan_dir: Path, tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(models_dir))
+    events_out, results_out = tmp_path / "events.jsonl", tmp_path / "results.jsonl"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "edge",
+            "scan",
+            str(scan_dir),
+            "--camera",
+            "cam-a",
+            "--events-out",
+            str(events_out),
+            "--results-out",
+            str(results_out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "images: 5" in result.output and "failed: 1" in result.output
+
+    events = [
+        parse_message("wildwatch/v1/local/scan/event", line.encode())[1]
+        for line in events_out.read_text().splitlines()
+    ]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # type: ignore[attr-defined]
+    by_source: dict[str, set[str]] = {}
+    for e in events:
+        by_source.setdefault(e.source, set()).add(e.rule or e.category)  # type: ignore[attr-defined]
+    assert "bird" in by_source["bird_coral_bird.jpg"]
+    assert {"dog", "free_roaming_dog"} <= by_source["ct_ecoassist_car_dog.jpg"]
+    assert "ct_ecoassist_empty_night.jpg" not in by_source
+    # capture-time order: the 2014 EXIF fox frame comes before the copies stamped now
+    results = [json.loads(line) for line in results_out.read_text().splitlines()]
+    assert Path(results[0]["file"]).name == "ct_md_channelislands_fox_night.jpg"
+    failures = [r for r in results if "failure" in r]
+    assert len(failures) == 1 and "truncated" in failures[0]["failure"]
+    night = next(r for r in results if r["file"].endswith("empty_night.jpg"))
+    assert not [d for d in night["detections"] if d["category"] in ("animal", "bird", "dog")]
+
+
+def test_scan_without_models_says_how_to_install(
+    scan_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(tmp_path / "empty-store"))
+    result = CliRunner().invoke(cli, ["edge", "scan", str(scan_dir)])
+    assert result.exit_code != 0
+    assert "models import" in result.output
