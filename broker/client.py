@@ -94,6 +94,10 @@ class MqttLink:
         self._online = online
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._connected = threading.Event()
+        self._stopping = False
+        self._subscribed = threading.Event()
+        self._pending_subs: set[int] = set()
+        self._sub_lock = threading.Lock()
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -113,6 +117,7 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_unrouted
+        self._client.on_subscribe = self._on_subscribe
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,6 +130,10 @@ class MqttLink:
         """Block until connected (True) or the timeout passed (False)."""
         return self._connected.wait(timeout_s)
 
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Block until connected and every subscription was acknowledged by the broker."""
+        return self._subscribed.wait(timeout_s)
+
     @property
     def connected(self) -> bool:
         """True while the connection is up."""
@@ -132,6 +141,7 @@ class MqttLink:
 
     def stop(self, offline: tuple[str, bytes] | None = None) -> None:
         """Publish a final retained status (optional), disconnect and stop the network thread."""
+        self._stopping = True
         if offline is not None and self.connected:
             self.publish(offline[0], offline[1], retain=True).wait(2.0)
         self._client.disconnect()
@@ -150,7 +160,14 @@ class MqttLink:
         self._subs[topic_filter] = (qos, handler)
         self._client.message_callback_add(_match_filter(topic_filter), self._wrap(handler))
         if self.connected:
-            self._client.subscribe(topic_filter, qos=qos)
+            self._subscribe(self._client, topic_filter, qos)
+
+    def _subscribe(self, client: paho.Client, topic_filter: str, qos: int) -> None:
+        with self._sub_lock:
+            self._subscribed.clear()
+            _rc, mid = client.subscribe(topic_filter, qos=qos)
+            if mid is not None:
+                self._pending_subs.add(mid)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received with manual_ack (after it was stored)."""
@@ -176,18 +193,32 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         log.info("connected to %s:%s", self._address.host, self._address.port)
-        for topic_filter, (qos, _handler) in self._subs.items():
-            client.subscribe(topic_filter, qos=qos)
+        with self._sub_lock:
+            self._pending_subs.clear()
+        for topic_filter, (qos, _handler) in list(self._subs.items()):
+            self._subscribe(client, topic_filter, qos)
+        with self._sub_lock:
+            if not self._pending_subs:
+                self._subscribed.set()
         if self._online is not None:
             client.publish(self._online[0], self._online[1], qos=1, retain=True)
         self._connected.set()
 
+    def _on_subscribe(
+        self, _c: paho.Client, _u: object, mid: int, _reasons: object, _p: object
+    ) -> None:
+        with self._sub_lock:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self._subscribed.set()
+
     def _on_disconnect(
         self, _c: paho.Client, _u: object, _flags: object, reason: object, _p: object
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             log.warning("disconnected from broker: %s (will reconnect)", reason)
         self._connected.clear()
+        self._subscribed.clear()
 
 
 def _match_filter(topic_filter: str) -> str:

@@ -39,11 +39,14 @@ class EdgeNode:
         self.processed = 0
         self.quarantined = 0
         self.duplicates = 0
+        self._started = False
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> None:
         """Open the outbox, load the detector, connect, and start the worker threads."""
         cfg = self.config
+        detector = self._detector or create(cfg.detector, cfg.model_store)  # fail before anything
+        self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(cfg.outbox_path)
         log.info(
@@ -52,8 +55,6 @@ class EdgeNode:
             self.outbox.depth(),
             self.outbox.last_seq(),
         )
-        detector = self._detector or create(cfg.detector, cfg.model_store)
-        self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
         self.link = MqttLink(
             f"wildwatch-{cfg.site}-{cfg.node}",
             BrokerAddress(
@@ -80,6 +81,7 @@ class EdgeNode:
             w.directory.mkdir(parents=True, exist_ok=True)
         self._spawn("watcher", self._watch_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
+        self._started = True
 
     def _spawn(self, name: str, target: object) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -88,6 +90,8 @@ class EdgeNode:
 
     def stop(self) -> None:
         """Stop watching, stop publishing (stored events stay stored), go offline."""
+        if not self._started:
+            return
         self._stop.set()
         for t in self._threads:
             t.join(10)

@@ -17,7 +17,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.05) -> bool:
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.05
+) -> bool:
     """Poll `predicate` until it is true or the timeout passes; returns its last value."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -60,10 +62,13 @@ class MosquittoServer:
     def start(self) -> None:
         """Start mosquitto and wait until it listens."""
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self._proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            [exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if not wait_port(self.port):
-            raise RuntimeError(f"mosquitto did not start on port {self.port}: {self.log.read_text()}")
+            raise RuntimeError(
+                f"mosquitto did not start on port {self.port}: {self.log.read_text()}"
+            )
 
     def stop(self) -> None:
         """Stop mosquitto (it saves its persistence file on a clean stop)."""

@@ -12,8 +12,10 @@ from hardware import unit_path
 
 def test_units_are_packaged_and_run_real_commands() -> None:
     runner = CliRunner()
-    for name, sub in [("wildwatch-edge.service", ["edge", "run"]),
-                      ("wildwatch-central.service", ["central", "serve"])]:
+    for name, sub in [
+        ("wildwatch-edge.service", ["edge", "run"]),
+        ("wildwatch-central.service", ["central", "serve"]),
+    ]:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         parser.read(unit_path(name))
         exec_start = parser["Service"]["ExecStart"]

@@ -1,0 +1,170 @@
+"""Central start-up: the FastAPI app factory and the service running ingest, alerts and API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from central import messages
+from central.alerts import SmsBackend, make_backend
+from central.alerts.dispatcher import AlertDispatcher
+from central.api.routes import events, health
+from central.config import CentralConfig
+from central.db.migrate import upgrade
+from central.db.models import Event
+from central.db.session import make_engine, make_session_factory
+from central.ingest import IngestCounters, Ingestor
+
+log = logging.getLogger(__name__)
+
+# Waiting for the database at start-up (PostgreSQL may still be booting): doubling pauses.
+DB_WAIT_MIN_S = 0.5
+DB_WAIT_MAX_S = 15.0
+DB_WAIT_TOTAL_S = 120.0
+BROKER_WAIT_S = 10.0
+
+
+def create_app(*, config: CentralConfig, session_factory: sessionmaker[Session]) -> FastAPI:
+    """Build the API around the given config and database sessions."""
+    app = FastAPI(title=messages.API_TITLE, docs_url="/docs", openapi_url="/openapi.json")
+    app.state.config = config
+    app.state.session_factory = session_factory
+    app.include_router(health.router)
+    app.include_router(events.router)
+    return app
+
+
+def _upgrade_with_retry(database_url: str) -> None:
+    delay, deadline = DB_WAIT_MIN_S, time.monotonic() + DB_WAIT_TOTAL_S
+    while True:
+        try:
+            upgrade(database_url)
+            return
+        except OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying in %.1fs", exc.orig, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, DB_WAIT_MAX_S)
+
+
+class CentralService:
+    """Runs the migration, the ingest workers, the alert dispatcher and (optionally) HTTP."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        *,
+        sms_backend: SmsBackend | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.config = config
+        self._sms_backend = sms_backend
+        self._serve_http = serve_http
+        self.engine: sa.Engine | None = None
+        self.session_factory: sessionmaker[Session] | None = None
+        self.dispatcher: AlertDispatcher | None = None
+        self.ingestors: list[Ingestor] = []
+        self.app: FastAPI | None = None
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start everything in order: database, alerts, ingest, HTTP."""
+        cfg = self.config
+        # 1. Database: wait for it, then bring the schema to head.
+        _upgrade_with_retry(cfg.database_url)
+        self.engine = make_engine(cfg.database_url)
+        self.session_factory = make_session_factory(self.engine)
+        # 2. Alerts: send whatever a previous run committed but did not get out.
+        backend = self._sms_backend or make_backend(cfg)
+        self.dispatcher = AlertDispatcher(
+            config=cfg, session_factory=self.session_factory, backend=backend
+        )
+        self.dispatcher.send_pending()
+        # 3. Ingest: one connection and worker per configured worker.
+        self.ingestors = [
+            Ingestor.from_config(
+                config=cfg,
+                session_factory=self.session_factory,
+                dispatcher=self.dispatcher,
+                worker=n,
+            )
+            for n in range(cfg.mqtt.workers)
+        ]
+        for ingestor in self.ingestors:
+            ingestor.start()
+        if not all(i.wait_connected(BROKER_WAIT_S) for i in self.ingestors):
+            log.warning(
+                "broker %s:%s not reachable yet; ingest keeps retrying",
+                cfg.mqtt.host,
+                cfg.mqtt.port,
+            )
+        # 4. HTTP API in a background thread.
+        self.app = create_app(config=cfg, session_factory=self.session_factory)
+        if self._serve_http:
+            self._http = uvicorn.Server(
+                uvicorn.Config(self.app, host=cfg.http.host, port=cfg.http.port, log_level="info")
+            )
+            self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
+            self._http_thread.start()
+        log.info(
+            "central started: %d ingest worker(s), db %s", len(self.ingestors), self.engine.url
+        )
+
+    def stored_events(self) -> int:
+        """Number of events in the database (all workers, all runs)."""
+        if self.session_factory is None:
+            return 0
+        with self.session_factory() as session:
+            return int(session.scalar(sa.select(sa.func.count()).select_from(Event)) or 0)
+
+    @property
+    def counters(self) -> IngestCounters:
+        """Ingest counters summed over the workers."""
+        total = IngestCounters()
+        for ingestor in self.ingestors:
+            total.add(ingestor.counters)
+        return total
+
+    def stop(self) -> None:
+        """Stop in reverse order; unacknowledged messages stay with the broker."""
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._http_thread is not None:
+                self._http_thread.join(10)
+            self._http = self._http_thread = None
+        for ingestor in self.ingestors:
+            ingestor.stop()
+        self.ingestors = []
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+
+def serve(config: CentralConfig) -> None:
+    """Run central until SIGINT or SIGTERM."""
+    done = threading.Event()
+
+    def _signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s received, stopping", signum)
+        done.set()
+
+    previous = {s: signal.signal(s, _signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    service = CentralService(config)
+    try:
+        service.start()
+        done.wait()
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

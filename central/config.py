@@ -1,0 +1,196 @@
+"""Central configuration: one pydantic model tree loaded once from YAML."""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from broker.payloads import Severity
+from broker.topics import ID_PATTERN
+
+PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_CUTOFF = "15:00"
+
+SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]
+HhMm = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, not YAML, or does not fit the model."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(_Section):
+    """How central reaches the broker."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker TCP port (8883 with TLS)")
+    username: str | None = Field(None, max_length=128, description="broker user name")
+    password: SecretStr | None = Field(
+        None, description=f"broker password; taken from ${PASSWORD_ENV} when that is set"
+    )
+    ca_file: Path | None = Field(None, description="CA certificate; setting it turns TLS on")
+    client_id: str = Field(
+        "wildwatch-central",
+        pattern=r"^[A-Za-z0-9_.-]{1,48}$",
+        description="MQTT client id (persistent session); workers append -<n>",
+    )
+    share_group: SiteId | None = Field(
+        None, description="shared-subscription group so several workers split the load"
+    )
+    workers: int = Field(1, ge=1, le=16, description="ingest connections/threads")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_env(cls, data: Any) -> Any:
+        secret = os.environ.get(PASSWORD_ENV)
+        if secret and isinstance(data, dict):
+            return {**data, "password": secret}
+        return data
+
+    @model_validator(mode="after")
+    def _workers_need_group(self) -> MqttConfig:
+        if self.workers > 1 and self.share_group is None:
+            raise ValueError("workers > 1 needs share_group, or every worker gets every message")
+        return self
+
+
+class HttpConfig(_Section):
+    """Where the API listens."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="bind address")
+    port: int = Field(8000, ge=1, le=65535, description="bind port")
+
+
+class ReportConfig(_Section):
+    """The daily report (日报) sent to the provincial bureau."""
+
+    cutoff: HhMm = Field(
+        DEFAULT_CUTOFF, description="local cut-off; the window is previous day cut-off → cut-off"
+    )
+    output_dir: Path | None = Field(None, description="where reports go (default data_dir/reports)")
+    station_name: str = Field("", max_length=120, description="monitoring station name (监测站)")
+    station_code: str = Field("", max_length=64, description="station code in the national system")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_sexagesimal(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted 15:00 as the base-60 integer 900; turn it back into "15:00".
+        if isinstance(data, dict) and isinstance(data.get("cutoff"), int):
+            minutes = data["cutoff"]
+            return {**data, "cutoff": f"{minutes // 60:02d}:{minutes % 60:02d}"}
+        return data
+
+    @property
+    def cutoff_time(self) -> time:
+        """The cut-off as a time of day."""
+        hours, minutes = self.cutoff.split(":")
+        return time(int(hours), int(minutes))
+
+
+class SiteConfig(_Section):
+    """One monitoring point."""
+
+    name_zh: str = Field(min_length=1, max_length=120, description="Chinese name (used in SMS)")
+    name_en: str = Field("", max_length=120, description="English name")
+    station_code: str = Field("", max_length=64, description="national station code")
+    latitude: float | None = Field(None, ge=-90, le=90, description="WGS-84 latitude")
+    longitude: float | None = Field(None, ge=-180, le=180, description="WGS-84 longitude")
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> SiteConfig:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude or neither")
+        return self
+
+
+class AlertConfig(_Section):
+    """SMS alerts to the duty officers (值班人员)."""
+
+    sms_backend: str = Field("file", pattern=r"^[a-z][a-z0-9_]*$", description="SMS backend key")
+    sms_file: Path | None = Field(
+        None, description="file backend output (default data_dir/sms.jsonl)"
+    )
+    duty_phones: list[Phone] = Field(
+        default_factory=list, max_length=50, description="who gets SMS"
+    )
+    min_severity: Severity = Field(Severity.ALERT, description="lowest severity that sends SMS")
+
+
+class CentralConfig(_Section):
+    """Everything the central server needs."""
+
+    data_dir: Path = Field(Path("data"), description="working directory for the default files")
+    database_url: str = Field("", description="SQLAlchemy URL (default SQLite in data_dir)")
+    timezone: str = Field(DEFAULT_TIMEZONE, description="IANA zone for reports and SMS")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    sites: dict[SiteId, SiteConfig] = Field(default_factory=dict, description="site id → site")
+    alerts: AlertConfig = Field(default_factory=AlertConfig)
+
+    @model_validator(mode="after")
+    def _defaults_and_checks(self) -> CentralConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {self.timezone!r}") from exc
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'central.db'}"
+        if self.report.output_dir is None:
+            self.report.output_dir = self.data_dir / "reports"
+        if self.alerts.sms_file is None:
+            self.alerts.sms_file = self.data_dir / "sms.jsonl"
+        return self
+
+    @property
+    def report_dir(self) -> Path:
+        """Where reports are written."""
+        return self.report.output_dir or self.data_dir / "reports"
+
+    @property
+    def sms_file(self) -> Path:
+        """Where the file SMS backend writes."""
+        return self.alerts.sms_file or self.data_dir / "sms.jsonl"
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {where!r}")
+        else:
+            lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path | str) -> CentralConfig:
+    """Read and validate a YAML config, raising ConfigError that names the offending keys."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    try:
+        return CentralConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config {path}: {_describe(exc)}") from exc

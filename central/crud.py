@@ -1,0 +1,178 @@
+"""Data access: small functions with keyword-only arguments over the ORM models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
+from central.db.models import (
+    DEAD_LETTER_MAX_BYTES,
+    DEAD_LETTER_MAX_REASON,
+    DEAD_LETTER_MAX_TOPIC,
+    DeadLetter,
+    Event,
+    Node,
+)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which has on_conflict_do_nothing/update on SQLite and PostgreSQL."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database dialect {name!r} is not supported")
+
+
+def event_row(payload: EventPayload, *, received_at: datetime) -> dict[str, Any]:
+    """Column values of an event payload."""
+    species = payload.species
+    return {
+        "event_id": str(payload.event_id),
+        "seq": payload.seq,
+        "site": payload.site,
+        "node": payload.node,
+        "camera": payload.camera,
+        "kind": payload.kind.value,
+        "category": payload.category.value,
+        "rule": payload.rule,
+        "severity": payload.severity.value,
+        "count": payload.count,
+        "confidence": payload.confidence,
+        "species_scientific": species.scientific_name if species else None,
+        "species_chinese": (species.chinese_name or None) if species else None,
+        "species_confidence": species.confidence if species else None,
+        "captured_at": payload.captured_at,
+        "captured_until": payload.captured_until,
+        "created_at": payload.created_at,
+        "received_at": received_at,
+        "message_zh": payload.message_zh,
+        "message_en": payload.message_en,
+        "source": payload.source,
+        "model": payload.model,
+        "boxes": [box.model_dump(mode="json") for box in payload.boxes],
+        "payload": payload.model_dump(mode="json"),
+    }
+
+
+def insert_event(*, session: Session, payload: EventPayload, received_at: datetime) -> bool:
+    """Store an event unless its event_id is already stored; True when it was new."""
+    stmt = (
+        _insert(session, Event)
+        .values(**event_row(payload, received_at=received_at))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(Event.id)  # rowcount is not reliable here across drivers; RETURNING is
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def insert_dead_letter(
+    *, session: Session, topic: str, payload: bytes, reason: str, received_at: datetime
+) -> None:
+    """Keep a message that broke the contract, truncated, with the reason."""
+    text = (
+        payload[:DEAD_LETTER_MAX_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    )
+    session.add(
+        DeadLetter(
+            received_at=received_at,
+            topic=topic[:DEAD_LETTER_MAX_TOPIC],
+            payload=text,
+            payload_size=len(payload),
+            reason=reason[:DEAD_LETTER_MAX_REASON],
+        )
+    )
+
+
+def _ensure_node(session: Session, site: str, node: str) -> None:
+    session.execute(
+        _insert(session, Node)
+        .values(site=site, node=node, last_seq=0)
+        .on_conflict_do_nothing(index_elements=["site", "node"])
+    )
+
+
+def record_heartbeat(*, session: Session, payload: HeartbeatPayload, received_at: datetime) -> None:
+    """Remember a node's latest heartbeat; last_seq only ever grows."""
+    _ensure_node(session, payload.site, payload.node)
+    session.execute(
+        sa.update(Node)
+        .where(Node.site == payload.site, Node.node == payload.node)
+        .values(
+            last_seen=received_at,
+            last_heartbeat=payload.model_dump(mode="json"),
+            last_seq=sa.case(
+                (Node.last_seq < payload.last_seq, payload.last_seq), else_=Node.last_seq
+            ),
+        )
+    )
+
+
+def record_status(*, session: Session, payload: StatusPayload, received_at: datetime) -> None:
+    """Remember a node's retained online/offline state."""
+    _ensure_node(session, payload.site, payload.node)
+    session.execute(
+        sa.update(Node)
+        .where(Node.site == payload.site, Node.node == payload.node)
+        .values(state=payload.state.value, state_at=payload.at or received_at)
+    )
+
+
+def list_events(
+    *,
+    session: Session,
+    site: str | None = None,
+    category: str | None = None,
+    kind: str | None = None,
+    rule: str | None = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[Sequence[Event], int]:
+    """Events matching the filters, newest capture first, and the total count of matches."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in (
+        (Event.site, site),
+        (Event.category, category),
+        (Event.kind, kind),
+        (Event.rule, rule),
+        (Event.severity, severity),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if since is not None:
+        conditions.append(Event.captured_at >= since)
+    if until is not None:
+        conditions.append(Event.captured_at < until)
+    total = session.scalar(sa.select(sa.func.count()).select_from(Event).where(*conditions)) or 0
+    rows = session.scalars(
+        sa.select(Event)
+        .where(*conditions)
+        .order_by(Event.captured_at.desc(), Event.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return rows, total
+
+
+def get_event(*, session: Session, event_id: str) -> Event | None:
+    """One event by its edge-made event_id."""
+    return session.scalar(sa.select(Event).where(Event.event_id == event_id))
+
+
+def events_in_window(*, session: Session, start: datetime, end: datetime) -> Sequence[Event]:
+    """All events captured in [start, end), oldest first."""
+    return session.scalars(
+        sa.select(Event)
+        .where(Event.captured_at >= start, Event.captured_at < end)
+        .order_by(Event.captured_at, Event.id)
+    ).all()

@@ -1,0 +1,1 @@
+"""Central database: ORM models, engine/session set-up and migrations."""

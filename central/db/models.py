@@ -1,0 +1,152 @@
+"""SQLAlchemy ORM models of the central database (the schema itself is owned by Alembic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Dead-letter payloads are kept for diagnosis, not replay: enough to see what went wrong.
+DEAD_LETTER_MAX_BYTES = 64 * 1024
+DEAD_LETTER_MAX_REASON = 1000
+DEAD_LETTER_MAX_TOPIC = 255
+
+REVIEW_UNREVIEWED = "unreviewed"
+REVIEW_DISMISSED = "dismissed"
+
+SMS_PENDING = "pending"
+SMS_SENDING = "sending"
+SMS_SENT = "sent"
+SMS_FAILED = "failed"
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware datetimes stored as UTC; SQLite has no zone so it is restored on read."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints predictably."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Event(Base):
+    """One anomaly or observation as received from a node (idempotent on event_id)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.Index("ix_events_captured_at", "captured_at"),
+        sa.Index("ix_events_site_captured_at", "site", "captured_at"),
+        sa.Index("ix_events_kind_captured_at", "kind", "captured_at"),
+        sa.Index("ix_events_site_node_seq", "site", "node", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    node: Mapped[str] = mapped_column(sa.String(32))
+    camera: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    category: Mapped[str] = mapped_column(sa.String(16))
+    rule: Mapped[str | None] = mapped_column(sa.String(48))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    count: Mapped[int] = mapped_column(sa.Integer)
+    confidence: Mapped[float] = mapped_column(sa.Float)
+    species_scientific: Mapped[str | None] = mapped_column(sa.String(120))
+    species_chinese: Mapped[str | None] = mapped_column(sa.String(60))
+    species_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    captured_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    message_zh: Mapped[str] = mapped_column(sa.Text, default="")
+    message_en: Mapped[str] = mapped_column(sa.Text, default="")
+    source: Mapped[str] = mapped_column(sa.String(255), default="")
+    model: Mapped[str] = mapped_column(sa.String(64), default="")
+    boxes: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    review_status: Mapped[str] = mapped_column(
+        sa.String(16), default=REVIEW_UNREVIEWED, server_default=REVIEW_UNREVIEWED
+    )
+
+
+class DeadLetter(Base):
+    """A message that broke the contract, kept with the reason instead of being dropped."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (sa.Index("ix_dead_letters_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    topic: Mapped[str] = mapped_column(sa.String(DEAD_LETTER_MAX_TOPIC))
+    payload: Mapped[str] = mapped_column(sa.Text)
+    payload_size: Mapped[int] = mapped_column(sa.Integer)
+    reason: Mapped[str] = mapped_column(sa.Text)
+
+
+class Node(Base):
+    """Last known health and presence of one edge node."""
+
+    __tablename__ = "nodes"
+
+    site: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    node: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    state: Mapped[str | None] = mapped_column(sa.String(16))
+    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_heartbeat: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+class SmsMessage(Base):
+    """One SMS to one duty phone about one event; unique per (event, phone) so it is sent once."""
+
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "phone", name="uq_sms_messages_event_id_phone"),
+        sa.Index("ix_sms_messages_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    phone: Mapped[str] = mapped_column(sa.String(32))
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(sa.String(16), default=SMS_PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(sa.Text)

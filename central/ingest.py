@@ -1,0 +1,301 @@
+"""Broker → database: validate each message, store it idempotently, commit, then acknowledge.
+
+The paho callback only enqueues; one worker thread drains the queue in batches so a commit covers
+many messages. A message is acknowledged to the broker only after the transaction that stored it
+(as an event, a node update or a dead letter) committed, so a crash or a database outage means the
+broker redelivers it, and the unique event_id makes the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.client import BrokerAddress, Message, MqttLink
+from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
+from broker.topics import TopicKind, shared_subscription, subscription
+from broker.validate import ContractError, parse_message
+from central import crud
+from central.alerts.dispatcher import AlertDispatcher
+from central.config import CentralConfig
+
+log = logging.getLogger(__name__)
+
+# Bounded hand-over from paho's thread. The broker already limits unacknowledged messages in flight
+# (mosquitto max_inflight_messages), so this only fills if that limit is raised a lot.
+QUEUE_MAX = 10_000
+PUT_TIMEOUT_S = 5.0
+# Bigger batches mean fewer commits; a short wait keeps latency low when traffic is light.
+BATCH_MAX = 500
+BATCH_WAIT_S = 0.05
+# Database outage: retry the same batch, doubling the pause up to the maximum.
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 30.0
+POLL_S = 0.2
+
+
+@dataclass
+class IngestCounters:
+    """What the ingest has done since start (for tests, the demo and /healthz)."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    heartbeats: int = 0
+    statuses: int = 0
+    alerts_queued: int = 0
+    db_errors: int = 0
+
+    def add(self, other: IngestCounters) -> None:
+        """Add another set of counters to this one."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class _Item:
+    message: Message
+    received_at: datetime
+    parsed: BaseModel | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Batch:
+    items: list[_Item] = field(default_factory=list)
+
+
+class Ingestor:
+    """One MQTT connection (persistent session, manual ack) and one storing worker thread."""
+
+    def __init__(
+        self,
+        *,
+        link: MqttLink,
+        session_factory: sessionmaker[Session],
+        dispatcher: AlertDispatcher | None = None,
+        share_group: str | None = None,
+        batch_max: int = BATCH_MAX,
+        batch_wait_s: float = BATCH_WAIT_S,
+        queue_max: int = QUEUE_MAX,
+        retry_min_s: float = RETRY_MIN_S,
+        retry_max_s: float = RETRY_MAX_S,
+        name: str = "ingest",
+    ) -> None:
+        self._link = link
+        self._session_factory = session_factory
+        self._dispatcher = dispatcher
+        self._share_group = share_group
+        self._batch_max = batch_max
+        self._batch_wait_s = batch_wait_s
+        self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
+        self._name = name
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_max)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._counters = IngestCounters()
+
+    @classmethod
+    def from_config(
+        cls,
+        *,
+        config: CentralConfig,
+        session_factory: sessionmaker[Session],
+        dispatcher: AlertDispatcher | None = None,
+        worker: int = 0,
+    ) -> Ingestor:
+        """An ingestor with its own MQTT link as the config describes (worker n of mqtt.workers)."""
+        mqtt = config.mqtt
+        client_id = mqtt.client_id if mqtt.workers == 1 else f"{mqtt.client_id}-{worker}"
+        address = BrokerAddress(
+            host=mqtt.host,
+            port=mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            ca_file=mqtt.ca_file,
+        )
+        link = MqttLink(client_id, address, clean_session=False, manual_ack=True)
+        return cls(
+            link=link,
+            session_factory=session_factory,
+            dispatcher=dispatcher,
+            share_group=mqtt.share_group,
+            name=f"ingest-{worker}",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Subscribe, connect in the background and start the worker thread."""
+        for kind in (TopicKind.EVENT, TopicKind.HEARTBEAT):
+            topic_filter = (
+                shared_subscription(self._share_group, kind)
+                if self._share_group
+                else subscription(kind)
+            )
+            self._link.subscribe(topic_filter, self._on_message, qos=1)
+        # Shared subscriptions get no retained messages, and the retained status is the point.
+        self._link.subscribe(subscription(TopicKind.STATUS), self._on_message, qos=1)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        self._link.start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until the MQTT link is up and subscribed (True) or the timeout passed."""
+        return self._link.wait_subscribed(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the batch in hand, stop the worker, disconnect; unacked messages redeliver."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._link.stop()
+
+    @property
+    def counters(self) -> IngestCounters:
+        """A snapshot of the counters."""
+        with self._lock:
+            snap = IngestCounters()
+            snap.add(self._counters)
+            return snap
+
+    # -- paho network thread ---------------------------------------------------------------------
+    def _on_message(self, message: Message) -> None:
+        with self._lock:
+            self._counters.received += 1
+        try:
+            self._queue.put(_Item(message, datetime.now(UTC)), timeout=PUT_TIMEOUT_S)
+        except queue.Full:
+            # Not acknowledged, so the broker resends it after the next reconnect.
+            log.error(
+                "ingest queue full; message mid %s on %s left unacked", message.mid, message.topic
+            )
+
+    # -- worker thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            if not batch:
+                continue
+            try:
+                self._handle(batch)
+            except Exception:  # a bug must not silently end ingest; the batch stays unacked
+                log.exception("unexpected error handling a batch of %d; left unacked", len(batch))
+
+    def _take_batch(self) -> list[_Item]:
+        try:
+            first = self._queue.get(timeout=POLL_S)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._batch_wait_s
+        while len(batch) < self._batch_max:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch: list[_Item]) -> None:
+        for item in batch:
+            try:
+                _topic, item.parsed = parse_message(item.message.topic, item.message.payload)
+            except ContractError as exc:
+                item.error = exc.reason
+        delay = self._retry_min_s
+        one_by_one = False
+        while True:
+            try:
+                outcome = self._store_each(batch) if one_by_one else self._store(batch)
+                break
+            except (IntegrityError, DataError) as exc:
+                if one_by_one:
+                    raise  # _store_each dead-letters these itself; anything else is a bug
+                log.warning("batch rejected by the database (%s); storing one by one", exc.orig)
+                one_by_one = True
+            except SQLAlchemyError as exc:
+                with self._lock:
+                    self._counters.db_errors += 1
+                log.warning(
+                    "database error, retrying batch of %d in %.1fs: %s", len(batch), delay, exc
+                )
+                if self._stop.wait(delay):
+                    return  # shutting down: nothing acked, the broker redelivers
+                delay = min(delay * 2, self._retry_max_s)
+        for item in batch:  # only now, after the commit
+            if item.message.qos > 0:
+                self._link.ack(item.message.mid, item.message.qos)
+        with self._lock:
+            self._counters.add(outcome)
+        if outcome.alerts_queued and self._dispatcher is not None:
+            self._send_alerts()
+
+    def _send_alerts(self) -> None:
+        assert self._dispatcher is not None
+        try:
+            self._dispatcher.send_pending()
+        except SQLAlchemyError as exc:  # the rows stay pending and go out on the next round
+            log.error("could not send alerts now: %s", exc)
+
+    def _store(self, batch: list[_Item]) -> IngestCounters:
+        outcome = IngestCounters()
+        with self._session_factory.begin() as session:
+            for item in batch:
+                self._apply(session, item, outcome)
+        return outcome
+
+    def _store_each(self, batch: list[_Item]) -> IngestCounters:
+        """Fallback after an integrity/data error: isolate the message the database refuses."""
+        outcome = IngestCounters()
+        for item in batch:
+            one = IngestCounters()
+            try:
+                with self._session_factory.begin() as session:
+                    self._apply(session, item, one)
+            except (IntegrityError, DataError) as exc:
+                item.parsed, item.error = None, f"database rejected the message: {exc.orig}"
+                one = IngestCounters()
+                with self._session_factory.begin() as session:
+                    self._apply(session, item, one)
+            outcome.add(one)
+        return outcome
+
+    def _apply(self, session: Session, item: _Item, outcome: IngestCounters) -> None:
+        msg, obj = item.message, item.parsed
+        if obj is None:
+            crud.insert_dead_letter(
+                session=session,
+                topic=msg.topic,
+                payload=msg.payload,
+                reason=item.error or "unknown",
+                received_at=item.received_at,
+            )
+            outcome.dead_lettered += 1
+        elif isinstance(obj, EventPayload):
+            if crud.insert_event(session=session, payload=obj, received_at=item.received_at):
+                outcome.stored += 1
+                if self._dispatcher is not None:
+                    outcome.alerts_queued += self._dispatcher.enqueue(session, event=obj)
+            else:
+                outcome.duplicates += 1
+        elif isinstance(obj, HeartbeatPayload):
+            crud.record_heartbeat(session=session, payload=obj, received_at=item.received_at)
+            outcome.heartbeats += 1
+        elif isinstance(obj, StatusPayload):
+            crud.record_status(session=session, payload=obj, received_at=item.received_at)
+            outcome.statuses += 1

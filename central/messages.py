@@ -1,0 +1,149 @@
+"""The one message catalogue: all text a person reads (SMS, reports, API errors), Chinese first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+RULES_ZH: dict[str, str] = {
+    "motionless_bird": "静止鸟类（疑似死亡或患病）",
+    "mortality_cluster": "鸟类聚集性死亡",
+    "abnormal_count": "数量异常",
+    "night_intrusion": "夜间人员/车辆闯入（疑似盗猎）",
+    "free_roaming_dog": "流浪犬进入保护区",
+    "high_risk_species": "高风险物种靠近禽类/人群",
+    "camera_health": "摄像机故障",
+}
+
+CATEGORIES_ZH: dict[str, str] = {
+    "animal": "动物",
+    "bird": "鸟类",
+    "dog": "犬",
+    "person": "人员",
+    "vehicle": "车辆",
+    "camera": "摄像机",
+}
+
+SEVERITIES_ZH: dict[str, str] = {
+    "info": "提示",
+    "warning": "注意",
+    "alert": "预警",
+    "critical": "紧急",
+}
+
+REVIEW_STATUSES_ZH: dict[str, str] = {
+    "unreviewed": "未审核",
+    "confirmed": "已确认",
+    "dismissed": "已排除",
+}
+
+# -- SMS ------------------------------------------------------------------------------------------
+SMS_ALERT = (
+    "【WildWatch{severity_zh}】{site_zh} {camera} 于 {when} 发现{rule_zh}：{subject} {count}，"
+    "置信度{confidence:.2f}。请值班人员立即核查。"
+)
+
+# -- API ------------------------------------------------------------------------------------------
+API_TITLE = "WildWatch 陆生野生动物疫源疫病监测中心 / Wildlife Disease Surveillance Central"
+EVENT_NOT_FOUND = "未找到该事件 / Event not found"
+DB_UNAVAILABLE = "数据库不可用 / Database unavailable"
+NAIVE_DATETIME = "{name} 必须带时区 / {name} needs a UTC offset"
+
+# -- Daily report ---------------------------------------------------------------------------------
+NO_ANOMALY = "无异常"
+ZERO_REPORT = "无异常（零报告）"
+YES = "是"
+NO = "否"
+ANOMALY_SUMMARY = "发现异常 {count} 起"
+UNCONFIGURED_SITE = "未配置站点 {site}"
+NONE_SEEN = "未见"
+
+SHEET_SUMMARY = "日报汇总"
+SHEET_ANOMALIES = "异常明细"
+REPORT_TITLE = "{station}陆生野生动物疫源疫病监测日报 {day}"
+REPORT_WINDOW = "{start} 至 {end}"
+
+SUMMARY_HEADERS: list[tuple[str, int]] = [  # (header, column width)
+    ("监测站 Station", 34),
+    ("站点代码 Code", 14),
+    ("时段 Window", 36),
+    ("是否异常 Abnormal", 12),
+    ("异常数 Anomalies", 12),
+    ("物种/类别与数量 Species/Category counts", 60),
+    ("报告 Summary", 20),
+]
+
+ANOMALY_HEADERS: list[tuple[str, int]] = [
+    ("监测站 Station", 34),
+    ("发现时间 Time", 20),
+    ("摄像机 Camera", 14),
+    ("异常类型 Rule", 32),
+    ("类别 Category", 10),
+    ("物种 Species", 24),
+    ("数量 Count", 10),
+    ("级别 Severity", 10),
+    ("审核 Review", 10),
+    ("描述 Message", 50),
+    ("事件编号 Event ID", 38),
+]
+
+
+def rule_zh(rule: str | None) -> str:
+    """Chinese name of a rule (the rule id itself when unknown)."""
+    if rule is None:
+        return ""
+    return RULES_ZH.get(rule, rule)
+
+
+def category_zh(category: str) -> str:
+    """Chinese name of a detection category."""
+    return CATEGORIES_ZH.get(category, category)
+
+
+def severity_zh(severity: str) -> str:
+    """Chinese name of a severity."""
+    return SEVERITIES_ZH.get(severity, severity)
+
+
+def review_zh(status: str) -> str:
+    """Chinese name of a review status."""
+    return REVIEW_STATUSES_ZH.get(status, status)
+
+
+def short_time_zh(local: datetime) -> str:
+    """'11月22日 02:13' for a local time."""
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def long_time(local: datetime) -> str:
+    """'2026-11-22 02:13:05' for a local time."""
+    return f"{local:%Y-%m-%d %H:%M:%S}"
+
+
+def sms_alert(
+    *,
+    site_zh: str,
+    camera: str,
+    local_time: datetime,
+    rule: str | None,
+    category: str,
+    species_zh: str | None,
+    count: int,
+    confidence: float,
+    severity: str,
+) -> str:
+    """The SMS a duty officer gets for one anomaly."""
+    return SMS_ALERT.format(
+        severity_zh=severity_zh(severity),
+        site_zh=site_zh,
+        camera=camera,
+        when=short_time_zh(local_time),
+        rule_zh=rule_zh(rule),
+        subject=species_zh or category_zh(category),
+        count=f"×{count}",
+        confidence=confidence,
+    )
+
+
+def anomaly_summary(count: int) -> str:
+    """The per-site verdict: '无异常' or '发现异常 n 起'."""
+    return NO_ANOMALY if count == 0 else ANOMALY_SUMMARY.format(count=count)

@@ -1,0 +1,68 @@
+"""API request/response schemas, separate from the ORM models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SpeciesPublic(BaseModel):
+    """Species suggestion of an event."""
+
+    scientific_name: str
+    chinese_name: str | None = None
+    confidence: float | None = None
+
+
+class EventBase(BaseModel):
+    """Fields every event view carries."""
+
+    event_id: str = Field(description="unique id made at the edge")
+    site: str
+    node: str
+    camera: str
+    kind: str = Field(description="anomaly | observation")
+    category: str
+    rule: str | None = None
+    severity: str
+    count: int
+    confidence: float
+    captured_at: datetime
+    captured_until: datetime | None = None
+
+
+class EventPublic(EventBase):
+    """An event as the API returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    seq: int
+    species_scientific: str | None = None
+    species_chinese: str | None = None
+    species_confidence: float | None = None
+    created_at: datetime
+    received_at: datetime
+    message_zh: str
+    message_en: str
+    source: str
+    model: str
+    boxes: list[dict[str, Any]]
+    review_status: str
+
+
+class EventsPublic(BaseModel):
+    """A page of events and the total number matching the filters."""
+
+    data: list[EventPublic]
+    count: int
+
+
+class HealthPublic(BaseModel):
+    """Liveness and database reachability."""
+
+    status: str
+    database: str
+    time: datetime

@@ -1,0 +1,53 @@
+"""CentralService end to end: migrate, ingest from the broker, SMS, HTTP on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from broker.topics import event_topic
+from broker.validate import encode
+from central.app import CentralService
+from central.config import CentralConfig
+from tests.central.conftest import make_event
+from tests.helpers import free_port, wait_for
+
+
+def test_service_runs_everything(
+    central_config: CentralConfig, publisher: Callable[[str, bytes], None]
+) -> None:
+    port = free_port()
+    cfg = central_config.model_copy(
+        update={"http": central_config.http.model_copy(update={"port": port})}
+    )
+    service = CentralService(cfg)
+    service.start()
+    try:
+        alert = make_event(
+            kind="anomaly", category="dog", rule="free_roaming_dog", severity="critical"
+        )
+        topic = event_topic("changxing", "cx-01")
+
+        def arrived() -> bool:  # re-publish until the subscription is live (idempotent anyway)
+            publisher(topic, encode(alert))
+            return wait_for(lambda: service.stored_events() == 1, 0.5)
+
+        assert wait_for(arrived, 15)
+        assert wait_for(lambda: cfg.sms_file.exists() and cfg.sms_file.read_text("utf-8"), 10)
+        assert "流浪犬进入保护区" in cfg.sms_file.read_text(encoding="utf-8")
+        assert "【WildWatch紧急】" in cfg.sms_file.read_text(encoding="utf-8")
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _ok(f"{base}/healthz"), 10)
+        body = httpx.get(f"{base}/api/events").json()
+        assert body["count"] == 1 and body["data"][0]["event_id"] == str(alert.event_id)
+        assert service.counters.stored == 1
+    finally:
+        service.stop()
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

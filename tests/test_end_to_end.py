@@ -1,0 +1,120 @@
+"""The spine, for real: images in an edge drop folder -> mosquitto -> central database -> SMS,
+report; and the one-command demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from central.app import CentralService
+from central.config import CentralConfig
+from central.db.models import Event
+from central.demo import run_demo
+from edge.app import EdgeNode
+from edge.config import parse_config
+from tests.helpers import MosquittoServer, wait_for
+
+DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+IMAGES = ["bird_coral_bird.jpg", "ct_ecoassist_car_dog.jpg", "ct_ecoassist_empty_night.jpg"]
+
+
+def test_edge_run_to_central_row(
+    tmp_path: Path,
+    images_dir: Path,
+    models_dir: Path,
+    mosquitto: MosquittoServer,
+    database_url: str,
+) -> None:
+    central_cfg = CentralConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "central"),
+            "database_url": database_url,
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": mosquitto.port,
+                "client_id": f"central-{uuid.uuid4().hex[:8]}",
+            },
+            "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
+            "alerts": {"duty_phones": ["13900000000"]},
+        }
+    )
+    node_cfg = parse_config(
+        {
+            "site": "changxing",
+            "node": f"n{uuid.uuid4().hex[:8]}",
+            "data_dir": str(tmp_path / "edge"),
+            "model_store": str(models_dir),
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+            "cameras": [{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
+            "poll_s": 0.1,
+            "settle_s": 0.1,
+        }
+    )
+    central = CentralService(central_cfg, serve_http=False)
+    central.start()
+    node = EdgeNode(node_cfg)
+    node.start()
+    try:
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        for name in IMAGES:
+            shutil.copy(images_dir / name, staging / name)
+        shutil.copy(images_dir / IMAGES[0], staging / "copy_of_bird.jpg")  # same bytes
+        (staging / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        for path in staging.iterdir():  # no EXIF: the file time says 10:00 (day), not night
+            os.utime(path, (DAYTIME.timestamp(), DAYTIME.timestamp()))
+            path.rename(tmp_path / "drop" / path.name)
+        assert wait_for(lambda: node.processed + node.quarantined + node.duplicates == 5, 60)
+        assert node.processed == 3 and node.duplicates == 1 and node.quarantined == 1
+        assert node.publisher is not None
+        assert wait_for(node.publisher.drained, 30)
+        made = node.outbox.last_seq() if node.outbox else 0
+        assert made >= 3  # bird, dog observation, free_roaming_dog anomaly at least
+        assert wait_for(lambda: central.stored_events() == made, 30)
+    finally:
+        node.stop()
+        central.stop()
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(Event.event_id, Event.seq, Event.rule, Event.source)).all()
+    engine.dispose()
+    assert len(rows) == made and len({r.event_id for r in rows}) == made
+    assert sorted(r.seq for r in rows) == list(range(1, made + 1))
+    assert {r.rule for r in rows if r.source == "ct_ecoassist_car_dog.jpg"} >= {"free_roaming_dog"}
+    sms = [json.loads(x) for x in central_cfg.sms_file.read_text(encoding="utf-8").splitlines()]
+    assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
+    assert "流浪犬" in sms[0]["text"] and sms[0]["phone"] == "13900000000"
+    reason = next((tmp_path / "edge" / "quarantine").rglob("*.reason.txt")).read_text()
+    assert "truncated" in reason or "decodable" in reason
+
+
+def test_demo_exits_zero_with_every_event_stored(
+    tmp_path: Path, images_dir: Path, models_dir: Path, monkeypatch: object, capsys: object
+) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(models_dir))
+    subset = tmp_path / "images"
+    subset.mkdir()
+    for name in [
+        "bird_coral_bird.jpg",
+        "ct_ecoassist_car_dog.jpg",
+        "ct_ena24_8831.jpg",
+        "ct_ecoassist_person.jpg",
+    ]:
+        shutil.copy(images_dir / name, subset / name)
+    assert run_demo(images=subset, workdir=tmp_path / "demo", timeout_s=120) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "images: 4" in out and "bird=" in out and "animal=" in out
+    assert "SMS sent: 1" in out or "SMS sent: 2" in out
+    reports = list((tmp_path / "demo" / "central" / "reports").glob("daily_report_*.xlsx"))
+    assert len(reports) == 1
