@@ -30,7 +30,7 @@ CATEGORIES: dict[Category, tuple[str, str]] = {
 }
 
 SEVERITIES: dict[Severity, tuple[str, str]] = {
-    Severity.INFO: ("信息", "info"),
+    Severity.INFO: ("提示", "info"),
     Severity.WARNING: ("注意", "warning"),
     Severity.ALERT: ("预警", "alert"),
     Severity.CRITICAL: ("紧急", "critical"),

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-RULES_ZH: dict[str, str] = {
-    "motionless_bird": "静止鸟类（疑似死亡或患病）",
-    "mortality_cluster": "鸟类聚集性死亡",
-    "abnormal_count": "数量异常",
-    "night_intrusion": "夜间人员/车辆闯入（疑似盗猎）",
-    "free_roaming_dog": "流浪犬进入保护区",
-    "high_risk_species": "高风险物种靠近禽类/人群",
-    "camera_health": "摄像机故障",
-}
+from broker.vocabulary import category_zh, rule_zh, severity_zh
 
-CATEGORIES_ZH: dict[str, str] = {
-    "animal": "动物",
-    "bird": "鸟类",
-    "dog": "犬",
-    "person": "人员",
-    "vehicle": "车辆",
-    "camera": "摄像机",
-}
-
-SEVERITIES_ZH: dict[str, str] = {
-    "info": "提示",
-    "warning": "注意",
-    "alert": "预警",
-    "critical": "紧急",
-}
+__all__ = ["category_zh", "rule_zh", "severity_zh"]  # one vocabulary, shared with the edge
 
 REVIEW_STATUSES_ZH: dict[str, str] = {
     "unreviewed": "未审核",
@@ -85,23 +63,6 @@ ANOMALY_HEADERS: list[tuple[str, int]] = [
     ("描述 Message", 50),
     ("事件编号 Event ID", 38),
 ]
-
-
-def rule_zh(rule: str | None) -> str:
-    """Chinese name of a rule (the rule id itself when unknown)."""
-    if rule is None:
-        return ""
-    return RULES_ZH.get(rule, rule)
-
-
-def category_zh(category: str) -> str:
-    """Chinese name of a detection category."""
-    return CATEGORIES_ZH.get(category, category)
-
-
-def severity_zh(severity: str) -> str:
-    """Chinese name of a severity."""
-    return SEVERITIES_ZH.get(severity, severity)
 
 
 def review_zh(status: str) -> str:
