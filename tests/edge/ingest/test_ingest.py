@@ -72,3 +72,28 @@ def test_drop_folder_waits_until_file_is_stable(images_dir: Path, tmp_path: Path
     time.sleep(0.25)
     ready = watcher.poll()
     assert [i.path.name for i in ready] == ["up.jpg"]
+
+
+def test_bursts_split_on_gap_per_camera() -> None:
+    from datetime import timedelta
+
+    from edge.ingest import MediaItem
+    from edge.ingest.sequences import group_bursts
+
+    t0 = datetime(2026, 11, 22, 6, 0, tzinfo=TZ)
+
+    def item(name: str, cam: str, s: float) -> MediaItem:
+        return MediaItem(Path(name), cam, t0 + timedelta(seconds=s), "exif", name)
+
+    seqs = group_bursts(
+        [
+            item("a", "c1", 0),
+            item("b", "c1", 5),
+            item("c", "c1", 70),
+            item("x", "c2", 3),
+            item("d", "c1", 200),
+            item("e", "c1", 259),
+        ],
+        gap_s=60,
+    )
+    assert [[i.path.name for i in s] for s in seqs] == [["a", "b"], ["x"], ["c"], ["d", "e"]]

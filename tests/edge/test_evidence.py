@@ -1,0 +1,41 @@
+"""Evidence: annotated frame and crops written, and the folder kept under its limit."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from broker.payloads import Category
+from edge.detect import Detection
+from edge.evidence import EvidenceStore, crop, draw
+from edge.ingest import load_image
+
+BIRD = Detection(100, 50, 300, 250, 0.9, 14, "bird", Category.BIRD)
+
+
+def test_draw_and_crop(images_dir: Path) -> None:
+    image = load_image(images_dir / "bird_coral_bird.jpg")
+    drawn = draw(image, [BIRD])
+    assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+    assert np.array_equal(drawn[0:40, 400:], image[0:40, 400:])  # outside the box: untouched
+    c = crop(image, BIRD, margin=0.0)
+    assert c.shape == (200, 200, 3)
+    outside = Detection(5000, 5000, 6000, 6000, 0.5, 14, "bird", Category.BIRD)
+    assert crop(image, outside).size > 0
+
+
+def test_store_writes_and_prunes_oldest(images_dir: Path, tmp_path: Path) -> None:
+    image = load_image(images_dir / "bird_coral_bird.jpg")
+    store = EvidenceStore(tmp_path / "evidence", limit_mb=0.15)
+    first = store.save(image=image, detections=[BIRD], camera="cam1", day="2026-11-22", stem="a")
+    assert cv2.imread(str(first.frame)) is not None and len(first.crops) == 1
+    os.utime(first.frame, (1, 1))
+    os.utime(first.crops[0], (1, 1))
+    for stem in "bcdef":
+        store.save(image=image, detections=[BIRD], camera="cam1", day="2026-11-22", stem=stem)
+    assert store.usage_bytes() <= 0.15e6
+    assert not first.frame.exists()  # the oldest went first
+    assert (tmp_path / "evidence" / "cam1" / "2026-11-22" / "f.jpg").exists()
