@@ -88,9 +88,8 @@ def _shrink(image: Image) -> Image:
     if side <= MAX_SIDE:
         return image
     f = MAX_SIDE / side
-    return cv2.resize(
-        image, (round(image.shape[1] * f), round(image.shape[0] * f)), interpolation=cv2.INTER_AREA
-    )
+    size = (round(image.shape[1] * f), round(image.shape[0] * f))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 class EvidenceStore:

@@ -51,3 +51,14 @@ ANIMAL_CATEGORIES = frozenset({Category.ANIMAL, Category.BIRD, Category.DOG})
 def coco_category(class_id: int) -> Category | None:
     """Category of a COCO-80 class id, or None when the class is ignored."""
     return COCO_CATEGORIES.get(class_id)
+
+
+def family(category: Category) -> str:
+    """Kind of object for matching boxes across passes and models: bird and dog are animals."""
+    return Category.ANIMAL.value if category in ANIMAL_CATEGORIES else category.value
+
+
+def coco_family(class_id: int) -> str | None:
+    """`family` of a COCO-80 class id, or None when the class is ignored."""
+    category = coco_category(class_id)
+    return None if category is None else family(category)

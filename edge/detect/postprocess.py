@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from broker.payloads import Category
 from edge.detect import Detection
+from edge.detect.categories import ANIMAL_CATEGORIES
 from edge.detect.nms import nms
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ TILE_OVERLAP = 0.25
 TILE_MIN_ASPECT = 1.2
 # A tile box within this many pixels of an inner tile edge is a cut object and dropped.
 CUT_MARGIN_PX = 2.0
+# A tile box counts as confirmed when a full-frame box of the same family with at least this
+# score covers this fraction of the smaller of the two boxes. Fixed (not the final threshold)
+# so that raising a threshold never changes which boxes count as confirmed.
+CONFIRM_SCORE = 0.1
+CONFIRM_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,54 @@ def drop_cut_boxes(
     return keep
 
 
+def overlap_of_smaller(box: FloatArray, boxes: FloatArray) -> FloatArray:
+    """Intersection of one xyxy box with each of `boxes`, over the smaller of the two areas."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    smaller = np.maximum(np.minimum(area, areas), 1e-6)
+    out: FloatArray = (inter / smaller).astype(np.float32)
+    return out
+
+
+def penalise_unconfirmed(
+    tile_boxes: FloatArray,
+    tile_scores: FloatArray,
+    tile_families: Sequence[str | None],
+    full_boxes: FloatArray,
+    full_families: Sequence[str | None],
+    factor: float,
+    min_overlap: float = CONFIRM_OVERLAP,
+) -> FloatArray:
+    """Tile scores, multiplied by `factor` where no full-frame box of the same family overlaps."""
+    out = tile_scores.astype(np.float32, copy=True)
+    if factor >= 1.0 or len(tile_boxes) == 0:
+        return out
+    fams = np.asarray(full_families, dtype=object)
+    for i, (box, fam) in enumerate(zip(tile_boxes, tile_families, strict=True)):
+        same = fams == fam if len(fams) else np.zeros(0, dtype=bool)
+        if not same.any() or not (overlap_of_smaller(box, full_boxes[same]) >= min_overlap).any():
+            out[i] *= factor
+    return out
+
+
+def merge(
+    first: tuple[FloatArray, FloatArray, IntArray],
+    second: tuple[FloatArray, FloatArray, IntArray],
+    iou_threshold: float,
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Class-wise NMS over the union of two (boxes, scores, class ids) selections."""
+    boxes = np.concatenate((first[0], second[0])).astype(np.float32)
+    scores = np.concatenate((first[1], second[1])).astype(np.float32)
+    ids = np.concatenate((first[2], second[2])).astype(np.intp)
+    keep = nms(boxes, scores, ids, iou_threshold, max_keep=MAX_DETECTIONS)
+    return boxes[keep], scores[keep], ids[keep]
+
+
 def class_thresholds(
     num_classes: int,
     category_of: CategoryOf,
@@ -175,4 +229,23 @@ def to_detections(
             continue
         label = labels[class_id] if class_id < len(labels) else str(class_id)
         out.append(Detection(x1, y1, x2, y2, score, class_id, label, category))
+    return out
+
+
+def apply_thresholds(
+    detections: Sequence[Detection], threshold_of: Callable[[Category], float]
+) -> list[Detection]:
+    """Keep detections at or above their category's threshold.
+
+    A bird or dog box below its own threshold but at or above the animal threshold is kept
+    as `animal`: the models agree it is an animal but not on which (a squirrel called
+    "bird" at 0.45 is still an animal in the frame).
+    """
+    animal = threshold_of(Category.ANIMAL)
+    out: list[Detection] = []
+    for d in detections:
+        if d.score >= threshold_of(d.category):
+            out.append(d)
+        elif d.category in ANIMAL_CATEGORIES and d.score >= animal:
+            out.append(replace(d, category=Category.ANIMAL))
     return out

@@ -13,15 +13,21 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from broker.payloads import Category
 from edge.detect import DetectionResult, Detector, DetectorSettings
-from edge.detect.categories import coco_category
+from edge.detect.categories import coco_category, coco_family
+from edge.detect.enhance import clahe_luminance, is_infrared
 from edge.detect.postprocess import (
+    CONFIRM_SCORE,
     FloatArray,
     ImageArray,
     Letterbox,
+    apply_thresholds,
     check_image,
     class_thresholds,
     drop_cut_boxes,
+    merge,
+    penalise_unconfirmed,
     select,
     tile_windows,
     to_detections,
@@ -61,6 +67,11 @@ class OnnxDetector(Detector):
         self.thresholds = class_thresholds(
             len(self.labels), coco_category, settings.score_threshold, settings.category_thresholds
         )
+        # Candidates go down to CONFIRM_SCORE (and the animal threshold, which bird and dog
+        # boxes fall back to) so a weak full-frame box can confirm a tile box; the final
+        # thresholds apply after the tile-only factor.
+        floor = min(CONFIRM_SCORE, settings.threshold_for(Category.ANIMAL))
+        self.candidates = np.minimum(self.thresholds, np.float32(floor))
 
     @abc.abstractmethod
     def preprocess(self, image_bgr: ImageArray) -> tuple[FloatArray, Letterbox]:
@@ -89,26 +100,60 @@ class OnnxDetector(Detector):
             )
         return placement.to_original(boxes, width, height), class_scores, inference_ms
 
+    def frames(self, image_bgr: ImageArray) -> list[ImageArray]:
+        """The frame(s) to run: the image, and/or its CLAHE copy when it is night infra-red."""
+        mode = self.settings.ir_enhance
+        if mode == "off" or not is_infrared(image_bgr):
+            return [image_bgr]
+        enhanced = clahe_luminance(image_bgr)
+        return [enhanced] if mode == "enhanced" else [image_bgr, enhanced]
+
     def detect(self, image_bgr: npt.NDArray[Any]) -> DetectionResult:
         """Detect objects in one HxWx3 uint8 BGR image; ValueError for an unusable array."""
         height, width = check_image(image_bgr)
         start = time.perf_counter()
-        boxes, class_scores, inference_ms = self._run(image_bgr)
-        if self.settings.tiling:
-            all_boxes, all_scores = [boxes], [class_scores]
-            for win in tile_windows(width, height):
-                tile = np.ascontiguousarray(image_bgr[win.y1 : win.y2, win.x1 : win.x2])
+        full_boxes: list[FloatArray] = []
+        full_scores: list[FloatArray] = []
+        tile_boxes: list[FloatArray] = []
+        tile_scores: list[FloatArray] = []
+        inference_ms = 0.0
+        windows = tile_windows(width, height) if self.settings.tiling else []
+        for frame in self.frames(image_bgr):
+            boxes, class_scores, ms = self._run(frame)
+            full_boxes.append(boxes)
+            full_scores.append(class_scores)
+            inference_ms += ms
+            for win in windows:
+                tile = np.ascontiguousarray(frame[win.y1 : win.y2, win.x1 : win.x2])
                 t_boxes, t_scores, t_ms = self._run(tile)
                 t_boxes = t_boxes + np.array([win.x1, win.y1, win.x1, win.y1], np.float32)
                 whole = drop_cut_boxes(t_boxes, win, width, height)
-                all_boxes.append(t_boxes[whole])
-                all_scores.append(t_scores[whole])
+                tile_boxes.append(t_boxes[whole])
+                tile_scores.append(t_scores[whole])
                 inference_ms += t_ms
-            boxes, class_scores = np.concatenate(all_boxes), np.concatenate(all_scores)
+        nms_iou = self.settings.nms_iou
         kept, scores, class_ids = select(
-            boxes, class_scores, self.thresholds, self.settings.nms_iou
+            np.concatenate(full_boxes), np.concatenate(full_scores), self.candidates, nms_iou
         )
-        detections = to_detections(kept, scores, class_ids, self.labels, coco_category)
+        if tile_boxes:
+            t_kept, t_scores_, t_ids = select(
+                np.concatenate(tile_boxes), np.concatenate(tile_scores), self.candidates, nms_iou
+            )
+            t_scores_ = penalise_unconfirmed(
+                t_kept,
+                t_scores_,
+                [coco_family(c) for c in t_ids.tolist()],
+                kept,
+                [coco_family(c) for c in class_ids.tolist()],
+                self.settings.tile_only_factor,
+            )
+            kept, scores, class_ids = merge(
+                (kept, scores, class_ids), (t_kept, t_scores_, t_ids), nms_iou
+            )
+        detections = apply_thresholds(
+            to_detections(kept, scores, class_ids, self.labels, coco_category),
+            self.settings.threshold_for,
+        )
         total_ms = (time.perf_counter() - start) * 1000.0
         return DetectionResult(
             detections=detections,

@@ -1,0 +1,102 @@
+"""Image-level evaluation: the pure report, evaluate() on a few real images, the click command."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broker.payloads import Category
+from edge.detect import DetectorSettings
+from edge.eval import Label, Outcome, eval_cmd, evaluate, format_report, read_labels, report
+
+FEW = (
+    "bird_coral_bird.jpg",
+    "ct_ecoassist_empty_night.jpg",
+    "ct_ena24_8831.jpg",
+    "ct_md_pheasant.jpg",
+)
+
+
+def _outcome(
+    file: str, has_animal: bool | None, has_bird: bool | None, kind: str, **scores: float
+) -> Outcome:
+    return Outcome(
+        Label(file, has_animal, has_bird, kind),
+        {Category(k): v for k, v in scores.items()},
+        5.0,
+        8.0,
+    )
+
+
+def test_report_counts_per_kind_and_uses_animal_threshold_for_birds() -> None:
+    outcomes = [
+        _outcome("a", True, False, "camtrap_night", animal=0.4),
+        _outcome("b", True, None, "camtrap_night", bird=0.25),  # unsure bird -> animal
+        _outcome("c", False, False, "camtrap_night_empty", animal=0.35),
+        _outcome("d", True, True, "bird_photo", bird=0.9),  # not camtrap: bird only
+        _outcome("e", True, True, "camtrap_day"),
+    ]
+    th = {Category.ANIMAL: 0.2, Category.BIRD: 0.5}
+    rep = report(outcomes, lambda c: th.get(c, 0.3))
+    assert (rep.animal.tp, rep.animal.fp, rep.animal.fn) == (2, 1, 1)
+    assert rep.animal.precision == pytest.approx(2 / 3)
+    assert (rep.bird.tp, rep.bird.fp, rep.bird.fn) == (1, 0, 1)
+    assert rep.per_kind["camtrap_night"][0].recall == 1.0
+    assert rep.missed_animals == ["e"] and rep.false_animals == ["c"]
+    assert rep.median_total_ms == 8.0
+    text = format_report(rep)
+    assert "camtrap_night" in text and "动物" in text and "animal" in text
+
+
+def test_read_labels(shared_dir: Path) -> None:
+    labels = read_labels(shared_dir / "data" / "labels.csv")
+    assert len(labels) >= 30
+    assert any(lab.bird is None for lab in labels)
+    assert all(lab.kind for lab in labels)
+
+
+def _subset(shared_dir: Path, tmp_path: Path) -> Path:
+    src = shared_dir / "data" / "labels.csv"
+    out = tmp_path / "labels.csv"
+    with src.open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["file"] in FEW]
+    with out.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def test_evaluate_on_a_few_images(shared_dir: Path, images_dir: Path, models_dir: Path) -> None:
+    rep = evaluate(
+        images_dir, shared_dir / "data" / "labels.csv", DetectorSettings(), models_dir, files=FEW
+    )
+    assert rep.images == len(FEW)
+    assert rep.bird.tp >= 1 and rep.animal.tp >= 1
+    assert rep.median_inference_ms > 0
+    assert "ct_ena24_8831.jpg" not in rep.missed_animals  # a bear in daylight
+
+
+def test_eval_command_prints_the_table(
+    shared_dir: Path, images_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    labels = _subset(shared_dir, tmp_path)
+    result = CliRunner().invoke(
+        eval_cmd,
+        [
+            str(images_dir),
+            "--labels",
+            str(labels),
+            "--backend",
+            "yolox",
+            "--threshold",
+            "0.3",
+            "--models-dir",
+            str(models_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "bird_photo" in result.output and "全部 all" in result.output
