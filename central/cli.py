@@ -10,6 +10,7 @@ import click
 from broker.cli import cli as broker_cli
 from central.commands import cli as central_cli
 from edge.cli import cli as edge_cli
+from edge.eval import eval_cmd
 from models.cli import cli as models_cli
 
 
@@ -63,6 +64,7 @@ cli.add_command(edge_cli)
 cli.add_command(central_cli)
 cli.add_command(broker_cli)
 cli.add_command(models_cli)
+cli.add_command(eval_cmd)
 
 
 def main() -> None:

@@ -176,3 +176,13 @@ def events_in_window(*, session: Session, start: datetime, end: datetime) -> Seq
         .where(Event.captured_at >= start, Event.captured_at < end)
         .order_by(Event.captured_at, Event.id)
     ).all()
+
+
+def review_event(*, session: Session, event_id: str, decision: str) -> Event | None:
+    """Set an event's review status; None when the event is unknown."""
+    row = get_event(session=session, event_id=event_id)
+    if row is None:
+        return None
+    row.review_status = decision
+    session.flush()
+    return row

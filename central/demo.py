@@ -155,9 +155,9 @@ def run_demo(*, images: Path | None, workdir: Path, timeout_s: float) -> int:
         elapsed = time.monotonic() - t0
         made = node.outbox.last_seq()
         stored = central.stored_events()
-    finally:
-        node.stop()
+    finally:  # central first, or the node's going offline would be reported as an outage
         central.stop()
+        node.stop()
         broker.stop()
 
     report = build_daily_report_for(central_cfg, day)

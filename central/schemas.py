@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,16 @@ class EventPublic(EventBase):
     model: str
     boxes: list[dict[str, Any]]
     review_status: str
+
+
+class ReviewCreate(BaseModel):
+    """A person's decision on an event: confirmed or dismissed (dismissed leaves the reports)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["confirmed", "dismissed"]
+    note: str = Field("", max_length=1000, description="why, in the reviewer's words")
+    reviewer: str = Field(min_length=1, max_length=64, description="who decided")
 
 
 class EventsPublic(BaseModel):

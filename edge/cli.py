@@ -63,16 +63,37 @@ def run_cmd(config_path: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="write per-image detections as JSON lines",
 )
+@click.option(
+    "--md-json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write results in the MegaDetector batch output format (Timelapse, AddaxAI)",
+)
+@click.option(
+    "--csv",
+    "csv_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write one CSV row per detection",
+)
+@click.option(
+    "--evidence",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="save annotated frames and crops of every frame that led to an event here",
+)
 def scan_cmd(
     directory: Path,
     config_path: Path | None,
     camera: str | None,
     events_out: Path | None,
     results_out: Path | None,
+    md_json: Path | None,
+    csv_out: Path | None,
+    evidence: Path | None,
 ) -> None:
     """Process a folder of camera-trap images as one camera, in capture-time order (EXIF
     DateTimeOriginal, else file time), and print a summary. Corrupt files are listed, not fatal."""
+    from edge.export.megadetector import write_csv, write_megadetector_json
     from edge.scan import scan
+    from models.registry import RegistryError
 
     cam = camera or re.sub(r"[^A-Za-z0-9_.-]+", "_", directory.resolve().name) or "camera"
     if config_path is not None:
@@ -86,11 +107,20 @@ def scan_cmd(
         ev = stack.enter_context(events_out.open("w", encoding="utf-8")) if events_out else None
         res = stack.enter_context(results_out.open("w", encoding="utf-8")) if results_out else None
         try:
-            summary = scan(directory, config, camera=cam, events_out=ev, results_out=res)
-        except Exception as exc:  # model missing etc.: one clear line, not a traceback
-            if type(exc).__name__ in {"ModelNotInstalled", "ChecksumError"}:
-                raise click.ClickException(str(exc)) from exc
-            raise
+            summary = scan(
+                directory,
+                config,
+                camera=cam,
+                events_out=ev,
+                results_out=res,
+                evidence_dir=evidence,
+            )
+        except RegistryError as exc:  # model missing or corrupt: one clear line, no traceback
+            raise click.ClickException(str(exc)) from exc
+    if md_json is not None:
+        write_megadetector_json(md_json, summary.results, detector=config.detector.backend)
+    if csv_out is not None:
+        write_csv(csv_out, summary.results)
     click.echo(f"图像 images: {summary.images}  失败 failed: {len(summary.failed)}")
     click.echo(
         "检测 detections: "

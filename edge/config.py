@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,9 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from broker.payloads import Severity
 from broker.topics import ID_PATTERN
+from edge.classify import ClassifierSettings
 from edge.detect import DetectorSettings
+from edge.rules.settings import RuleSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
 
@@ -49,29 +49,6 @@ class CameraSettings(_Model):
     drop_folder: Path | None = Field(None, description="folder camera-trap images arrive in")
 
 
-class NightIntrusionSettings(_Model):
-    """People or vehicles inside night hours (local time of the node)."""
-
-    enabled: bool = True
-    start: time = Field(time(19, 0), description="night starts (local time)")
-    end: time = Field(time(6, 0), description="night ends (local time)")
-    severity: Severity = Severity.ALERT
-
-
-class DogSettings(_Model):
-    """Free-roaming dogs inside the reserve."""
-
-    enabled: bool = True
-    severity: Severity = Severity.ALERT
-
-
-class RuleSettings(_Model):
-    """Which rules run and how."""
-
-    night_intrusion: NightIntrusionSettings = NightIntrusionSettings()
-    free_roaming_dog: DogSettings = DogSettings()
-
-
 class NodeConfig(_Model):
     """Everything an edge node needs, validated at start-up."""
 
@@ -82,6 +59,11 @@ class NodeConfig(_Model):
     model_store: Path | None = Field(None, description="installed models (default: registry)")
     mqtt: MqttSettings = MqttSettings()
     detector: DetectorSettings = DetectorSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    catalogue: Path | None = Field(None, description="station species list CSV (default: shipped)")
+    burst_gap_s: float = Field(60.0, gt=0, le=3600, description="frames closer form one burst")
+    video_every_s: float = Field(1.0, gt=0, le=60, description="video clips: seconds per sample")
+    evidence_limit_mb: float = Field(2000.0, ge=10, description="disk kept for evidence images")
     cameras: list[CameraSettings] = Field(min_length=1)
     rules: RuleSettings = RuleSettings()
     poll_s: float = Field(2.0, gt=0, le=60, description="drop-folder poll interval")
@@ -102,6 +84,9 @@ class NodeConfig(_Model):
         ids = [c.id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique, got {ids}")
+        unknown = sorted(set(self.rules.cameras) - set(ids))
+        if unknown:
+            raise ValueError(f"rules.cameras names unknown camera(s) {unknown}")
         return self
 
     @property

@@ -78,9 +78,9 @@ def test_edge_run_to_central_row(
         made = node.outbox.last_seq() if node.outbox else 0
         assert made >= 3  # bird, dog observation, free_roaming_dog anomaly at least
         assert wait_for(lambda: central.stored_events() == made, 30)
-    finally:
-        node.stop()
+    finally:  # central first: a node going offline is itself an alert (camera_health)
         central.stop()
+        node.stop()
 
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:

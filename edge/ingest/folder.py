@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from edge.ingest import IMAGE_SUFFIXES, MediaItem, file_sha256
 from edge.ingest.capture_time import capture_time
+from edge.ingest.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +20,11 @@ TEMP_SUFFIXES = frozenset({".part", ".tmp", ".filepart", ".crdownload", ".partia
 
 
 def is_candidate(path: Path) -> bool:
-    """An image file that is not hidden and not an upload in progress."""
+    """An image or video file that is not hidden and not an upload in progress."""
     return (
         path.is_file()
         and not path.name.startswith(".")
-        and path.suffix.lower() in IMAGE_SUFFIXES
+        and path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
         and path.suffix.lower() not in TEMP_SUFFIXES
     )
 

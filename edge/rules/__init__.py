@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from broker.payloads import Category, EventKind, Severity
+from broker.payloads import CameraState, Category, EventKind, Severity, SpeciesGuess
+from edge.classify import Classification
 from edge.detect import Detection
+from edge.track import Track
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,14 @@ class Sighting:
     height: int
     source: str
     model: str
+    # Classifier result per index into `detections` (birds only; filled by the classifier).
+    species: Mapping[int, Classification] = field(default_factory=dict)
+    # Live feeds: the tracker's tracks after this frame (camera-trap stills have none).
+    tracks: tuple[Track, ...] = ()
+    # Tracker clock (seconds) of this frame, for Track.stationary_s; None for stills.
+    track_t: float | None = None
+    # Live feeds: a camera health state change reported with this frame.
+    camera_state: CameraState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,12 @@ class Finding:
     rule: str | None = None
     message_zh: str = ""
     message_en: str = ""
+    started_at: datetime | None = None  # start of the capture window (default: the sighting's)
+    until: datetime | None = None  # end of the capture window
+    source: str | None = None  # overrides the sighting's source (e.g. a cluster key)
+    species: SpeciesGuess | None = None
+    evidence: tuple[str, ...] = ()  # media files behind the finding (start, end)
+    aggregated: int = 0  # findings of the same rule and camera held back by the cooldown
 
 
 class Rule(abc.ABC):

@@ -6,9 +6,10 @@ from collections import defaultdict
 from datetime import time
 
 from broker.payloads import Category, EventKind, Severity
-from broker.vocabulary import category_zh
 from edge.detect import Detection
-from edge.rules import Finding, Rule, Sighting
+from edge.rules import Finding, Rule, Sighting, messages
+from edge.rules.geometry import box_inside
+from edge.rules.settings import RuleSettings
 
 
 def in_hours(t: time, start: time, end: time) -> bool:
@@ -18,7 +19,8 @@ def in_hours(t: time, start: time, end: time) -> bool:
     return t >= start or t < end
 
 
-def _by_category(detections: list[Detection]) -> dict[Category, list[Detection]]:
+def by_category(detections: list[Detection]) -> dict[Category, list[Detection]]:
+    """Detections grouped by category."""
     groups: dict[Category, list[Detection]] = defaultdict(list)
     for d in detections:
         groups[d.category].append(d)
@@ -33,8 +35,15 @@ class ObservationRule(Rule):
     def evaluate(self, sighting: Sighting) -> list[Finding]:
         """An observation for every category present."""
         out = []
-        for category, dets in sorted(_by_category(sighting.detections).items()):
-            zh = category_zh(category)
+        for category, dets in sorted(by_category(sighting.detections).items()):
+            zh, en = messages.category_names(category)
+            text_zh, text_en = messages.render(
+                messages.OBSERVATION,
+                camera=sighting.camera,
+                count=len(dets),
+                what_zh=zh,
+                what_en=en,
+            )
             out.append(
                 Finding(
                     kind=EventKind.OBSERVATION,
@@ -43,46 +52,75 @@ class ObservationRule(Rule):
                     count=len(dets),
                     confidence=max(d.score for d in dets),
                     detections=dets,
-                    message_zh=f"{sighting.camera} 拍到{len(dets)}个{zh}",
-                    message_en=f"{sighting.camera} saw {len(dets)} {category.value}(s)",
+                    message_zh=text_zh,
+                    message_en=text_en,
                 )
             )
         return out
 
 
 class NightIntrusionRule(Rule):
-    """A person or vehicle during night hours: suspected illegal hunting."""
+    """A person or vehicle in night hours or in a restricted zone: suspected illegal hunting."""
 
     name = "night_intrusion"
 
-    def __init__(self, start: time, end: time, severity: Severity = Severity.ALERT) -> None:
-        self.start, self.end, self.severity = start, end, severity
+    def __init__(self, settings: RuleSettings) -> None:
+        self.settings = settings
+        self.section = settings.night_intrusion
 
     def evaluate(self, sighting: Sighting) -> list[Finding]:
-        """One anomaly when people or vehicles appear inside the night hours."""
-        if not in_hours(sighting.captured_at.timetz().replace(tzinfo=None), self.start, self.end):
-            return []
+        """One anomaly when people or vehicles appear at night or inside a restricted zone."""
         dets = [d for d in sighting.detections if d.category in (Category.PERSON, Category.VEHICLE)]
         if not dets:
             return []
+        cam = self.settings.camera(sighting.camera)
+        start = cam.night_start or self.section.start
+        end = cam.night_end or self.section.end
+        local = sighting.captured_at.timetz().replace(tzinfo=None)
+        when = sighting.captured_at.strftime("%H:%M")
+        zone_name = ""
+        if not in_hours(local, start, end):
+            restricted = [z for z in cam.zones if z.kind == "restricted"]
+            hits: list[Detection] = []
+            for zone in restricted:
+                inside = [
+                    d
+                    for d in dets
+                    if box_inside(d.normalised(sighting.width, sighting.height), zone.polygon)
+                ]
+                if inside:
+                    zone_name, hits = zone.name, inside
+                    break
+            if not hits:
+                return []
+            dets = hits
         category = (
             Category.PERSON
             if any(d.category is Category.PERSON for d in dets)
-            else (Category.VEHICLE)
+            else Category.VEHICLE
         )
-        when = sighting.captured_at.strftime("%H:%M")
+        zh, en = messages.category_names(category)
+        template = messages.ZONE_INTRUSION if zone_name else messages.NIGHT_INTRUSION
+        text_zh, text_en = messages.render(
+            template,
+            when=when,
+            camera=sighting.camera,
+            count=len(dets),
+            what_zh=zh,
+            what_en=en,
+            zone=zone_name,
+        )
         return [
             Finding(
                 kind=EventKind.ANOMALY,
                 category=category,
-                severity=self.severity,
+                severity=self.section.severity,
                 count=len(dets),
                 confidence=max(d.score for d in dets),
                 detections=dets,
                 rule=self.name,
-                message_zh=f"夜间{when}在{sighting.camera}发现{len(dets)}个{category_zh(category)}，疑似盗猎",
-                message_en=f"{len(dets)} {category.value}(s) at {sighting.camera} at {when} at "
-                "night, suspected poaching",
+                message_zh=text_zh,
+                message_en=text_en,
             )
         ]
 
@@ -100,6 +138,9 @@ class FreeRoamingDogRule(Rule):
         dogs = [d for d in sighting.detections if d.category is Category.DOG]
         if not dogs:
             return []
+        text_zh, text_en = messages.render(
+            messages.FREE_ROAMING_DOG, camera=sighting.camera, count=len(dogs)
+        )
         return [
             Finding(
                 kind=EventKind.ANOMALY,
@@ -109,7 +150,7 @@ class FreeRoamingDogRule(Rule):
                 confidence=max(d.score for d in dogs),
                 detections=dogs,
                 rule=self.name,
-                message_zh=f"{sighting.camera}发现{len(dogs)}只犬在保护区内游荡，威胁鸟类繁殖并有狂犬病风险",
-                message_en=f"{len(dogs)} free-roaming dog(s) at {sighting.camera}",
+                message_zh=text_zh,
+                message_en=text_en,
             )
         ]

@@ -27,7 +27,45 @@ def scan_dir(images_dir: Path, tmp_path: Path) -> Path:
         shutil.copy(images_dir / name, d / name)
     data = (images_dir / "ct_ecoassist_person.jpg").read_bytes()
     (d / "broken.jpg").write_bytes(data[:5000])  # a half-written upload
+    clips = images_dir.parent / "videos"
+    shutil.copy(clips / "zamba_ct_gorongosa_106x60.avi", d / "clip.avi")
     return d
+
+
+def test_scan_writes_megadetector_csv_and_evidence(
+    scan_dir: Path, tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(models_dir))
+    md, csv_path, evidence = tmp_path / "md.json", tmp_path / "out.csv", tmp_path / "evidence"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "edge",
+            "scan",
+            str(scan_dir),
+            "--camera",
+            "cam-a",
+            "--md-json",
+            str(md),
+            "--csv",
+            str(csv_path),
+            "--evidence",
+            str(evidence),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(md.read_text())
+    files = {img["file"]: img for img in doc["images"]}
+    assert set(files) == {p.name for p in scan_dir.iterdir()}  # one result per image and clip
+    assert (
+        files["broken.jpg"]["detections"] is None and "truncated" in files["broken.jpg"]["failure"]
+    )
+    bird = files["bird_coral_bird.jpg"]["detections"]
+    assert any(doc["detection_categories"][d["category"]] == "animal" for d in bird)
+    assert all(0 <= v <= 1 for d in bird for v in d["bbox"])
+    assert "clip.avi" in csv_path.read_text()
+    frames = sorted(p.name for p in evidence.rglob("*.jpg") if "_crop" not in p.name)
+    assert "ct_ecoassist_car_dog.jpg" in frames and "bird_coral_bird.jpg" in frames
 
 
 def test_scan_writes_events_and_results(
@@ -50,7 +88,7 @@ def test_scan_writes_events_and_results(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "images: 5" in result.output and "failed: 1" in result.output
+    assert "images: 6" in result.output and "failed: 1" in result.output
 
     events = [
         parse_message("wildwatch/v1/local/scan/event", line.encode())[1]

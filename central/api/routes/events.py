@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -9,7 +10,9 @@ from fastapi import APIRouter, HTTPException, Query
 
 from central import crud, messages
 from central.api.deps import SessionDep
-from central.schemas import EventPublic, EventsPublic
+from central.schemas import EventPublic, EventsPublic, ReviewCreate
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -54,4 +57,19 @@ def read_event(session: SessionDep, event_id: str) -> EventPublic:
     row = crud.get_event(session=session, event_id=event_id)
     if row is None:
         raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
+    return EventPublic.model_validate(row)
+
+
+@router.post("/{event_id}/review", response_model=EventPublic)
+def review_event(session: SessionDep, event_id: str, review: ReviewCreate) -> EventPublic:
+    """Confirm or dismiss an event; dismissed anomalies no longer count in reports."""
+    row = crud.review_event(session=session, event_id=event_id, decision=review.decision)
+    if row is None:
+        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
+    # reviewer and note have no columns yet: logged until the schema carries them
+    log.info(
+        "event %s %s by %s: %s", event_id, review.decision, review.reviewer, review.note or "-"
+    )
+    session.commit()
+    session.refresh(row)
     return EventPublic.model_validate(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from broker.payloads import Category
 from edge.detect import Detection
 from edge.track import Track, iou
-from edge.track.iou import IouTracker, TrackerSettings, is_still, predict
+from edge.track.iou_tracker import IouTracker, TrackerSettings, is_still, predict
 
 
 def det(x: float, y: float, size: float = 100.0, category: Category = Category.ANIMAL) -> Detection:

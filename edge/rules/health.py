@@ -1,0 +1,57 @@
+"""camera_health: a camera state change (no frames, frozen, black, moved) as an anomaly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from broker.payloads import CameraState, Category, EventKind
+from edge.rules import Finding, Rule, Sighting, messages
+from edge.rules.settings import CameraHealthSettings
+
+RULE = "camera_health"
+
+
+def camera_health_finding(
+    camera: str,
+    state: CameraState,
+    t: datetime,
+    settings: CameraHealthSettings | None = None,
+) -> Finding | None:
+    """The anomaly for a CameraHealthMonitor state change at `t`; None for ok/unknown."""
+    if state not in messages.CAMERA_STATES:
+        return None
+    cfg = settings or CameraHealthSettings()
+    state_zh, state_en = messages.CAMERA_STATES[state]
+    zh, en = messages.render(
+        messages.CAMERA_HEALTH, camera=camera, state_zh=state_zh, state_en=state_en
+    )
+    return Finding(
+        kind=EventKind.ANOMALY,
+        category=Category.CAMERA,
+        severity=cfg.moved_severity if state is CameraState.MOVED else cfg.severity,
+        count=1,
+        confidence=1.0,
+        rule=RULE,
+        message_zh=zh,
+        message_en=en,
+        started_at=t,
+        source=f"camera_state:{state.value}",
+    )
+
+
+class CameraHealthRule(Rule):
+    """Turns a sighting's `camera_state` (set by the live feed) into a camera_health anomaly."""
+
+    name = RULE
+
+    def __init__(self, settings: CameraHealthSettings) -> None:
+        self.settings = settings
+
+    def evaluate(self, sighting: Sighting) -> list[Finding]:
+        """A finding when the sighting carries a failure state."""
+        if sighting.camera_state is None:
+            return []
+        f = camera_health_finding(
+            sighting.camera, sighting.camera_state, sighting.captured_at, self.settings
+        )
+        return [] if f is None else [f]

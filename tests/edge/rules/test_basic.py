@@ -1,0 +1,58 @@
+"""night_intrusion (hours and restricted zones), free_roaming_dog, observations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from broker.payloads import Category, EventKind, Severity
+from edge.rules.basic import FreeRoamingDogRule, NightIntrusionRule, ObservationRule, in_hours
+from edge.rules.settings import RuleSettings
+from tests.edge.rules.factory import SH, det, sighting
+
+ZONE = {"name": "核心区", "kind": "restricted", "polygon": [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]]}
+
+
+def test_in_hours_wraps_midnight() -> None:
+    from datetime import time
+
+    assert in_hours(time(2), time(19), time(6)) and not in_hours(time(12), time(19), time(6))
+
+
+def test_person_at_night() -> None:
+    rule = NightIntrusionRule(RuleSettings())
+    night = datetime(2026, 11, 22, 2, 0, tzinfo=SH)
+    (f,) = rule.evaluate(sighting(det(Category.PERSON), det(Category.VEHICLE), at=night))
+    assert (f.rule, f.category, f.count, f.severity) == (
+        "night_intrusion",
+        Category.PERSON,
+        2,
+        Severity.ALERT,
+    )
+    assert f.message_zh == "夜间02:00在cam1发现2个人员，疑似盗猎"
+    day = datetime(2026, 11, 22, 12, 0, tzinfo=SH)
+    assert rule.evaluate(sighting(det(Category.PERSON), at=day)) == []
+
+
+def test_restricted_zone_by_day_and_camera_hours() -> None:
+    settings = RuleSettings.model_validate(
+        {"cameras": {"cam1": {"zones": [ZONE], "night_start": "22:00", "night_end": "05:00"}}}
+    )
+    rule = NightIntrusionRule(settings)
+    noon = datetime(2026, 11, 22, 12, 0, tzinfo=SH)
+    inside = det(Category.PERSON, x=100, y=600)  # bottom-centre (150, 680) in the zone
+    outside = det(Category.PERSON, x=700, y=100)
+    (f,) = rule.evaluate(sighting(inside, outside, at=noon))
+    assert f.count == 1 and "禁入区“核心区”" in f.message_zh
+    assert rule.evaluate(sighting(outside, at=noon)) == []
+    evening = datetime(2026, 11, 22, 20, 0, tzinfo=SH)  # night by default, not on this camera
+    assert rule.evaluate(sighting(outside, at=evening)) == []
+
+
+def test_dog_and_observation() -> None:
+    (f,) = FreeRoamingDogRule().evaluate(sighting(det(Category.DOG), det(Category.DOG, x=10)))
+    assert (f.rule, f.count, f.kind) == ("free_roaming_dog", 2, EventKind.ANOMALY)
+    obs = ObservationRule().evaluate(sighting(det(Category.BIRD), det(Category.DOG)))
+    assert [(o.category, o.kind) for o in obs] == [
+        (Category.BIRD, EventKind.OBSERVATION),
+        (Category.DOG, EventKind.OBSERVATION),
+    ]
