@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from broker.topics import ID_PATTERN
 from edge.classify import ClassifierSettings
 from edge.detect import DetectorSettings
+from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
+from edge.motion import MotionSettings
+from edge.motion.gate import GateSettings
 from edge.rules.settings import RuleSettings
+from edge.track.iou_tracker import TrackerSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
 
@@ -47,6 +51,26 @@ class CameraSettings(_Model):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     name_zh: str = Field("", description="name people read, e.g. 北岸1号相机")
     drop_folder: Path | None = Field(None, description="folder camera-trap images arrive in")
+    source: str | None = Field(
+        None,
+        description="live feed: rtsp:// or http:// URL, USB index ('0'), 'picamera:0', or a "
+        "video file played in real time",
+    )
+    live: LiveSettings = Field(default_factory=LiveSettings, description="feed reconnect/pacing")
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="motion detection")
+    gate: GateSettings = Field(default_factory=GateSettings, description="when the detector runs")
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings, description="object tracks")
+    health: HealthSettings = Field(default_factory=HealthSettings, description="camera health")
+
+    @field_validator("source")
+    @classmethod
+    def _source_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_source(v)
+            except LiveSourceError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
 
 
 class NodeConfig(_Model):
