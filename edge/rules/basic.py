@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import time
 
-from broker.payloads import Category, EventKind, Severity
+from broker.payloads import Category, EventKind, Severity, SpeciesGuess
 from edge.detect import Detection
 from edge.rules import Finding, Rule, Sighting, messages
 from edge.rules.geometry import box_inside
+from edge.rules.mortality import species_guess
 from edge.rules.settings import RuleSettings
 
 
@@ -33,30 +34,44 @@ class ObservationRule(Rule):
     name = "observation"
 
     def evaluate(self, sighting: Sighting) -> list[Finding]:
-        """An observation for every category present."""
+        """An observation for every category present; birds split by identified species."""
         out = []
+        index = {id(d): i for i, d in enumerate(sighting.detections)}
         for category, dets in sorted(by_category(sighting.detections).items()):
-            zh, en = messages.category_names(category)
-            text_zh, text_en = messages.render(
-                messages.OBSERVATION,
-                camera=sighting.camera,
-                count=len(dets),
-                what_zh=zh,
-                what_en=en,
-            )
-            out.append(
-                Finding(
-                    kind=EventKind.OBSERVATION,
-                    category=category,
-                    severity=Severity.INFO,
-                    count=len(dets),
-                    confidence=max(d.score for d in dets),
-                    detections=dets,
-                    message_zh=text_zh,
-                    message_en=text_en,
-                )
-            )
+            groups: dict[str, list[Detection]] = {}
+            guesses: dict[str, SpeciesGuess | None] = {}
+            for d in dets:
+                guess = species_guess(sighting.species.get(index[id(d)]))
+                key = guess.scientific_name if guess is not None else ""
+                groups.setdefault(key, []).append(d)
+                kept = guesses.get(key)
+                if kept is None or (guess is not None and guess.confidence > kept.confidence):
+                    guesses[key] = guess
+            for key, group in sorted(groups.items()):
+                out.append(self._finding(sighting, category, group, guesses[key]))
         return out
+
+    @staticmethod
+    def _finding(
+        sighting: Sighting, category: Category, dets: list[Detection], guess: SpeciesGuess | None
+    ) -> Finding:
+        zh, en = messages.category_names(category)
+        if guess is not None:
+            zh, en = guess.chinese_name or guess.scientific_name, guess.scientific_name
+        text_zh, text_en = messages.render(
+            messages.OBSERVATION, camera=sighting.camera, count=len(dets), what_zh=zh, what_en=en
+        )
+        return Finding(
+            kind=EventKind.OBSERVATION,
+            category=category,
+            severity=Severity.INFO,
+            count=len(dets),
+            confidence=max(d.score for d in dets),
+            detections=dets,
+            message_zh=text_zh,
+            message_en=text_en,
+            species=guess,
+        )
 
 
 class NightIntrusionRule(Rule):

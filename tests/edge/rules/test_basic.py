@@ -56,3 +56,32 @@ def test_dog_and_observation() -> None:
         (Category.BIRD, EventKind.OBSERVATION),
         (Category.DOG, EventKind.OBSERVATION),
     ]
+
+
+def test_observations_split_birds_by_identified_species() -> None:
+    from edge.rules.basic import ObservationRule
+    from tests.edge.rules.factory import classified, det, sighting
+
+    egret = classified("Egretta garzetta", "白鹭", "Little Egret")
+    heron = classified("Ardea cinerea", "苍鹭", "Grey Heron", 0.7)
+    s = sighting(
+        det(Category.BIRD, x=100),
+        det(Category.BIRD, x=300),
+        det(Category.BIRD, x=500),
+        det(Category.BIRD, x=700),
+        det(Category.DOG),
+        species={0: egret, 1: egret, 2: heron},
+    )
+    found = {
+        (f.category, f.species.scientific_name if f.species else None): f
+        for f in ObservationRule().evaluate(s)
+    }
+    assert set(found) == {
+        (Category.BIRD, "Egretta garzetta"),
+        (Category.BIRD, "Ardea cinerea"),
+        (Category.BIRD, None),
+        (Category.DOG, None),
+    }
+    assert found[(Category.BIRD, "Egretta garzetta")].count == 2
+    assert "白鹭" in found[(Category.BIRD, "Egretta garzetta")].message_zh
+    assert found[(Category.BIRD, None)].count == 1
