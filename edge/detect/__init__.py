@@ -257,7 +257,7 @@ def create(settings: DetectorSettings, store: Path | None = None) -> Detector:
 
 
 # Back-ends register themselves on import; keep these last (they import the names above).
-from edge.detect import ensemble, nanodet, yolox  # noqa: E402
+from edge.detect import ensemble, nanodet, yolo_generic, yolox  # noqa: E402
 
 __all__ = [
     "Category",
@@ -270,5 +270,6 @@ __all__ = [
     "ensemble",
     "nanodet",
     "register",
+    "yolo_generic",
     "yolox",
 ]

@@ -1,0 +1,1 @@
+"""Development scripts that derive models from the manifest's weights (need the `onnx` package)."""
