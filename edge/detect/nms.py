@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,8 +14,8 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
 
 
-def iou_one_to_many(box: FloatArray, boxes: FloatArray) -> FloatArray:
-    """IoU of one xyxy box with each of `boxes` (N, 4)."""
+def intersections(box: FloatArray, boxes: FloatArray) -> tuple[FloatArray, Any, FloatArray]:
+    """Intersection areas of one xyxy box with each of `boxes`, its area, and theirs."""
     ix1 = np.maximum(box[0], boxes[:, 0])
     iy1 = np.maximum(box[1], boxes[:, 1])
     ix2 = np.minimum(box[2], boxes[:, 2])
@@ -22,6 +23,12 @@ def iou_one_to_many(box: FloatArray, boxes: FloatArray) -> FloatArray:
     inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter, area, areas
+
+
+def iou_one_to_many(box: FloatArray, boxes: FloatArray) -> FloatArray:
+    """IoU of one xyxy box with each of `boxes` (N, 4)."""
+    inter, area, areas = intersections(box, boxes)
     union = area + areas - inter
     out: FloatArray = np.where(union > 0.0, inter / np.maximum(union, 1e-12), 0.0).astype(
         np.float32

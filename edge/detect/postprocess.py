@@ -13,7 +13,7 @@ import numpy.typing as npt
 from broker.payloads import Category
 from edge.detect import Detection
 from edge.detect.categories import ANIMAL_CATEGORIES
-from edge.detect.nms import nms
+from edge.detect.nms import intersections, nms
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +134,7 @@ def drop_cut_boxes(
 
 def overlap_of_smaller(box: FloatArray, boxes: FloatArray) -> FloatArray:
     """Intersection of one xyxy box with each of `boxes`, over the smaller of the two areas."""
-    ix1 = np.maximum(box[0], boxes[:, 0])
-    iy1 = np.maximum(box[1], boxes[:, 1])
-    ix2 = np.minimum(box[2], boxes[:, 2])
-    iy2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter, area, areas = intersections(box, boxes)
     smaller = np.maximum(np.minimum(area, areas), 1e-6)
     out: FloatArray = (inter / smaller).astype(np.float32)
     return out

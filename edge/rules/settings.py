@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.payloads import Category, Severity
 
-RULE_NAMES = (
-    "motionless_bird",
-    "mortality_cluster",
-    "abnormal_count",
-    "night_intrusion",
-    "free_roaming_dog",
-    "high_risk_species",
-    "camera_health",
-)
 RuleName = Literal[
     "motionless_bird",
     "mortality_cluster",
@@ -27,6 +18,7 @@ RuleName = Literal[
     "high_risk_species",
     "camera_health",
 ]
+RULE_NAMES: tuple[str, ...] = get_args(RuleName)
 ZoneKind = Literal["restricted", "near_poultry", "near_people"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Unit, Unit]
