@@ -61,8 +61,15 @@ class PublishHandle:
         return int(self._info.mid)
 
     def acknowledged(self) -> bool:
-        """True once PUBACK arrived (QoS 1)."""
-        return bool(self._info.is_published())
+        """True once PUBACK arrived (QoS 1); False while waiting or when the publish failed."""
+        try:
+            return bool(self._info.is_published())
+        except (RuntimeError, ValueError):
+            return False
+
+    def failed(self) -> bool:
+        """True when paho could not send it (e.g. the link dropped at that moment): send again."""
+        return self._info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
 
     def wait(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for the acknowledgement; False on timeout or failure."""
@@ -89,6 +96,8 @@ class MqttLink:
         manual_ack: bool = False,
         will: tuple[str, bytes] | None = None,
         online: tuple[str, bytes] | None = None,
+        reconnect_min_s: float = RECONNECT_MIN_S,
+        reconnect_max_s: float = RECONNECT_MAX_S,
     ) -> None:
         self._address = address
         self._online = online
@@ -107,7 +116,11 @@ class MqttLink:
         )
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         self._client.max_queued_messages_set(0)  # unbounded: the outbox bounds what we hand over
-        self._client.reconnect_delay_set(RECONNECT_MIN_S + random.randint(0, 2), RECONNECT_MAX_S)
+        spread = random.uniform(0, 2 * reconnect_min_s)
+        self._client.reconnect_delay_set(  # paho's hints say int, its arithmetic takes floats
+            reconnect_min_s + spread,  # type: ignore[arg-type]
+            max(reconnect_max_s, reconnect_min_s + spread),  # type: ignore[arg-type]
+        )
         if address.username:
             self._client.username_pw_set(address.username, address.password)
         if address.ca_file is not None:

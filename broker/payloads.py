@@ -172,6 +172,30 @@ class StatusPayload(_Strict):
     at: AwareDatetime | None = Field(None, description="absent in the last will (set at connect)")
 
 
+class CommandName(StrEnum):
+    """What central can ask a node to do."""
+
+    RESEND = "resend"
+
+
+class CommandPayload(_Strict):
+    """A central → node command; `resend` asks for the events numbered from_seq..to_seq again."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    site: Slug
+    node: Slug
+    command: CommandName
+    from_seq: int = Field(ge=1, le=2**62, description="first sequence number wanted")
+    to_seq: int = Field(ge=1, le=2**62, description="last sequence number wanted (inclusive)")
+    sent_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> CommandPayload:
+        if self.to_seq < self.from_seq:
+            raise ValueError("to_seq is before from_seq")
+        return self
+
+
 def utc_now() -> datetime:
     """Aware current time in UTC (wire timestamps are always aware)."""
     from datetime import UTC

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from broker.payloads import (
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
+    CommandPayload,
     EventPayload,
     HeartbeatPayload,
     StatusPayload,
@@ -19,6 +20,7 @@ PAYLOAD_TYPES: dict[TopicKind, type[BaseModel]] = {
     TopicKind.EVENT: EventPayload,
     TopicKind.HEARTBEAT: HeartbeatPayload,
     TopicKind.STATUS: StatusPayload,
+    TopicKind.COMMAND: CommandPayload,
 }
 
 
@@ -47,6 +49,8 @@ def decode_json(payload: bytes) -> object:
         return json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContractError(f"not UTF-8 JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # an over-long integer, nesting deeper than Python
+        raise ContractError(f"JSON too deep or too large: {str(exc)[:200]}") from exc
 
 
 def parse_message(topic: str, payload: bytes) -> tuple[Topic, BaseModel]:

@@ -6,15 +6,19 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from types import FrameType
 
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from central import messages
+from broker.payloads import CommandName, CommandPayload
+from broker.topics import command_topic
+from broker.validate import encode
+from central import messages, nodes
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
 from central.api.routes import events, health
@@ -77,6 +81,9 @@ class CentralService:
         self.app: FastAPI | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
+        self._monitor_stop = threading.Event()
+        self._monitor_thread: threading.Thread | None = None
+        self.resend_requests = 0  # resend commands published since start
 
     def start(self) -> None:
         """Start everything in order: database, alerts, ingest, HTTP."""
@@ -109,7 +116,11 @@ class CentralService:
                 cfg.mqtt.host,
                 cfg.mqtt.port,
             )
-        # 4. HTTP API in a background thread.
+        # 4. Node supervision: offline nodes, missing sequence ranges.
+        self._monitor_stop.clear()
+        self._monitor_thread = threading.Thread(target=self._monitor, name="monitor", daemon=True)
+        self._monitor_thread.start()
+        # 5. HTTP API in a background thread.
         self.app = create_app(config=cfg, session_factory=self.session_factory)
         if self._serve_http:
             self._http = uvicorn.Server(
@@ -120,6 +131,51 @@ class CentralService:
         log.info(
             "central started: %d ingest worker(s), db %s", len(self.ingestors), self.engine.url
         )
+
+    def _monitor(self) -> None:
+        interval = self.config.monitor.check_interval_s
+        while not self._monitor_stop.wait(interval):
+            try:
+                self.check_nodes()
+            except SQLAlchemyError as exc:  # the next round tries again
+                log.warning("node check failed: %s", exc)
+
+    def check_nodes(self) -> None:
+        """One supervision round: raise outage events, ask nodes to resend missing events."""
+        assert self.session_factory is not None and self.dispatcher is not None
+        mon, now = self.config.monitor, datetime.now(UTC)
+        with self.session_factory.begin() as session:
+            raised = nodes.mark_silent_offline(
+                session=session, now=now, offline_after_s=mon.offline_after_s
+            )
+            for event in raised:
+                log.warning("node %s/%s offline: %s", event.site, event.node, event.message_en)
+                self.dispatcher.enqueue(session, event=event)
+            requests = nodes.claim_gap_requests(
+                session=session,
+                now=now,
+                grace_s=mon.gap_grace_s,
+                interval_s=mon.resend_interval_s,
+                max_requests=mon.max_resend_requests,
+            )
+        if raised:
+            self.dispatcher.send_pending()
+        for req in requests:
+            command = CommandPayload(
+                site=req.site,
+                node=req.node,
+                command=CommandName.RESEND,
+                from_seq=req.from_seq,
+                to_seq=req.to_seq,
+                sent_at=now,
+            )
+            log.info(
+                "asking %s/%s to resend seq %d..%d", req.site, req.node, req.from_seq, req.to_seq
+            )
+            if self.ingestors and self.ingestors[0].publish(
+                command_topic(req.site, req.node), encode(command)
+            ):
+                self.resend_requests += 1
 
     def stored_events(self) -> int:
         """Number of events in the database (all workers, all runs)."""
@@ -138,6 +194,10 @@ class CentralService:
 
     def stop(self) -> None:
         """Stop in reverse order; unacknowledged messages stay with the broker."""
+        self._monitor_stop.set()
+        if self._monitor_thread is not None:
+            self._monitor_thread.join(10)
+            self._monitor_thread = None
         if self._http is not None:
             self._http.should_exit = True
             if self._http_thread is not None:

@@ -49,6 +49,12 @@ class MqttConfig(_Section):
         None, description="shared-subscription group so several workers split the load"
     )
     workers: int = Field(1, ge=1, le=16, description="ingest connections/threads")
+    reconnect_max_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="longest pause between reconnect attempts (longer spares a struggling broker)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -127,6 +133,30 @@ class AlertConfig(_Section):
     min_severity: Severity = Field(Severity.ALERT, description="lowest severity that sends SMS")
 
 
+class MonitorConfig(_Section):
+    """Node supervision: offline detection and requests to resend missing events."""
+
+    offline_after_s: float = Field(
+        300.0, gt=0, le=86_400, description="no heartbeat this long → node offline (alert once)"
+    )
+    check_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="how often nodes and sequence gaps are checked"
+    )
+    gap_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=86_400,
+        description="a gap this old is asked for again; shorter spams nodes with requests for "
+        "events still in flight through another worker",
+    )
+    resend_interval_s: float = Field(
+        300.0, gt=0, le=86_400, description="pause before asking again for the same gap"
+    )
+    max_resend_requests: int = Field(
+        5, ge=0, le=100, description="after this many requests a gap is left for a human"
+    )
+
+
 class CentralConfig(_Section):
     """Everything the central server needs."""
 
@@ -138,6 +168,7 @@ class CentralConfig(_Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     sites: dict[SiteId, SiteConfig] = Field(default_factory=dict, description="site id → site")
     alerts: AlertConfig = Field(default_factory=AlertConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _defaults_and_checks(self) -> CentralConfig:

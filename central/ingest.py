@@ -23,7 +23,7 @@ from broker.client import BrokerAddress, Message, MqttLink
 from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
 from broker.topics import TopicKind, shared_subscription, subscription
 from broker.validate import ContractError, parse_message
-from central import crud
+from central import crud, nodes
 from central.alerts.dispatcher import AlertDispatcher
 from central.config import CentralConfig
 
@@ -33,9 +33,12 @@ log = logging.getLogger(__name__)
 # (mosquitto max_inflight_messages), so this only fills if that limit is raised a lot.
 QUEUE_MAX = 10_000
 PUT_TIMEOUT_S = 5.0
-# Bigger batches mean fewer commits; a short wait keeps latency low when traffic is light.
-BATCH_MAX = 500
-BATCH_WAIT_S = 0.05
+# Bigger batches mean fewer commits. The batch takes what is queued and waits at most
+# BATCH_WAIT_S for more: the broker sends only max_inflight_messages (20 by default) before it
+# waits for our acks, which come after the commit, so a long wait would only idle both sides.
+# Under load batches grow by themselves while the previous commit runs.
+BATCH_MAX = 1000
+BATCH_WAIT_S = 0.002
 # Database outage: retry the same batch, doubling the pause up to the maximum.
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 30.0
@@ -125,7 +128,14 @@ class Ingestor:
             password=mqtt.password.get_secret_value() if mqtt.password else None,
             ca_file=mqtt.ca_file,
         )
-        link = MqttLink(client_id, address, clean_session=False, manual_ack=True)
+        link = MqttLink(
+            client_id,
+            address,
+            clean_session=False,
+            manual_ack=True,
+            reconnect_min_s=min(1.0, mqtt.reconnect_max_s),
+            reconnect_max_s=mqtt.reconnect_max_s,
+        )
         return cls(
             link=link,
             session_factory=session_factory,
@@ -252,30 +262,50 @@ class Ingestor:
         except SQLAlchemyError as exc:  # the rows stay pending and go out on the next round
             log.error("could not send alerts now: %s", exc)
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a QoS 1 message (a command to a node) on this worker's link; False if not acked."""
+        return self._link.publish(topic, payload, qos=1).wait(PUT_TIMEOUT_S)
+
     def _store(self, batch: list[_Item]) -> IngestCounters:
         outcome = IngestCounters()
+        seqs: dict[tuple[str, str], list[int]] = {}
         with self._session_factory.begin() as session:
             for item in batch:
-                self._apply(session, item, outcome)
+                self._apply(session, item, outcome, seqs)
+            self._track(session, seqs)
         return outcome
+
+    @staticmethod
+    def _track(session: Session, seqs: dict[tuple[str, str], list[int]]) -> None:
+        now = datetime.now(UTC)
+        for (site, node), numbers in sorted(seqs.items()):  # one lock order: no deadlocks
+            nodes.track_sequences(session=session, site=site, node=node, seqs=numbers, now=now)
 
     def _store_each(self, batch: list[_Item]) -> IngestCounters:
         """Fallback after an integrity/data error: isolate the message the database refuses."""
         outcome = IngestCounters()
         for item in batch:
             one = IngestCounters()
+            seqs: dict[tuple[str, str], list[int]] = {}
             try:
                 with self._session_factory.begin() as session:
-                    self._apply(session, item, one)
+                    self._apply(session, item, one, seqs)
+                    self._track(session, seqs)
             except (IntegrityError, DataError) as exc:
                 item.parsed, item.error = None, f"database rejected the message: {exc.orig}"
                 one = IngestCounters()
                 with self._session_factory.begin() as session:
-                    self._apply(session, item, one)
+                    self._apply(session, item, one, seqs)
             outcome.add(one)
         return outcome
 
-    def _apply(self, session: Session, item: _Item, outcome: IngestCounters) -> None:
+    def _apply(
+        self,
+        session: Session,
+        item: _Item,
+        outcome: IngestCounters,
+        seqs: dict[tuple[str, str], list[int]],
+    ) -> None:
         msg, obj = item.message, item.parsed
         if obj is None:
             crud.insert_dead_letter(
@@ -289,13 +319,16 @@ class Ingestor:
         elif isinstance(obj, EventPayload):
             if crud.insert_event(session=session, payload=obj, received_at=item.received_at):
                 outcome.stored += 1
+                seqs.setdefault((obj.site, obj.node), []).append(obj.seq)
                 if self._dispatcher is not None:
                     outcome.alerts_queued += self._dispatcher.enqueue(session, event=obj)
             else:
                 outcome.duplicates += 1
         elif isinstance(obj, HeartbeatPayload):
-            crud.record_heartbeat(session=session, payload=obj, received_at=item.received_at)
+            nodes.record_heartbeat(session=session, payload=obj, received_at=item.received_at)
             outcome.heartbeats += 1
         elif isinstance(obj, StatusPayload):
-            crud.record_status(session=session, payload=obj, received_at=item.received_at)
+            raised = nodes.record_status(session=session, payload=obj, received_at=item.received_at)
             outcome.statuses += 1
+            if raised is not None and self._dispatcher is not None:
+                outcome.alerts_queued += self._dispatcher.enqueue(session, event=raised)

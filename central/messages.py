@@ -20,6 +20,28 @@ SMS_ALERT = (
     "置信度{confidence:.2f}。请值班人员立即核查。"
 )
 
+NODE_OFFLINE_SILENT = ("节点 {node} 已离线超过 {duration}", "node {node} silent over {duration}")
+NODE_OFFLINE_WILL = ("节点 {node} 已断开连接（离线）", "node {node} lost its broker connection")
+
+
+def duration_zh(seconds: float) -> tuple[str, str]:
+    """'5 分钟' / '5 min' (seconds below one minute) for an outage length."""
+    if seconds < 60:
+        return f"{seconds:.0f} 秒", f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} 分钟", f"{seconds / 60:.0f} min"
+
+
+def node_offline(*, node: str, silent_s: float | None) -> tuple[str, str]:
+    """(Chinese, English) text of a node-offline camera_health event."""
+    if silent_s is None:
+        return NODE_OFFLINE_WILL[0].format(node=node), NODE_OFFLINE_WILL[1].format(node=node)
+    zh, en = duration_zh(silent_s)
+    return (
+        NODE_OFFLINE_SILENT[0].format(node=node, duration=zh),
+        NODE_OFFLINE_SILENT[1].format(node=node, duration=en),
+    )
+
+
 # -- API ------------------------------------------------------------------------------------------
 API_TITLE = "WildWatch 陆生野生动物疫源疫病监测中心 / Wildlife Disease Surveillance Central"
 EVENT_NOT_FOUND = "未找到该事件 / Event not found"

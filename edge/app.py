@@ -14,7 +14,7 @@ from types import FrameType
 
 from broker.client import BrokerAddress, MqttLink
 from broker.payloads import CameraState, NodeState, StatusPayload, utc_now
-from broker.topics import heartbeat_topic, status_topic
+from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from edge.config import NodeConfig
 from edge.detect import Detector, create
@@ -23,9 +23,13 @@ from edge.ingest import MediaError, MediaItem
 from edge.ingest.folder import DropFolder
 from edge.outbox import Outbox
 from edge.pipeline import Pipeline, build_rules
-from edge.publish import Publisher
+from edge.publish import CommandHandler, Publisher
 
 log = logging.getLogger(__name__)
+
+# Acknowledged events stay this long so central can ask for ones it lost after the broker's
+# PUBACK; ~1 kB per event, so two days of a busy node (20,000/day) cost about 40 MB of disk.
+RETAIN_ACKED_S = 2 * 24 * 3600.0
 
 
 class EdgeNode:
@@ -48,7 +52,7 @@ class EdgeNode:
         detector = self._detector or create(cfg.detector, cfg.model_store)  # fail before anything
         self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(cfg.outbox_path)
+        self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
         log.info(
             "outbox %s: %d events waiting, last seq %d",
             cfg.outbox_path,
@@ -69,8 +73,10 @@ class EdgeNode:
             will=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE, stamped=False)),
             online=(status_topic(cfg.site, cfg.node), self._status(NodeState.ONLINE)),
         )
-        self.link.start()
         self.publisher = Publisher(self.outbox, self.link)
+        self.commands = CommandHandler(outbox=self.outbox, publisher=self.publisher)
+        self.link.subscribe(command_topic(cfg.site, cfg.node), self.commands.handle)
+        self.link.start()
         self.publisher.start()
         self.watchers = [
             DropFolder(cam.drop_folder, cam.id, cfg.tz, settle_s=cfg.settle_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -48,8 +49,11 @@ class MosquittoServer:
         self.port = port
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        # Run as root, mosquitto drops to the 'mosquitto' user, which cannot write its
+        # persistence file or log into pytest's private (0700) folders: keep root here.
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {port} 127.0.0.1\n"
+            run_as + f"listener {port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"

@@ -130,6 +130,27 @@ class Node(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_heartbeat: Mapped[dict[str, Any] | None] = mapped_column(Json)
     last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # Every event numbered 1..contiguous_seq is stored; max_seq is the highest stored at all.
+    contiguous_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    max_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # The camera_health event raised for the current outage (NULL while the node is up).
+    offline_event_id: Mapped[str | None] = mapped_column(sa.String(36))
+
+
+class SeqGap(Base):
+    """A range of a node's sequence numbers not stored yet (from_seq..to_seq, inclusive)."""
+
+    __tablename__ = "seq_gaps"
+    __table_args__ = (sa.Index("ix_seq_gaps_site_node_from_seq", "site", "node", "from_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    node: Mapped[str] = mapped_column(sa.String(32))
+    from_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    to_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    requests: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class SmsMessage(Base):

@@ -6,6 +6,7 @@ with the record that their media file was processed, so a crash either keeps bot
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +18,11 @@ from broker.payloads import EventPayload
 from broker.topics import event_topic
 from broker.validate import encode
 
+log = logging.getLogger(__name__)
+
+# Acknowledged events are pruned at most this often (a DELETE per PUBACK round would be wasteful).
+PRUNE_EVERY_S = 10.0
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
@@ -24,7 +30,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     severity TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    acked_at REAL
 );
 CREATE TABLE IF NOT EXISTS media (
     sha256 TEXT PRIMARY KEY,
@@ -51,9 +58,13 @@ class OutboxEntry:
 class Outbox:
     """Thread-safe durable queue of encoded events, ordered by sequence number."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retain_acked_s: float = 0.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Keeping acknowledged events a while lets central ask for them again (a resend command)
+        # when it lost them after the broker's PUBACK; 0 deletes them at once (least disk).
+        self.retain_acked_s = retain_acked_s
+        self._pruned_at = 0.0
         self._lock = threading.Lock()
         self._added = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -61,6 +72,13 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged commit survives a power cut
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        if "acked_at" not in columns:  # an outbox written by an older version
+            self._db.execute("ALTER TABLE outbox ADD COLUMN acked_at REAL")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS ix_outbox_acked_at ON outbox (acked_at)"
+            " WHERE acked_at IS NOT NULL"
+        )
 
     def close(self) -> None:
         """Close the database."""
@@ -127,24 +145,67 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, topic, payload FROM outbox"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                " WHERE seq > ? AND acked_at IS NULL ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
         return [OutboxEntry(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
     def remove(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged events; returns how many rows went."""
+        """Retire acknowledged events (deleted, or kept for retain_acked_s); returns how many."""
         seq_list = [(s,) for s in seqs]
         if not seq_list:
             return 0
+        now = time.time()
         with self._lock:
-            cur = self._db.executemany("DELETE FROM outbox WHERE seq=?", seq_list)
-            return cur.rowcount
+            if self.retain_acked_s <= 0:
+                cur = self._db.executemany("DELETE FROM outbox WHERE seq=?", seq_list)
+                return cur.rowcount
+            cur = self._db.executemany(
+                "UPDATE outbox SET acked_at=? WHERE seq=? AND acked_at IS NULL",
+                [(now, s) for (s,) in seq_list],
+            )
+            count = cur.rowcount
+            if now - self._pruned_at >= PRUNE_EVERY_S:
+                self._prune_locked(now)
+        return count
+
+    def prune(self) -> int:
+        """Delete acknowledged events older than the retention window; returns how many."""
+        with self._lock:
+            return self._prune_locked(time.time())
+
+    def _prune_locked(self, now: float) -> int:
+        self._pruned_at = now
+        cur = self._db.execute(
+            "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?",
+            (now - self.retain_acked_s,),
+        )
+        return cur.rowcount
+
+    def requeue(self, from_seq: int, to_seq: int) -> list[int]:
+        """Mark still-retained events in [from_seq, to_seq] as unsent again; returns their seqs."""
+        with self._added:
+            rows = self._db.execute(
+                "UPDATE outbox SET acked_at=NULL WHERE seq BETWEEN ? AND ? RETURNING seq",
+                (from_seq, to_seq),
+            ).fetchall()
+            seqs = sorted(int(r[0]) for r in rows)
+            if seqs:
+                self._added.notify_all()
+        return seqs
 
     def depth(self) -> int:
         """Events stored and not yet acknowledged."""
         with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+            (n,) = self._db.execute("SELECT COUNT(*) FROM outbox WHERE acked_at IS NULL").fetchone()
+        return int(n)
+
+    def retained(self) -> int:
+        """Acknowledged events kept for possible resend requests."""
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE acked_at IS NOT NULL"
+            ).fetchone()
         return int(n)
 
     def last_seq(self) -> int:
@@ -152,6 +213,11 @@ class Outbox:
         with self._lock:
             (n,) = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
         return int(n)
+
+    def wake(self) -> None:
+        """Wake whoever waits in wait_for_new."""
+        with self._added:
+            self._added.notify_all()
 
     def wait_for_new(self, timeout_s: float) -> None:
         """Sleep until an event is added or the timeout passes."""

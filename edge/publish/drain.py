@@ -36,6 +36,7 @@ class Publisher:
         self._inflight: dict[int, _InFlight] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._rewind = threading.Event()
         self.published = 0  # acknowledged by the broker since start
 
     def start(self) -> None:
@@ -46,6 +47,11 @@ class Publisher:
         """Stop after the current step; unacknowledged entries stay in the outbox."""
         self._stop.set()
         self._thread.join(timeout_s)
+
+    def rewind(self) -> None:
+        """Look at the whole outbox again on the next step (entries were requeued)."""
+        self._rewind.set()
+        self._outbox.wake()
 
     def drained(self) -> bool:
         """True when nothing is stored or in flight."""
@@ -78,16 +84,24 @@ class Publisher:
                 self._resend_after_s,
             )
             del self._inflight[seq]
+        # Handed over while the link was dropping: send again (a copy paho still sends is harmless).
+        failed = [s for s, f in self._inflight.items() if f.handle.failed()]
+        for seq in failed:
+            del self._inflight[seq]
+        stale += failed
         if not self._link.connected:
             return bool(done)
         room = WINDOW - len(self._inflight)
         if room <= 0:
             return bool(done)
         after = max(self._inflight, default=0)
-        entries = self._outbox.pending(after_seq=after, limit=room)
-        if after and stale:
-            entries = self._outbox.pending(after_seq=0, limit=room)
-            entries = [e for e in entries if e.seq not in self._inflight]
+        rewind = self._rewind.is_set()
+        self._rewind.clear()
+        if after and (stale or rewind):  # earlier entries are unsent again: start from the oldest
+            entries = self._outbox.pending(after_seq=0, limit=WINDOW)
+            entries = [e for e in entries if e.seq not in self._inflight][:room]
+        else:
+            entries = self._outbox.pending(after_seq=after, limit=room)
         for e in entries:
             self._inflight[e.seq] = _InFlight(self._link.publish(e.topic, e.payload, qos=1), now)
         return bool(done or entries)

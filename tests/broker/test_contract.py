@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
+from broker.payloads import CommandPayload, EventPayload, HeartbeatPayload, StatusPayload
 from broker.topics import Topic, TopicError, TopicKind, event_topic, shared_subscription
 from broker.validate import ContractError, encode, parse_message
 
@@ -134,5 +134,19 @@ def test_heartbeat_and_status() -> None:
     will = StatusPayload(site="xiazhuhu", node="xz-node-01", state="offline")
     _, st = parse_message("wildwatch/v1/xiazhuhu/xz-node-01/status", encode(will))
     assert isinstance(st, StatusPayload) and st.state == "offline" and st.at is None
-    with pytest.raises(ContractError, match="no payload is defined"):
+    with pytest.raises(ContractError, match="command: Field required"):
         parse_message("wildwatch/v1/xiazhuhu/xz-node-01/cmd", encode(will))
+
+
+def test_resend_command_round_trips_and_checks_its_range() -> None:
+    cmd = CommandPayload(site="xiazhuhu", node="xz-node-01", command="resend", from_seq=4, to_seq=6)
+    _, back = parse_message("wildwatch/v1/xiazhuhu/xz-node-01/cmd", encode(cmd))
+    assert back == cmd
+    with pytest.raises(ValueError, match="to_seq is before from_seq"):
+        CommandPayload(site="xiazhuhu", node="xz-node-01", command="resend", from_seq=6, to_seq=4)
+
+
+@pytest.mark.parametrize("raw", [b"1" * 5000, b"[" * 100_000, b'{"a":' * 50_000])
+def test_json_that_breaks_the_decoder_is_a_contract_error(raw: bytes) -> None:
+    with pytest.raises(ContractError, match="too deep or too large"):
+        parse_message("wildwatch/v1/xiazhuhu/xz-node-01/event", raw)

@@ -18,11 +18,18 @@ def test_upgrade_creates_schema_matching_models(database_url: str) -> None:
     try:
         inspector = sa.inspect(engine)
         tables = set(inspector.get_table_names())
-        assert {"events", "dead_letters", "nodes", "sms_messages", "alembic_version"} <= tables
+        assert {
+            "events",
+            "dead_letters",
+            "nodes",
+            "seq_gaps",
+            "sms_messages",
+            "alembic_version",
+        } <= tables
         index_names = {ix["name"] for ix in inspector.get_indexes("events")}
         assert {"ix_events_captured_at", "ix_events_site_captured_at"} <= index_names
         with engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
             diff = compare_metadata(
                 MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
             )
