@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from broker.payloads import Severity
 from broker.topics import ID_PATTERN
+from edge.rules.settings import MortalityClusterSettings
 
 PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -169,6 +170,11 @@ class CentralConfig(_Section):
     sites: dict[SiteId, SiteConfig] = Field(default_factory=dict, description="site id → site")
     alerts: AlertConfig = Field(default_factory=AlertConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    mortality_cluster: MortalityClusterSettings = Field(
+        default_factory=MortalityClusterSettings,
+        description="cross-node mortality clusters decided centrally (same rule as the edge)",
+    )
+    catalogue: Path | None = Field(None, description="station species list CSV (default shipped)")
 
     @model_validator(mode="after")
     def _defaults_and_checks(self) -> CentralConfig:

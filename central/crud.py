@@ -73,6 +73,26 @@ def insert_event(*, session: Session, payload: EventPayload, received_at: dateti
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
+# Rows per INSERT statement: well under SQLite's 32,766 bound variables (about 25 per row).
+INSERT_CHUNK = 500
+
+
+def insert_events(*, session: Session, events: Sequence[tuple[EventPayload, datetime]]) -> set[str]:
+    """Store (event, received_at) pairs in few statements, skipping ids already stored (the ids
+    must be distinct within the call); returns the ids that were new."""
+    inserted: set[str] = set()
+    for start in range(0, len(events), INSERT_CHUNK):
+        chunk = events[start : start + INSERT_CHUNK]
+        stmt = (
+            _insert(session, Event)
+            .values([event_row(p, received_at=at) for p, at in chunk])
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(Event.event_id)
+        )
+        inserted.update(str(v) for v in session.execute(stmt).scalars())
+    return inserted
+
+
 def insert_dead_letter(
     *, session: Session, topic: str, payload: bytes, reason: str, received_at: datetime
 ) -> None:

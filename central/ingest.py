@@ -26,8 +26,13 @@ from broker.validate import ContractError, parse_message
 from central import crud, nodes
 from central.alerts.dispatcher import AlertDispatcher
 from central.config import CentralConfig
+from central.surveillance import evaluate_site
+from edge.rules.settings import MortalityClusterSettings
+from models.species import Catalogue, load_catalogue
 
 log = logging.getLogger(__name__)
+
+MOTIONLESS_BIRD = "motionless_bird"  # a suspected death: may complete a cross-node cluster
 
 # Bounded hand-over from paho's thread. The broker already limits unacknowledged messages in flight
 # (mosquitto max_inflight_messages), so this only fills if that limit is raised a lot.
@@ -93,6 +98,8 @@ class Ingestor:
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
         name: str = "ingest",
+        clusters: MortalityClusterSettings | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self._link = link
         self._session_factory = session_factory
@@ -103,6 +110,8 @@ class Ingestor:
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
         self._name = name
+        self._clusters = clusters
+        self._catalogue = catalogue
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_max)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +151,8 @@ class Ingestor:
             dispatcher=dispatcher,
             share_group=mqtt.share_group,
             name=f"ingest-{worker}",
+            clusters=config.mortality_cluster,
+            catalogue=load_catalogue(config.catalogue),
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -267,13 +278,46 @@ class Ingestor:
         return self._link.publish(topic, payload, qos=1).wait(PUT_TIMEOUT_S)
 
     def _store(self, batch: list[_Item]) -> IngestCounters:
+        """One transaction for the batch; events go in with one multi-row INSERT per chunk."""
         outcome = IngestCounters()
         seqs: dict[tuple[str, str], list[int]] = {}
         with self._session_factory.begin() as session:
+            events: dict[str, EventPayload] = {}
+            pairs: list[tuple[EventPayload, datetime]] = []
             for item in batch:
-                self._apply(session, item, outcome, seqs)
+                obj = item.parsed
+                if not isinstance(obj, EventPayload):
+                    self._apply(session, item, outcome, seqs)
+                elif str(obj.event_id) in events:
+                    outcome.duplicates += 1  # the same event twice in one batch (redelivery)
+                else:
+                    events[str(obj.event_id)] = obj
+                    pairs.append((obj, item.received_at))
+            new = crud.insert_events(session=session, events=pairs) if pairs else set()
+            for event_id, ev in events.items():
+                if event_id not in new:
+                    outcome.duplicates += 1
+                    continue
+                outcome.stored += 1
+                seqs.setdefault((ev.site, ev.node), []).append(ev.seq)
+                self._alert(session, ev, outcome)
+                if ev.rule == MOTIONLESS_BIRD and self._clusters is not None:
+                    # the cross-node view: deaths at one site seen by different nodes
+                    for raised in evaluate_site(
+                        session,
+                        site=ev.site,
+                        now=ev.captured_until or ev.captured_at,
+                        config=self._clusters,
+                        catalogue=self._catalogue,
+                    ):
+                        outcome.stored += 1
+                        self._alert(session, raised, outcome)
             self._track(session, seqs)
         return outcome
+
+    def _alert(self, session: Session, event: EventPayload, outcome: IngestCounters) -> None:
+        if self._dispatcher is not None:
+            outcome.alerts_queued += self._dispatcher.enqueue(session, event=event)
 
     @staticmethod
     def _track(session: Session, seqs: dict[tuple[str, str], list[int]]) -> None:

@@ -97,3 +97,51 @@ def test_single_node_dismissed_and_old_deaths_are_left_out(
         _dead(session, "cx-04", 11, 1)
         (ev,) = evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=11), config=cfg)
         assert ev.count == 4 and ev.seq == 1
+
+
+def test_ingest_raises_the_cross_node_cluster_and_pages_once(
+    start_ingestor: object,
+    publisher: object,
+    session_factory: sessionmaker[Session],
+    central_config: object,
+) -> None:
+    """Three suspected deaths seen by two nodes arrive through mosquitto: central raises one
+    critical mortality_cluster and the duty officer gets an SMS for it."""
+    import json
+    from collections.abc import Callable
+
+    from broker.topics import event_topic
+    from broker.validate import encode
+    from central.config import CentralConfig
+    from tests.helpers import wait_for
+
+    assert isinstance(central_config, CentralConfig)
+    ingest = start_ingestor(clusters=MortalityClusterSettings())  # type: ignore[operator]
+    publish: Callable[[str, bytes], None] = publisher  # type: ignore[assignment]
+    for node, minutes, seq in [("cx-01", 0, 1), ("cx-01", 30, 2), ("cx-02", 60, 1)]:
+        t = T0 + timedelta(minutes=minutes)
+        ev = make_event(
+            kind="anomaly",
+            rule="motionless_bird",
+            severity="warning",
+            node=node,
+            seq=seq,
+            captured_at=t - timedelta(minutes=12),
+            captured_until=t,
+            species=EGRET,
+        )
+        publish(event_topic("changxing", node), encode(ev))
+
+    def clusters() -> list[Event]:
+        with session_factory() as session:
+            return list(
+                session.scalars(sa.select(Event).where(Event.rule == "mortality_cluster")).all()
+            )
+
+    assert wait_for(lambda: len(clusters()) == 1, 20)
+    (cluster,) = clusters()
+    assert (cluster.node, cluster.severity, cluster.count) == (CENTRAL_NODE, "critical", 3)
+    assert wait_for(lambda: central_config.sms_file.exists(), 10)
+    sms = [json.loads(x) for x in central_config.sms_file.read_text().splitlines()]
+    assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
+    assert ingest.counters.dead_lettered == 0  # type: ignore[attr-defined]
