@@ -73,24 +73,22 @@ def insert_event(*, session: Session, payload: EventPayload, received_at: dateti
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-# Rows per INSERT statement: well under SQLite's 32,766 bound variables (about 25 per row).
-INSERT_CHUNK = 500
 
 
 def insert_events(*, session: Session, events: Sequence[tuple[EventPayload, datetime]]) -> set[str]:
     """Store (event, received_at) pairs in few statements, skipping ids already stored (the ids
     must be distinct within the call); returns the ids that were new."""
-    inserted: set[str] = set()
-    for start in range(0, len(events), INSERT_CHUNK):
-        chunk = events[start : start + INSERT_CHUNK]
-        stmt = (
-            _insert(session, Event)
-            .values([event_row(p, received_at=at) for p, at in chunk])
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(Event.event_id)
-        )
-        inserted.update(str(v) for v in session.execute(stmt).scalars())
-    return inserted
+    # Core executemany on the table: SQLAlchemy batches it into multi-row INSERTs
+    # ("insertmanyvalues") with a cached compiled statement, which the ORM path does not.
+    table = Event.__table__
+    stmt = (
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(table.c.event_id)
+    )
+    rows = [event_row(p, received_at=at) for p, at in events]
+    result = session.connection().execute(stmt, rows)
+    return {str(v) for v in result.scalars()}
 
 
 def insert_dead_letter(
