@@ -13,16 +13,18 @@ from pathlib import Path
 from types import FrameType
 
 from broker.client import BrokerAddress, MqttLink
-from broker.payloads import CameraState, NodeState, StatusPayload, utc_now
+from broker.payloads import CameraState, EventPayload, NodeState, StatusPayload, utc_now
 from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from edge.config import NodeConfig
-from edge.detect import Detector, create
+from edge.detect import Detector
+from edge.evidence import EvidenceStore
 from edge.health import heartbeat
 from edge.ingest import MediaError, MediaItem
 from edge.ingest.folder import DropFolder
+from edge.live import LiveCamera
 from edge.outbox import Outbox
-from edge.pipeline import Pipeline, build_rules
+from edge.pipeline import Analysis, build_pipeline
 from edge.publish import CommandHandler, Publisher
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,9 @@ class EdgeNode:
     def start(self) -> None:
         """Open the outbox, load the detector, connect, and start the worker threads."""
         cfg = self.config
-        detector = self._detector or create(cfg.detector, cfg.model_store)  # fail before anything
-        self.pipeline = Pipeline(cfg, detector, build_rules(cfg))
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pipeline = build_pipeline(cfg, self._detector)  # models load here: fail early
+        self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
         log.info(
             "outbox %s: %d events waiting, last seq %d",
@@ -85,6 +87,23 @@ class EdgeNode:
         ]
         for w in self.watchers:
             w.directory.mkdir(parents=True, exist_ok=True)
+        self.live = [
+            LiveCamera.open(
+                cam.id,
+                cam.source,
+                self.pipeline,
+                self._store_live,
+                cam.live,
+                motion=cam.motion,
+                gate=cam.gate,
+                tracker=cam.tracker,
+                health=cam.health,
+            )
+            for cam in cfg.cameras
+            if cam.source is not None
+        ]
+        for camera in self.live:
+            camera.start()
         self._spawn("watcher", self._watch_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
         self._started = True
@@ -101,6 +120,8 @@ class EdgeNode:
         self._stop.set()
         for t in self._threads:
             t.join(10)
+        for camera in self.live:
+            camera.stop()
         self.publisher.stop()
         cfg = self.config
         self.link.stop(offline=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE)))
@@ -159,6 +180,8 @@ class EdgeNode:
                 dest.with_name(dest.name + ".reason.txt").write_text(f"{exc}\n", encoding="utf-8")
             self.quarantined += 1
             return 0
+        if analysis.events and analysis.result.detections and analysis.image is not None:
+            self._save_evidence(item, analysis)
         stored = self.outbox.add(
             analysis.events, media_sha256=item.sha256, media_path=str(item.path)
         )
@@ -171,6 +194,29 @@ class EdgeNode:
         )
         self._move(item, "archive")
         return len(stored)
+
+    def camera_states(self) -> dict[str, CameraState]:
+        """Live cameras report their health monitor's state; drop-folder cameras are unknown
+        (a camera trap is silent until something triggers it)."""
+        states = {c.id: CameraState.UNKNOWN for c in self.config.cameras}
+        states.update({cam.camera: cam.health.state for cam in self.live})
+        return states
+
+    def _store_live(self, events: list[EventPayload]) -> None:
+        self.outbox.add(events)
+
+    def _save_evidence(self, item: MediaItem, analysis: Analysis) -> None:
+        try:
+            assert analysis.image is not None
+            self.evidence.save(
+                image=analysis.image,
+                detections=analysis.result.detections,
+                camera=item.camera,
+                day=item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d"),
+                stem=f"{item.path.stem}_{item.sha256[:8]}",
+            )
+        except OSError as exc:  # a full disk must not stop events; they matter more
+            log.error("%s: evidence not saved: %s", item.path.name, exc)
 
     def _move(self, item: MediaItem, area: str) -> Path | None:
         day = item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d")
@@ -198,7 +244,7 @@ class EdgeNode:
                 data_dir=cfg.data_dir,
                 outbox_depth=self.outbox.depth(),
                 last_seq=self.outbox.last_seq(),
-                cameras={c.id: CameraState.UNKNOWN for c in cfg.cameras},
+                cameras=self.camera_states(),
                 models={cfg.detector.backend: cfg.detector.model},
             )
             self.link.publish(topic, encode(hb), qos=0)

@@ -8,6 +8,7 @@ classifications smoothed over the burst, then decided.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,9 @@ class Pipeline:
         self.classifier = classifier
         self.crop_margin = crop_margin
         self.video_every_s = video_every_s
+        # Rules keep per-camera state; live cameras and the drop folder decide on their own
+        # threads, so deciding is serialised (detection, the expensive part, is not).
+        self._decide_lock = threading.Lock()
 
     def look(self, item: MediaItem, image: npt.NDArray[Any] | None = None) -> Look:
         """Decode (unless given the pixels), detect and classify the birds; a video clip is
@@ -161,7 +165,8 @@ class Pipeline:
 
     def events_for(self, sighting: Sighting) -> list[EventPayload]:
         """Every rule's findings for one sighting, as contract events."""
-        findings = [f for rule in self.rules for f in rule.evaluate(sighting)]
+        with self._decide_lock:
+            findings = [f for rule in self.rules for f in rule.evaluate(sighting)]
         return [self._event(sighting, f) for f in findings]
 
     def camera_health(self, camera: str, state: CameraState, t: datetime) -> list[EventPayload]:

@@ -80,3 +80,16 @@ class MosquittoServer:
             self._proc.terminate()
             self._proc.wait(10)
             self._proc = None
+
+
+def clear_retained(port: int, topic: str) -> None:
+    """Delete a retained message (a node's last status) so it cannot leak into later tests."""
+    from broker.client import BrokerAddress, MqttLink
+
+    link = MqttLink(
+        f"cleaner-{time.monotonic_ns()}", BrokerAddress("127.0.0.1", port), clean_session=True
+    )
+    link.start()
+    if link.wait_connected(10):
+        link.publish(topic, b"", retain=True).wait(5)
+    link.stop()

@@ -9,17 +9,19 @@ import shutil
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from broker.topics import status_topic
 from central.app import CentralService
 from central.config import CentralConfig
 from central.db.models import Event
 from central.demo import run_demo
 from edge.app import EdgeNode
 from edge.config import parse_config
-from tests.helpers import MosquittoServer, wait_for
+from tests.helpers import MosquittoServer, clear_retained, wait_for
 
 DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 IMAGES = ["bird_coral_bird.jpg", "ct_ecoassist_car_dog.jpg", "ct_ecoassist_empty_night.jpg"]
@@ -77,23 +79,34 @@ def test_edge_run_to_central_row(
         assert wait_for(node.publisher.drained, 30)
         made = node.outbox.last_seq() if node.outbox else 0
         assert made >= 3  # bird, dog observation, free_roaming_dog anomaly at least
-        assert wait_for(lambda: central.stored_events() == made, 30)
+        # counted for this node only: other tests' nodes left retained statuses on the broker
+        assert wait_for(lambda: len(_rows(database_url, node_cfg.node)) == made, 30)
     finally:  # central first: a node going offline is itself an alert (camera_health)
         central.stop()
         node.stop()
+        clear_retained(mosquitto.port, status_topic("changxing", node_cfg.node))
 
-    engine = sa.create_engine(database_url)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(Event.event_id, Event.seq, Event.rule, Event.source)).all()
-    engine.dispose()
+    rows = _rows(database_url, node_cfg.node)
     assert len(rows) == made and len({r.event_id for r in rows}) == made
     assert sorted(r.seq for r in rows) == list(range(1, made + 1))
     assert {r.rule for r in rows if r.source == "ct_ecoassist_car_dog.jpg"} >= {"free_roaming_dog"}
     sms = [json.loads(x) for x in central_cfg.sms_file.read_text(encoding="utf-8").splitlines()]
     assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
     assert "流浪犬" in sms[0]["text"] and sms[0]["phone"] == "13900000000"
+    evidence = sorted(p.name for p in (tmp_path / "edge" / "evidence").rglob("*.jpg"))
+    assert any(n.startswith("ct_ecoassist_car_dog_") and "_crop" not in n for n in evidence)
     reason = next((tmp_path / "edge" / "quarantine").rglob("*.reason.txt")).read_text()
     assert "truncated" in reason or "decodable" in reason
+
+
+def _rows(database_url: str, node: str) -> list[Any]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(Event.event_id, Event.seq, Event.rule, Event.source).where(Event.node == node)
+        ).all()
+    engine.dispose()
+    return list(rows)
 
 
 def test_demo_exits_zero_with_every_event_stored(

@@ -54,8 +54,8 @@ def test_clip_through_the_live_path(shared_dir: Path, models_dir: Path, tmp_path
     sunk: list[int] = []
     cam = LiveCamera(
         "live1",
-        feed=None,
-        pipeline=pipeline,  # type: ignore[arg-type]
+        feed=None,  # type: ignore[arg-type]  # frames are handed in directly
+        pipeline=pipeline,
         sink=lambda evs: sunk.append(len(evs)),
     )
     clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
@@ -67,3 +67,33 @@ def test_clip_through_the_live_path(shared_dir: Path, models_dir: Path, tmp_path
     assert cam.frames == stats.frames > 10
     assert stats.full >= 1  # the periodic full-frame check ran at least once
     assert stats.skipped + stats.crops + stats.full == stats.frames
+
+
+def test_node_runs_a_live_camera_and_reports_its_health(
+    shared_dir: Path, models_dir: Path, tmp_path: Path, mosquitto: object
+) -> None:
+    from broker.payloads import CameraState
+    from broker.topics import status_topic
+    from edge.app import EdgeNode
+    from tests.helpers import MosquittoServer, clear_retained, wait_for
+
+    assert isinstance(mosquitto, MosquittoServer)
+    clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
+    config = parse_config(
+        {
+            "site": "changxing",
+            "node": "live-node",
+            "model_store": str(models_dir),
+            "data_dir": str(tmp_path / "edge"),
+            "mqtt": {"port": mosquitto.port},
+            "cameras": [{"id": "live1", "source": str(clip), "live": {"loop_file": True}}],
+        }
+    )
+    node = EdgeNode(config)
+    node.start()
+    try:
+        assert wait_for(lambda: node.live[0].frames >= 5, 30)
+        assert node.camera_states()["live1"] in set(CameraState)
+    finally:
+        node.stop()
+        clear_retained(mosquitto.port, status_topic("changxing", "live-node"))
