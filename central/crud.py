@@ -73,8 +73,6 @@ def insert_event(*, session: Session, payload: EventPayload, received_at: dateti
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-
-
 def insert_events(*, session: Session, events: Sequence[tuple[EventPayload, datetime]]) -> set[str]:
     """Store (event, received_at) pairs in few statements, skipping ids already stored (the ids
     must be distinct within the call); returns the ids that were new."""
@@ -196,11 +194,16 @@ def events_in_window(*, session: Session, start: datetime, end: datetime) -> Seq
     ).all()
 
 
-def review_event(*, session: Session, event_id: str, decision: str) -> Event | None:
-    """Set an event's review status; None when the event is unknown."""
+def review_event(
+    *, session: Session, event_id: str, decision: str, reviewer: str, note: str, at: datetime
+) -> Event | None:
+    """Record a person's decision on an event; None when the event is unknown."""
     row = get_event(session=session, event_id=event_id)
     if row is None:
         return None
     row.review_status = decision
+    row.reviewer = reviewer
+    row.review_note = note
+    row.reviewed_at = at
     session.flush()
     return row

@@ -51,6 +51,9 @@ class EventPublic(EventBase):
     model: str
     boxes: list[dict[str, Any]]
     review_status: str
+    reviewed_at: datetime | None = None
+    reviewer: str | None = None
+    review_note: str | None = None
 
 
 class ReviewCreate(BaseModel):

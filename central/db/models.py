@@ -102,6 +102,9 @@ class Event(Base):
     review_status: Mapped[str] = mapped_column(
         sa.String(16), default=REVIEW_UNREVIEWED, server_default=REVIEW_UNREVIEWED
     )
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reviewer: Mapped[str | None] = mapped_column(sa.String(64))
+    review_note: Mapped[str | None] = mapped_column(sa.Text())
 
 
 class DeadLetter(Base):

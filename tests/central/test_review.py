@@ -41,7 +41,13 @@ def test_review_sets_status(client: TestClient, session_factory: sessionmaker[Se
     response = client.post(f"/api/events/{event_id}/review", json=body)
     assert response.status_code == 200, response.text
     assert response.json()["review_status"] == "dismissed"
-    assert client.get(f"/api/events/{event_id}").json()["review_status"] == "dismissed"
+    stored = client.get(f"/api/events/{event_id}").json()
+    assert (stored["review_status"], stored["reviewer"], stored["review_note"]) == (
+        "dismissed",
+        "张三",
+        "村民家犬，已拴养",
+    )
+    assert stored["reviewed_at"] is not None
     body["decision"] = "confirmed"
     assert client.post(f"/api/events/{event_id}/review", json=body).json()["review_status"] == (
         "confirmed"

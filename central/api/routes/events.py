@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -63,13 +63,17 @@ def read_event(session: SessionDep, event_id: str) -> EventPublic:
 @router.post("/{event_id}/review", response_model=EventPublic)
 def review_event(session: SessionDep, event_id: str, review: ReviewCreate) -> EventPublic:
     """Confirm or dismiss an event; dismissed anomalies no longer count in reports."""
-    row = crud.review_event(session=session, event_id=event_id, decision=review.decision)
+    row = crud.review_event(
+        session=session,
+        event_id=event_id,
+        decision=review.decision,
+        reviewer=review.reviewer,
+        note=review.note,
+        at=datetime.now(UTC),
+    )
     if row is None:
         raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
-    # reviewer and note have no columns yet: logged until the schema carries them
-    log.info(
-        "event %s %s by %s: %s", event_id, review.decision, review.reviewer, review.note or "-"
-    )
+    log.info("event %s %s by %s", event_id, review.decision, review.reviewer)
     session.commit()
     session.refresh(row)
     return EventPublic.model_validate(row)
