@@ -21,6 +21,8 @@ SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BOXES = 200
 MAX_TEXT = 500
+MAX_EVIDENCE = 8  # the annotated frame and up to seven crops per event
+EVIDENCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # a plain file name, no path
 
 Slug = Annotated[str, Field(pattern=ID_PATTERN, description="site/node id (lower-case slug)")]
 CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -88,6 +90,16 @@ class SpeciesGuess(_Strict):
     confidence: Probability
 
 
+class EvidenceRef(_Strict):
+    """One evidence image of an event, uploaded to central over HTTP (not sent over MQTT)."""
+
+    name: Annotated[str, Field(pattern=EVIDENCE_NAME_PATTERN)] = Field(
+        description="file name, unique within the event"
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="hex digest")
+    size: int = Field(ge=1, le=64 * 1024 * 1024, description="bytes")
+
+
 class EventPayload(_Strict):
     """An anomaly or observation seen by one camera of one node."""
 
@@ -112,6 +124,9 @@ class EventPayload(_Strict):
     message_en: Text = ""
     source: Annotated[str, Field(max_length=255)] = Field("", description="media file or stream")
     model: Annotated[str, Field(max_length=64)] = ""
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, max_length=MAX_EVIDENCE, description="images uploaded separately"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EventPayload:
@@ -119,6 +134,9 @@ class EventPayload(_Strict):
             raise ValueError("an anomaly must name the rule that raised it")
         if self.captured_until is not None and self.captured_until < self.captured_at:
             raise ValueError("captured_until is before captured_at")
+        names = [ref.name for ref in self.evidence]
+        if len(names) != len(set(names)):
+            raise ValueError("evidence names must be unique within an event")
         return self
 
 
@@ -146,6 +164,7 @@ class HeartbeatPayload(_Strict):
     disk_free_mb: float | None = Field(None, ge=0)
     outbox_depth: int = Field(ge=0)
     last_seq: int = Field(0, ge=0, description="highest sequence number the node has made")
+    storage_near_limit: bool = Field(False, description="evidence disk above 90% of its limit")
     cameras: dict[Annotated[str, Field(max_length=64)], CameraState] = Field(
         default_factory=dict, max_length=64
     )

@@ -18,6 +18,7 @@ RULES: dict[str, tuple[str, str]] = {
     "free_roaming_dog": ("流浪犬进入保护区", "free-roaming dog in the reserve"),
     "high_risk_species": ("高风险物种靠近禽类/人群", "high-risk species near poultry or people"),
     "camera_health": ("摄像机故障", "camera failure"),
+    "storage_low": ("节点存储空间不足", "node storage nearly full"),
 }
 
 CATEGORIES: dict[Category, tuple[str, str]] = {

@@ -21,7 +21,7 @@ from broker.validate import encode
 from central import messages, nodes
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
-from central.api.routes import events, health
+from central.api.routes import events, evidence, health
 from central.config import CentralConfig
 from central.db.migrate import upgrade
 from central.db.models import Event
@@ -44,6 +44,7 @@ def create_app(*, config: CentralConfig, session_factory: sessionmaker[Session])
     app.state.session_factory = session_factory
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(evidence.router)
     return app
 
 

@@ -17,6 +17,7 @@ from edge.rules.settings import MortalityClusterSettings
 PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_CUTOFF = "15:00"
+MIN_TOKEN_CHARS = 16  # shorter upload tokens are ignored: guessable
 
 SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]
@@ -158,6 +159,47 @@ class MonitorConfig(_Section):
     )
 
 
+class UploaderConfig(_Section):
+    """A node allowed to upload evidence, and the environment variable holding its token."""
+
+    site: SiteId
+    node: SiteId
+    token_env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable with the node's token"
+    )
+
+
+class EvidenceConfig(_Section):
+    """Evidence images uploaded by the nodes over HTTP."""
+
+    storage_dir: Path | None = Field(
+        None, description="where images go (default data_dir/evidence)"
+    )
+    max_file_mb: float = Field(20.0, gt=0, le=64, description="largest image accepted")
+    max_chunk_mb: float = Field(
+        8.0, gt=0, le=64, description="largest request body; bounds memory per upload"
+    )
+    uploaders: list[UploaderConfig] = Field(
+        default_factory=list, max_length=1000, description="nodes allowed to upload"
+    )
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> EvidenceConfig:
+        keys = [(u.site, u.node) for u in self.uploaders]
+        if len(keys) != len(set(keys)):
+            raise ValueError("each node may appear once in evidence.uploaders")
+        return self
+
+    def tokens(self) -> dict[str, tuple[str, str]]:
+        """Upload token → (site, node), read from the environment (unset tokens are left out)."""
+        found: dict[str, tuple[str, str]] = {}
+        for u in self.uploaders:
+            token = os.environ.get(u.token_env, "")
+            if len(token) >= MIN_TOKEN_CHARS:
+                found[token] = (u.site, u.node)
+        return found
+
+
 class CentralConfig(_Section):
     """Everything the central server needs."""
 
@@ -175,6 +217,7 @@ class CentralConfig(_Section):
         description="cross-node mortality clusters decided centrally (same rule as the edge)",
     )
     catalogue: Path | None = Field(None, description="station species list CSV (default shipped)")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
 
     @model_validator(mode="after")
     def _defaults_and_checks(self) -> CentralConfig:
@@ -190,7 +233,14 @@ class CentralConfig(_Section):
             self.report.output_dir = self.data_dir / "reports"
         if self.alerts.sms_file is None:
             self.alerts.sms_file = self.data_dir / "sms.jsonl"
+        if self.evidence.storage_dir is None:
+            self.evidence.storage_dir = self.data_dir / "evidence"
         return self
+
+    @property
+    def evidence_dir(self) -> Path:
+        """Where uploaded evidence images are kept."""
+        return self.evidence.storage_dir or self.data_dir / "evidence"
 
     @property
     def report_dir(self) -> Path:

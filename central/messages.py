@@ -47,6 +47,33 @@ API_TITLE = "WildWatch 陆生野生动物疫源疫病监测中心 / Wildlife Dis
 EVENT_NOT_FOUND = "未找到该事件 / Event not found"
 DB_UNAVAILABLE = "数据库不可用 / Database unavailable"
 NAIVE_DATETIME = "{name} 必须带时区 / {name} needs a UTC offset"
+EVIDENCE_TOKEN_INVALID = "缺少或无效的上传令牌 / Missing or unknown upload token"
+EVIDENCE_WRONG_NODE = (
+    "该令牌属于 {token_node}，不能为 {event_node} 的事件上传证据 / "
+    "Token of {token_node} may not upload evidence for an event of {event_node}"
+)
+EVIDENCE_EVENT_UNKNOWN = (
+    "未找到该事件（可能尚未到达中心） / Event not found (it may not have reached central yet)"
+)
+EVIDENCE_NOT_FOUND = "未找到该证据图片 / Evidence image not found"
+EVIDENCE_BAD_RANGE = "Content-Range 无效：{detail} / Invalid Content-Range: {detail}"
+EVIDENCE_BAD_HASH_HEADER = (
+    "X-Content-SHA256 必须是 64 位小写十六进制 / X-Content-SHA256 must be 64 lower-case hex digits"
+)
+EVIDENCE_OFFSET = (
+    "上传位置不符：中心已有 {received} 字节 / "
+    "Upload offset mismatch: central holds {received} bytes"
+)
+EVIDENCE_HASH_MISMATCH = (
+    "文件校验失败：SHA-256 不符，已丢弃，请从头重传 / "
+    "File check failed: SHA-256 mismatch; the upload was discarded, send it again from the start"
+)
+EVIDENCE_TOO_LARGE = "证据过大（上限 {limit_mb:g} MB） / Evidence too large (limit {limit_mb:g} MB)"
+EVIDENCE_NOT_LISTED = (
+    "事件未列出此证据，或其校验值/大小不符 / "
+    "The event does not list this evidence, or its hash or size differ"
+)
+EVIDENCE_EXISTS = "该证据已存在且内容不同 / This evidence is already stored with different content"
 
 # -- Daily report ---------------------------------------------------------------------------------
 NO_ANOMALY = "无异常"

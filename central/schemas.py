@@ -33,6 +33,24 @@ class EventBase(BaseModel):
     captured_until: datetime | None = None
 
 
+class EvidencePublic(BaseModel):
+    """One evidence image of an event; fetch it at /api/evidence/{event_id}/{name}."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    sha256: str
+    size: int
+    received_at: datetime
+
+
+class UploadStatusPublic(BaseModel):
+    """How much of an evidence upload central holds."""
+
+    received: int = Field(description="bytes held (the whole size once complete)")
+    complete: bool = Field(description="the file passed its sha256 check and is stored")
+
+
 class EventPublic(EventBase):
     """An event as the API returns it."""
 
@@ -54,6 +72,7 @@ class EventPublic(EventBase):
     reviewed_at: datetime | None = None
     reviewer: str | None = None
     review_note: str | None = None
+    evidence: list[EvidencePublic] = Field(default_factory=list)
 
 
 class ReviewCreate(BaseModel):

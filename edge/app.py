@@ -9,11 +9,23 @@ import logging
 import shutil
 import signal
 import threading
+import uuid
 from pathlib import Path
 from types import FrameType
 
 from broker.client import BrokerAddress, MqttLink
-from broker.payloads import CameraState, EventPayload, NodeState, StatusPayload, utc_now
+from broker.payloads import (
+    MAX_EVIDENCE,
+    CameraState,
+    Category,
+    EventKind,
+    EventPayload,
+    EvidenceRef,
+    NodeState,
+    Severity,
+    StatusPayload,
+    utc_now,
+)
 from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from edge.config import NodeConfig
@@ -24,8 +36,10 @@ from edge.ingest import MediaError, MediaItem
 from edge.ingest.folder import DropFolder
 from edge.live import LiveCamera
 from edge.outbox import Outbox
+from edge.outbox.sqlite import EvidenceUpload
 from edge.pipeline import Analysis, build_pipeline
 from edge.publish import CommandHandler, Publisher
+from edge.publish.evidence import EvidenceUploader
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +59,7 @@ class EdgeNode:
         self.processed = 0
         self.quarantined = 0
         self.duplicates = 0
+        self.uploader: EvidenceUploader | None = None
         self._started = False
 
     # -- start-up, in order ----------------------------------------------------------------------
@@ -80,6 +95,7 @@ class EdgeNode:
         self.link.subscribe(command_topic(cfg.site, cfg.node), self.commands.handle)
         self.link.start()
         self.publisher.start()
+        self._start_uploader()
         self.watchers = [
             DropFolder(cam.drop_folder, cam.id, cfg.tz, settle_s=cfg.settle_s)
             for cam in cfg.cameras
@@ -108,6 +124,21 @@ class EdgeNode:
         self._spawn("heartbeat", self._heartbeat_loop)
         self._started = True
 
+    def _start_uploader(self) -> None:
+        settings = self.config.evidence_upload
+        if settings is None:
+            return
+        token = settings.token
+        if token is None:
+            log.error(
+                "evidence upload configured but $%s is not set: not uploading", settings.token_env
+            )
+            return
+        self.uploader = EvidenceUploader(
+            self.outbox, settings, token, on_uploaded=self.evidence.mark_uploaded
+        )
+        self.uploader.start()
+
     def _spawn(self, name: str, target: object) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
         t.start()
@@ -123,9 +154,12 @@ class EdgeNode:
         for camera in self.live:
             camera.stop()
         self.publisher.stop()
+        if self.uploader is not None:
+            self.uploader.stop()
         cfg = self.config
         self.link.stop(offline=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE)))
         self.outbox.close()
+        self.evidence.close()
 
     def wait(self) -> None:
         """Block until SIGINT or SIGTERM."""
@@ -180,10 +214,15 @@ class EdgeNode:
                 dest.with_name(dest.name + ".reason.txt").write_text(f"{exc}\n", encoding="utf-8")
             self.quarantined += 1
             return 0
+        events: list[EventPayload] = analysis.events
+        uploads: list[EvidenceUpload] = []
         if analysis.events and analysis.result.detections and analysis.image is not None:
-            self._save_evidence(item, analysis)
+            was_near = self.evidence.near_limit
+            events, uploads = self._save_evidence(item, analysis)
+            if self.evidence.near_limit and not was_near:
+                events.append(self._storage_warning(item))
         stored = self.outbox.add(
-            analysis.events, media_sha256=item.sha256, media_path=str(item.path)
+            events, media_sha256=item.sha256, media_path=str(item.path), evidence=uploads
         )
         self.processed += 1
         log.info(
@@ -195,6 +234,31 @@ class EdgeNode:
         self._move(item, "archive")
         return len(stored)
 
+    def _storage_warning(self, item: MediaItem) -> EventPayload:
+        """One warning event when the evidence disk crosses its near-limit mark."""
+        cfg = self.config
+        used = self.evidence.usage_bytes() / 1e6
+        return EventPayload(
+            event_id=uuid.uuid4(),
+            seq=1,
+            site=cfg.site,
+            node=cfg.node,
+            camera=item.camera,
+            kind=EventKind.ANOMALY,
+            category=Category.CAMERA,
+            captured_at=item.captured_at,
+            created_at=utc_now(),
+            rule="storage_low",
+            severity=Severity.WARNING,
+            count=1,
+            confidence=1.0,
+            source=item.path.name,
+            message_zh=f"节点{cfg.node}证据图片已占用{used:.0f}MB，接近上限"
+            f"{cfg.evidence_limit_mb:.0f}MB；低级别事件的旧图片将被清理",
+            message_en=f"node {cfg.node} evidence uses {used:.0f} MB of its "
+            f"{cfg.evidence_limit_mb:.0f} MB limit; old low-severity images will be pruned",
+        )
+
     def camera_states(self) -> dict[str, CameraState]:
         """Live cameras report their health monitor's state; drop-folder cameras are unknown
         (a camera trap is silent until something triggers it)."""
@@ -205,18 +269,36 @@ class EdgeNode:
     def _store_live(self, events: list[EventPayload]) -> None:
         self.outbox.add(events)
 
-    def _save_evidence(self, item: MediaItem, analysis: Analysis) -> None:
+    def _save_evidence(
+        self, item: MediaItem, analysis: Analysis
+    ) -> tuple[list[EventPayload], list[EvidenceUpload]]:
+        """Save the file's evidence; the most severe event carries the refs and owns the uploads."""
+        events = list(analysis.events)
+        lead = max(range(len(events)), key=lambda i: events[i].severity.rank)
+        severity = events[lead].severity
         try:
             assert analysis.image is not None
-            self.evidence.save(
+            files = self.evidence.save(
                 image=analysis.image,
                 detections=analysis.result.detections,
                 camera=item.camera,
                 day=item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d"),
                 stem=f"{item.path.stem}_{item.sha256[:8]}",
+                severity=Severity(severity),
             )
         except OSError as exc:  # a full disk must not stop events; they matter more
             log.error("%s: evidence not saved: %s", item.path.name, exc)
+            return events, []
+        saved = files.saved[:MAX_EVIDENCE]  # one frame and its first crops
+        refs = [EvidenceRef(name=f.path.name, sha256=f.sha256, size=f.size) for f in saved]
+        event_id = str(events[lead].event_id)
+        events[lead] = events[lead].model_copy(update={"evidence": refs})
+        uploads: list[EvidenceUpload] = []
+        if self.config.evidence_upload is not None:
+            uploads = [
+                EvidenceUpload(event_id, f.path.name, str(f.path), f.sha256, f.size) for f in saved
+            ]
+        return events, uploads
 
     def _move(self, item: MediaItem, area: str) -> Path | None:
         day = item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d")
@@ -245,6 +327,7 @@ class EdgeNode:
                 outbox_depth=self.outbox.depth(),
                 last_seq=self.outbox.last_seq(),
                 cameras=self.camera_states(),
+                storage_near_limit=self.evidence.near_limit,
                 models={cfg.detector.backend: cfg.detector.model},
             )
             self.link.publish(topic, encode(hb), qos=0)

@@ -20,6 +20,7 @@ from edge.rules.settings import RuleSettings
 from edge.track.iou_tracker import TrackerSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
+EVIDENCE_TOKEN_ENV = "WILDWATCH_NODE_EVIDENCE_TOKEN"
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,29 @@ class MqttSettings(_Model):
     def password(self) -> str | None:
         """The broker password comes from the environment, never from the file."""
         return os.environ.get(PASSWORD_ENV)
+
+
+class EvidenceUploadSettings(_Model):
+    """How evidence images reach central: resumable HTTP uploads with this node's token."""
+
+    central_url: str = Field(
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="central API base URL"
+    )
+    token_env: str = Field(
+        EVIDENCE_TOKEN_ENV,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="environment variable holding this node's upload token",
+    )
+    chunk_kib: int = Field(
+        256, ge=1, le=4096, description="bytes per request; smaller resumes sooner on bad links"
+    )
+    timeout_s: float = Field(30.0, gt=0, le=600, description="one HTTP request")
+    retry_s: float = Field(30.0, gt=0, le=3600, description="pause after a failed round")
+
+    @property
+    def token(self) -> str | None:
+        """The token comes from the environment, never from the file."""
+        return os.environ.get(self.token_env) or None
 
 
 class CameraSettings(_Model):
@@ -87,7 +111,10 @@ class NodeConfig(_Model):
     catalogue: Path | None = Field(None, description="station species list CSV (default: shipped)")
     burst_gap_s: float = Field(60.0, gt=0, le=3600, description="frames closer form one burst")
     video_every_s: float = Field(1.0, gt=0, le=60, description="video clips: seconds per sample")
-    evidence_limit_mb: float = Field(2000.0, ge=10, description="disk kept for evidence images")
+    evidence_limit_mb: float = Field(2000.0, ge=0.1, description="disk kept for evidence images")
+    evidence_upload: EvidenceUploadSettings | None = Field(
+        None, description="upload evidence to central (off when absent)"
+    )
     cameras: list[CameraSettings] = Field(min_length=1)
     rules: RuleSettings = RuleSettings()
     poll_s: float = Field(2.0, gt=0, le=60, description="drop-folder poll interval")

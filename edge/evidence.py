@@ -1,13 +1,19 @@
 """Evidence images: a full frame with boxes and labels drawn, and a crop per box, on a bounded disk.
 
 Evidence is what a reviewer looks at before confirming an anomaly, so every detection that leads
-to an event keeps its picture; the oldest pictures go first when the size limit is reached.
+to an event keeps its picture. When the size limit is reached, pictures of low-severity events go
+first (those already uploaded to central before those not yet uploaded, oldest first); pictures of
+`alert` and `critical` events are never pruned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from broker.payloads import Category
+from broker.payloads import Category, Severity
 from edge.detect import Detection
 
 log = logging.getLogger(__name__)
@@ -24,6 +30,11 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 85  # a reviewer must see plumage and posture; 85 keeps a 1080p frame near 300 kB
 MAX_SIDE = 1920  # larger camera-trap frames are scaled down: evidence, not archive
 CROP_MARGIN = 0.15
+# Usage above this share of the limit logs a warning (once per crossing) and sets near_limit, so
+# an operator hears before pruning starts; lower warns earlier but more often on a busy node.
+NEAR_LIMIT_SHARE = 0.9
+INDEX_NAME = "index.db"  # sidecar index beside the images: file -> severity, uploaded
+KEPT_SEVERITIES = frozenset({Severity.ALERT, Severity.CRITICAL})  # never pruned
 COLOURS: dict[Category, tuple[int, int, int]] = {  # BGR
     Category.ANIMAL: (0, 200, 255),
     Category.BIRD: (0, 255, 0),
@@ -37,11 +48,21 @@ Image = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True)
+class SavedFile:
+    """One evidence file as written, with its digest for the upload."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceFiles:
     """The files written for one event."""
 
     frame: Path
     crops: tuple[Path, ...]
+    saved: tuple[SavedFile, ...] = ()
 
 
 def draw(
@@ -92,13 +113,35 @@ def _shrink(image: Image) -> Image:
     return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
+_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    severity TEXT NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0,
+    saved_at REAL NOT NULL
+);
+"""
+
+
 class EvidenceStore:
     """Writes evidence under `root/<camera>/<YYYY-MM-DD>/` and keeps the folder under `limit_mb`."""
 
     def __init__(self, root: Path, limit_mb: float = 2000.0) -> None:
         self.root = root
         self.limit_bytes = int(limit_mb * 1e6)
+        self.near_limit = False
         root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._index = sqlite3.connect(
+            root / INDEX_NAME, check_same_thread=False, isolation_level=None
+        )
+        self._index.execute("PRAGMA journal_mode=WAL")
+        self._index.executescript(_INDEX_SCHEMA)
+
+    def close(self) -> None:
+        """Close the index."""
+        with self._lock:
+            self._index.close()
 
     def save(
         self,
@@ -109,48 +152,112 @@ class EvidenceStore:
         day: str,
         stem: str,
         labels: Sequence[str] | None = None,
+        severity: Severity = Severity.INFO,
     ) -> EvidenceFiles:
         """Write the annotated frame and one crop per detection (atomically, file by file)."""
         folder = self.root / camera / day
         folder.mkdir(parents=True, exist_ok=True)
         frame = folder / f"{stem}.jpg"
-        self._write(frame, _shrink(draw(image, detections, labels)))
+        saved = [self._write(frame, _shrink(draw(image, detections, labels)))]
         crops = []
         for i, d in enumerate(detections):
             path = folder / f"{stem}_crop{i}.jpg"
-            self._write(path, crop(image, d))
+            saved.append(self._write(path, crop(image, d)))
             crops.append(path)
+        now = time.time()
+        with self._lock:
+            self._index.executemany(
+                "INSERT OR REPLACE INTO files (path, severity, uploaded, saved_at)"
+                " VALUES (?, ?, 0, ?)",
+                [(self._key(f.path), severity.value, now) for f in saved],
+            )
         self.enforce_limit()
-        return EvidenceFiles(frame, tuple(crops))
+        return EvidenceFiles(frame, tuple(crops), tuple(saved))
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     @staticmethod
-    def _write(path: Path, image: Image) -> None:
+    def _write(path: Path, image: Image) -> SavedFile:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise OSError(f"cannot encode evidence {path.name}")
+        data = buf.tobytes()
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
         os.replace(tmp, path)
+        return SavedFile(path, hashlib.sha256(data).hexdigest(), len(data))
+
+    def mark_uploaded(self, path: Path) -> None:
+        """Record that central holds this file, so it may be pruned before not-uploaded ones."""
+        with self._lock:
+            self._index.execute("UPDATE files SET uploaded=1 WHERE path=?", (self._key(path),))
 
     def usage_bytes(self) -> int:
         """Bytes the evidence folder holds."""
         return sum(p.stat().st_size for p in self.root.rglob("*.jpg"))
 
     def enforce_limit(self) -> list[Path]:
-        """Delete the oldest evidence until the folder is under its limit; returns what went."""
-        files = sorted(self.root.rglob("*.jpg"), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
+        """Prune low-severity evidence (uploaded first, then oldest) until under the limit.
+
+        Files of alert and critical events stay even over the limit; returns what went.
+        """
+        with self._lock:
+            index = {
+                str(r[0]): (str(r[1]), bool(r[2]))
+                for r in self._index.execute("SELECT path, severity, uploaded FROM files")
+            }
+        files: list[tuple[int, float, int, Path]] = []  # (class, mtime, size, path)
+        total = 0
+        for p in self.root.rglob("*.jpg"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            total += st.st_size
+            # Files not in the index (older versions) count as low severity, not uploaded.
+            severity, uploaded = index.get(self._key(p), (Severity.INFO.value, False))
+            if severity in KEPT_SEVERITIES:
+                continue
+            files.append((0 if uploaded else 1, st.st_mtime, st.st_size, p))
+        files.sort(key=lambda f: (f[0], f[1]))
         removed: list[Path] = []
-        for p in files:
+        not_uploaded = 0
+        for cls, _mtime, size, p in files:
             if total <= self.limit_bytes:
                 break
-            total -= p.stat().st_size
             p.unlink(missing_ok=True)
+            total -= size
             removed.append(p)
+            not_uploaded += cls
+            log.info("evidence pruned: %s (%s)", p, "not uploaded" if cls else "uploaded")
         if removed:
+            with self._lock:
+                self._index.executemany(
+                    "DELETE FROM files WHERE path=?", [(self._key(p),) for p in removed]
+                )
             log.warning(
-                "evidence over %.0f MB: pruned %d oldest file(s)",
+                "evidence over %.1f MB: pruned %d low-severity file(s), %d of them not uploaded",
                 self.limit_bytes / 1e6,
                 len(removed),
+                not_uploaded,
             )
+        if total > self.limit_bytes:
+            log.error(
+                "evidence at %.1f MB is over its %.1f MB limit with only alert/critical files"
+                " left; they are kept",
+                total / 1e6,
+                self.limit_bytes / 1e6,
+            )
+        self._check_near_limit(total)
         return removed
+
+    def _check_near_limit(self, total: int) -> None:
+        near = total >= NEAR_LIMIT_SHARE * self.limit_bytes
+        if near and not self.near_limit:
+            log.warning(
+                "evidence disk near its limit: %.1f of %.1f MB used",
+                total / 1e6,
+                self.limit_bytes / 1e6,
+            )
+        self.near_limit = near

@@ -39,6 +39,7 @@ def heartbeat(
     last_seq: int,
     cameras: dict[str, CameraState],
     models: dict[str, str],
+    storage_near_limit: bool = False,
 ) -> HeartbeatPayload:
     """A heartbeat payload describing this node now."""
     try:
@@ -55,6 +56,7 @@ def heartbeat(
         disk_free_mb=disk_free_mb(data_dir),
         outbox_depth=outbox_depth,
         last_seq=last_seq,
+        storage_near_limit=storage_near_limit,
         cameras=cameras,
         software_version=__version__,
         models=models,

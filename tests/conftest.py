@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MosquittoServer, free_port
+from tests.helpers import MosquittoServer, clear_retained_statuses, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WILDWATCH_SHARED", REPO.parent / "shared"))
@@ -41,7 +41,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Pa
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+def mosquitto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
     """A real mosquitto on a free loopback port for the session (anonymous, persistence on)."""
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.fail("mosquitto is not installed (.ci/run installs it with apt-get)")
@@ -49,6 +49,14 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoSer
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def mosquitto(mosquitto_server: MosquittoServer) -> Iterator[MosquittoServer]:
+    """The session's mosquitto; the retained node statuses a test leaves are removed after it,
+    so one test's stopped node is not another test's offline alert."""
+    yield mosquitto_server
+    clear_retained_statuses(mosquitto_server.port)
 
 
 @pytest.fixture()

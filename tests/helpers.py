@@ -82,14 +82,25 @@ class MosquittoServer:
             self._proc = None
 
 
-def clear_retained(port: int, topic: str) -> None:
-    """Delete a retained message (a node's last status) so it cannot leak into later tests."""
-    from broker.client import BrokerAddress, MqttLink
+def clear_retained_statuses(port: int, settle_s: float = 0.2) -> int:
+    """Delete every retained node status on a broker; returns how many there were."""
+    from broker.client import BrokerAddress, Message, MqttLink
+    from broker.topics import TopicKind, subscription
+
+    seen: list[str] = []
+
+    def keep(message: Message) -> None:
+        if message.retain and message.payload:
+            seen.append(message.topic)
 
     link = MqttLink(
         f"cleaner-{time.monotonic_ns()}", BrokerAddress("127.0.0.1", port), clean_session=True
     )
+    link.subscribe(subscription(TopicKind.STATUS), keep)
     link.start()
-    if link.wait_connected(10):
-        link.publish(topic, b"", retain=True).wait(5)
+    if link.wait_subscribed(10):
+        time.sleep(settle_s)  # retained messages follow the SUBACK at once
+        for topic in list(seen):
+            link.publish(topic, b"", retain=True).wait(5)
     link.stop()
+    return len(seen)

@@ -14,14 +14,13 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from broker.topics import status_topic
 from central.app import CentralService
 from central.config import CentralConfig
 from central.db.models import Event
 from central.demo import run_demo
 from edge.app import EdgeNode
 from edge.config import parse_config
-from tests.helpers import MosquittoServer, clear_retained, wait_for
+from tests.helpers import MosquittoServer, wait_for
 
 DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 IMAGES = ["bird_coral_bird.jpg", "ct_ecoassist_car_dog.jpg", "ct_ecoassist_empty_night.jpg"]
@@ -84,7 +83,6 @@ def test_edge_run_to_central_row(
     finally:  # central first: a node going offline is itself an alert (camera_health)
         central.stop()
         node.stop()
-        clear_retained(mosquitto.port, status_topic("changxing", node_cfg.node))
 
     rows = _rows(database_url, node_cfg.node)
     assert len(rows) == made and len({r.event_id for r in rows}) == made

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from central import evidence
 from central.config import CentralConfig
 
 
@@ -25,3 +26,16 @@ def get_config(request: Request) -> CentralConfig:
 
 SessionDep = Annotated[Session, Depends(get_db)]
 ConfigDep = Annotated[CentralConfig, Depends(get_config)]
+
+
+def get_uploader(
+    config: ConfigDep, authorization: Annotated[str | None, Header()] = None
+) -> tuple[str, str]:
+    """The (site, node) an evidence upload token belongs to; 401 without a known token."""
+    try:
+        return evidence.authenticate(config=config, authorization=authorization)
+    except evidence.EvidenceError as exc:
+        raise HTTPException(exc.status, detail=exc.detail, headers=exc.headers) from exc
+
+
+UploaderDep = Annotated[tuple[str, str], Depends(get_uploader)]

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Dead-letter payloads are kept for diagnosis, not replay: enough to see what went wrong.
 DEAD_LETTER_MAX_BYTES = 64 * 1024
@@ -105,6 +105,9 @@ class Event(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reviewer: Mapped[str | None] = mapped_column(sa.String(64))
     review_note: Mapped[str | None] = mapped_column(sa.Text())
+    evidence: Mapped[list[EvidenceFile]] = relationship(
+        lazy="selectin", order_by="EvidenceFile.name", viewonly=True
+    )
 
 
 class DeadLetter(Base):
@@ -174,3 +177,18 @@ class SmsMessage(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default=SMS_PENDING)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class EvidenceFile(Base):
+    """One evidence image a node uploaded for an event, stored after its sha256 checked out."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (sa.UniqueConstraint("event_id", "name", name="uq_evidence_event_id_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    name: Mapped[str] = mapped_column(sa.String(128))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    path: Mapped[str] = mapped_column(sa.String(512), doc="relative to the evidence directory")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -47,6 +47,21 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_jpeg_complete(data: bytes) -> None:
+    from io import BytesIO
+
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(BytesIO(data)) as im:
+            im.load()
+    except UnidentifiedImageError as exc:
+        raise MediaError("not a decodable image") from exc
+    except (OSError, SyntaxError) as exc:
+        raise MediaError(f"truncated JPEG ({exc})") from exc
+
+
 def load_image(path: Path) -> np.ndarray:
     """Decode an image to BGR, raising MediaError for empty, corrupt or truncated files."""
     try:
@@ -56,9 +71,10 @@ def load_image(path: Path) -> np.ndarray:
     if not data:
         raise MediaError("empty file")
     if path.suffix.lower() in {".jpg", ".jpeg"} and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        # JPEG decoders fill a truncated image with grey and only warn; a half-uploaded
-        # camera-trap frame must not be analysed as if it were whole.
-        raise MediaError("truncated JPEG (no end-of-image marker)")
+        # OpenCV fills a truncated JPEG with grey and only warns; a half-uploaded camera-trap
+        # frame must not be analysed as if it were whole. Some cameras append data after the
+        # end-of-image marker, so a missing marker at the very end is checked by a full decode.
+        _check_jpeg_complete(data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise MediaError("not a decodable image")

@@ -40,9 +40,45 @@ CREATE TABLE IF NOT EXISTS media (
     detail TEXT NOT NULL DEFAULT '',
     processed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS evidence_uploads (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    created_at REAL NOT NULL,
+    UNIQUE (event_id, name)
+);
+CREATE INDEX IF NOT EXISTS ix_evidence_uploads_state ON evidence_uploads (state, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', 0);
 """
+
+
+# Evidence upload states: pending until central holds the file; done, failed (hash refused twice)
+# and lost (the file was pruned or removed before it went) are final.
+UPLOAD_PENDING = "pending"
+UPLOAD_DONE = "done"
+UPLOAD_FAILED = "failed"
+UPLOAD_LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceUpload:
+    """One evidence file to upload to central under its event."""
+
+    event_id: str
+    name: str
+    path: str
+    sha256: str
+    size: int
+    id: int = 0
+    uploaded: int = 0  # bytes central confirmed last time
+    restarts: int = 0  # times the file was sent again from 0 after a refused hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +129,10 @@ class Outbox:
         media_path: str = "",
         media_status: str = "done",
         media_detail: str = "",
+        evidence: Sequence[EvidenceUpload] = (),
     ) -> list[EventPayload]:
-        """Store events atomically, numbering them; optionally mark their media as processed.
+        """Store events atomically, numbering them; optionally mark their media as processed and
+        queue their evidence files for upload (same transaction: no event without its upload).
 
         Returns the events as stored (with their sequence numbers).
         """
@@ -126,6 +164,11 @@ class Outbox:
                         " VALUES (?, ?, ?, ?, ?)",
                         (media_sha256, media_path, media_status, media_detail, time.time()),
                     )
+                cur.executemany(
+                    "INSERT OR IGNORE INTO evidence_uploads"
+                    " (event_id, name, path, sha256, size, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(u.event_id, u.name, u.path, u.sha256, u.size, time.time()) for u in evidence],
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -133,6 +176,49 @@ class Outbox:
             if stored:
                 self._added.notify_all()
         return stored
+
+    def evidence_pending(self, *, limit: int = 100) -> list[EvidenceUpload]:
+        """Evidence files not uploaded yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, event_id, name, path, sha256, size, uploaded, restarts"
+                " FROM evidence_uploads WHERE state=? ORDER BY id LIMIT ?",
+                (UPLOAD_PENDING, limit),
+            ).fetchall()
+        return [
+            EvidenceUpload(
+                id=int(r[0]),
+                event_id=str(r[1]),
+                name=str(r[2]),
+                path=str(r[3]),
+                sha256=str(r[4]),
+                size=int(r[5]),
+                uploaded=int(r[6]),
+                restarts=int(r[7]),
+            )
+            for r in rows
+        ]
+
+    def evidence_progress(self, upload_id: int, *, uploaded: int, restarts: int) -> None:
+        """Record how many bytes central confirmed and how often the file was restarted."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE evidence_uploads SET uploaded=?, restarts=? WHERE id=?",
+                (uploaded, restarts, upload_id),
+            )
+
+    def evidence_finish(self, upload_id: int, state: str) -> None:
+        """Give an upload its final state (done, failed or lost)."""
+        with self._lock:
+            self._db.execute("UPDATE evidence_uploads SET state=? WHERE id=?", (state, upload_id))
+
+    def evidence_counts(self) -> dict[str, int]:
+        """Evidence uploads by state."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM evidence_uploads GROUP BY state"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def seen_media(self, sha256: str) -> bool:
         """True when a file with this content was already processed."""

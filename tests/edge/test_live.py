@@ -73,9 +73,8 @@ def test_node_runs_a_live_camera_and_reports_its_health(
     shared_dir: Path, models_dir: Path, tmp_path: Path, mosquitto: object
 ) -> None:
     from broker.payloads import CameraState
-    from broker.topics import status_topic
     from edge.app import EdgeNode
-    from tests.helpers import MosquittoServer, clear_retained, wait_for
+    from tests.helpers import MosquittoServer, wait_for
 
     assert isinstance(mosquitto, MosquittoServer)
     clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
@@ -96,4 +95,3 @@ def test_node_runs_a_live_camera_and_reports_its_health(
         assert node.camera_states()["live1"] in set(CameraState)
     finally:
         node.stop()
-        clear_retained(mosquitto.port, status_topic("changxing", "live-node"))
