@@ -195,23 +195,36 @@ class CommandName(StrEnum):
     """What central can ask a node to do."""
 
     RESEND = "resend"
+    BACKGROUND = "background"
 
 
 class CommandPayload(_Strict):
-    """A central → node command; `resend` asks for the events numbered from_seq..to_seq again."""
+    """A central → node command.
+
+    `resend` asks for the events numbered from_seq..to_seq again; `background` tells the node
+    that a person judged the object in `box` of `camera` to be scenery (a stump, a decoy), so
+    the rules mask it from then on.
+    """
 
     schema_version: Literal[1] = SCHEMA_VERSION
     site: Slug
     node: Slug
     command: CommandName
-    from_seq: int = Field(ge=1, le=2**62, description="first sequence number wanted")
-    to_seq: int = Field(ge=1, le=2**62, description="last sequence number wanted (inclusive)")
+    from_seq: int | None = Field(None, ge=1, le=2**62, description="resend: first number")
+    to_seq: int | None = Field(None, ge=1, le=2**62, description="resend: last (inclusive)")
+    camera: CameraId | None = Field(None, description="background: the camera")
+    box: Box | None = Field(None, description="background: the object to mask")
     sent_at: AwareDatetime | None = None
 
     @model_validator(mode="after")
-    def _range(self) -> CommandPayload:
-        if self.to_seq < self.from_seq:
-            raise ValueError("to_seq is before from_seq")
+    def _fields_of_command(self) -> CommandPayload:
+        if self.command is CommandName.RESEND:
+            if self.from_seq is None or self.to_seq is None:
+                raise ValueError("resend needs from_seq and to_seq")
+            if self.to_seq < self.from_seq:
+                raise ValueError("to_seq is before from_seq")
+        if self.command is CommandName.BACKGROUND and (self.camera is None or self.box is None):
+            raise ValueError("background needs camera and box")
         return self
 
 

@@ -21,6 +21,7 @@ from broker.validate import encode
 from central import messages, nodes
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
+from central.api.deps import CommandSender
 from central.api.routes import events, evidence, health
 from central.config import CentralConfig
 from central.db.migrate import upgrade
@@ -37,11 +38,18 @@ DB_WAIT_TOTAL_S = 120.0
 BROKER_WAIT_S = 10.0
 
 
-def create_app(*, config: CentralConfig, session_factory: sessionmaker[Session]) -> FastAPI:
-    """Build the API around the given config and database sessions."""
+def create_app(
+    *,
+    config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    send_command: CommandSender | None = None,
+) -> FastAPI:
+    """Build the API around the given config, database sessions and (optionally) the way to
+    send a command to a node over MQTT."""
     app = FastAPI(title=messages.API_TITLE, docs_url="/docs", openapi_url="/openapi.json")
     app.state.config = config
     app.state.session_factory = session_factory
+    app.state.send_command = send_command
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(evidence.router)
@@ -122,7 +130,9 @@ class CentralService:
         self._monitor_thread = threading.Thread(target=self._monitor, name="monitor", daemon=True)
         self._monitor_thread.start()
         # 5. HTTP API in a background thread.
-        self.app = create_app(config=cfg, session_factory=self.session_factory)
+        self.app = create_app(
+            config=cfg, session_factory=self.session_factory, send_command=self.send_command
+        )
         if self._serve_http:
             self._http = uvicorn.Server(
                 uvicorn.Config(self.app, host=cfg.http.host, port=cfg.http.port, log_level="info")
@@ -140,6 +150,10 @@ class CentralService:
                 self.check_nodes()
             except SQLAlchemyError as exc:  # the next round tries again
                 log.warning("node check failed: %s", exc)
+
+    def send_command(self, topic: str, payload: bytes) -> bool:
+        """Publish a command to a node (QoS 1); False when no ingest link acknowledged it."""
+        return bool(self.ingestors) and self.ingestors[0].publish(topic, payload)
 
     def check_nodes(self) -> None:
         """One supervision round: raise outage events, ask nodes to resend missing events."""

@@ -85,6 +85,16 @@ class ReviewCreate(BaseModel):
     reviewer: str = Field(min_length=1, max_length=64, description="who decided")
 
 
+class BackgroundCreate(BaseModel):
+    """A reviewer marks one box of an event as scenery (stump, decoy) to be masked."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    box_index: int = Field(0, ge=0, le=199, description="which box of the event")
+    reviewer: str = Field(min_length=1, max_length=64, description="who decided")
+    note: str = Field("", max_length=1000, description="why")
+
+
 class EventsPublic(BaseModel):
     """A page of events and the total number matching the filters."""
 

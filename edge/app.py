@@ -91,7 +91,9 @@ class EdgeNode:
             online=(status_topic(cfg.site, cfg.node), self._status(NodeState.ONLINE)),
         )
         self.publisher = Publisher(self.outbox, self.link)
-        self.commands = CommandHandler(outbox=self.outbox, publisher=self.publisher)
+        self.commands = CommandHandler(
+            outbox=self.outbox, publisher=self.publisher, rule_state=self.pipeline.rule_state
+        )
         self.link.subscribe(command_topic(cfg.site, cfg.node), self.commands.handle)
         self.link.start()
         self.publisher.start()

@@ -106,6 +106,7 @@ class Pipeline:
         # Rules keep per-camera state; live cameras and the drop folder decide on their own
         # threads, so deciding is serialised (detection, the expensive part, is not).
         self._decide_lock = threading.Lock()
+        self.rule_state: RuleState | None = None  # set by build_pipeline; commands write to it
 
     def look(self, item: MediaItem, image: npt.NDArray[Any] | None = None) -> Look:
         """Decode (unless given the pixels), detect and classify the birds; a video clip is
@@ -234,14 +235,17 @@ def build_pipeline(config: NodeConfig, detector: Detector | None = None) -> Pipe
     from edge.detect import create as create_detector
 
     catalogue = load_catalogue(config.catalogue)
+    state = RuleState.for_data_dir(config.data_dir)
     classifier = None
     if config.classifier.enabled:
         classifier = create_classifier(config.classifier, config.model_store, catalogue)
-    return Pipeline(
+    pipeline = Pipeline(
         config,
         detector or create_detector(config.detector, config.model_store),
-        build_rules(config, catalogue=catalogue),
+        build_rules(config, state, catalogue),
         classifier,
         crop_margin=config.classifier.crop_margin,
         video_every_s=config.video_every_s,
     )
+    pipeline.rule_state = state
+    return pipeline

@@ -129,3 +129,81 @@ def test_demo_exits_zero_with_every_event_stored(
     assert "SMS sent: 1" in out or "SMS sent: 2" in out
     reports = list((tmp_path / "demo" / "central" / "reports").glob("daily_report_*.xlsx"))
     assert len(reports) == 1
+
+
+def test_reviewer_marks_a_box_as_background_and_the_node_masks_it(
+    tmp_path: Path,
+    images_dir: Path,
+    models_dir: Path,
+    mosquitto: MosquittoServer,
+    database_url: str,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from edge.ingest.folder import media_item
+
+    central_cfg = CentralConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "central"),
+            "database_url": database_url,
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": mosquitto.port,
+                "client_id": f"central-{uuid.uuid4().hex[:8]}",
+            },
+            "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
+        }
+    )
+    node_cfg = parse_config(
+        {
+            "site": "changxing",
+            "node": f"n{uuid.uuid4().hex[:8]}",
+            "data_dir": str(tmp_path / "edge"),
+            "model_store": str(models_dir),
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+            "cameras": [{"id": "cam1"}],
+        }
+    )
+    central = CentralService(central_cfg, serve_http=False)
+    central.start()
+    node = EdgeNode(node_cfg)
+    node.start()
+    try:
+        first = tmp_path / "dog1.jpg"
+        shutil.copy(images_dir / "photo_coral_pets.jpg", first)
+        os.utime(first, (DAYTIME.timestamp(),) * 2)
+        picture = first.read_bytes()  # the node archives the file once processed
+        assert node.process(media_item(first, "cam1", node_cfg.tz)) > 0
+        assert wait_for(
+            lambda: any(r.rule == "free_roaming_dog" for r in _rows(database_url, node_cfg.node)),
+            20,
+        )
+        dog_obs = next(
+            r
+            for r in _rows(database_url, node_cfg.node)
+            if r.rule is None and r.source == "dog1.jpg"
+        )
+        assert central.app is not None
+        url = f"/api/events/{dog_obs.event_id}/background"
+        with TestClient(central.app) as client:  # the photo shows two "dogs": both statues
+            for index in (0, 1):
+                body = {"box_index": index, "reviewer": "张三", "note": "雕塑，不是真狗"}
+                reply = client.post(url, json=body)
+                assert reply.status_code == 200, reply.text
+            assert client.post(url, json={"box_index": 5, "reviewer": "张三"}).status_code == 422
+        assert reply.json()["review_status"] == "dismissed"
+        assert reply.json()["reviewer"] == "张三"
+        assert wait_for(lambda: node.commands.backgrounds == 2, 10)
+        second = tmp_path / "dog2.jpg"  # the same view a minute later: the statue is still there
+        second.write_bytes(picture + b"\x00")
+        os.utime(second, (DAYTIME.timestamp() + 60,) * 2)
+        node.process(media_item(second, "cam1", node_cfg.tz))
+        assert node.outbox is not None
+        assert not [
+            e
+            for e in node.outbox.pending(limit=1000)
+            if b'"source":"dog2.jpg"' in e.payload and b'"category":"dog"' in e.payload
+        ]
+    finally:
+        central.stop()
+        node.stop()

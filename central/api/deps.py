@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from central import evidence
+from central import evidence, messages
 from central.config import CentralConfig
 
 
@@ -22,6 +22,17 @@ def get_config(request: Request) -> CentralConfig:
     """The configuration the app was built with."""
     config: CentralConfig = request.app.state.config
     return config
+
+
+CommandSender = Callable[[str, bytes], bool]
+
+
+def get_command_sender(request: Request) -> CommandSender:
+    """Publishes a command to a node; 503 when this server has no MQTT link."""
+    sender: CommandSender | None = request.app.state.send_command
+    if sender is None:
+        raise HTTPException(503, detail=messages.NO_BROKER)
+    return sender
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
@@ -39,3 +50,4 @@ def get_uploader(
 
 
 UploaderDep = Annotated[tuple[str, str], Depends(get_uploader)]
+CommandDep = Annotated[CommandSender, Depends(get_command_sender)]

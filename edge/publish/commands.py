@@ -9,6 +9,7 @@ from broker.payloads import CommandName, CommandPayload
 from broker.validate import ContractError, parse_message
 from edge.outbox import Outbox
 from edge.publish.drain import Publisher
+from edge.rules.state import RuleState
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +17,14 @@ log = logging.getLogger(__name__)
 class CommandHandler:
     """Handles messages on the node's command topic (subscribe `handle` to it)."""
 
-    def __init__(self, *, outbox: Outbox, publisher: Publisher) -> None:
+    def __init__(
+        self, *, outbox: Outbox, publisher: Publisher, rule_state: RuleState | None = None
+    ) -> None:
         self._outbox = outbox
         self._publisher = publisher
+        self._rule_state = rule_state
         self.resent = 0  # events requeued because central asked
+        self.backgrounds = 0  # boxes marked as scenery by a person
 
     def handle(self, message: Message) -> None:
         """Validate one command and carry it out; a bad command is logged and ignored."""
@@ -30,7 +35,10 @@ class CommandHandler:
             return
         if not isinstance(payload, CommandPayload):
             return
+        if payload.command is CommandName.BACKGROUND:
+            self._background(payload)
         if payload.command is CommandName.RESEND:
+            assert payload.from_seq is not None and payload.to_seq is not None  # validated
             seqs = self._outbox.requeue(payload.from_seq, payload.to_seq)
             self.resent += len(seqs)
             log.info(
@@ -41,3 +49,12 @@ class CommandHandler:
             )
             if seqs:
                 self._publisher.rewind()
+
+    def _background(self, payload: CommandPayload) -> None:
+        assert payload.camera is not None and payload.box is not None  # validated
+        if self._rule_state is None:
+            log.warning("background command for %s ignored: no rule state", payload.camera)
+            return
+        b = payload.box
+        self._rule_state.mark_background(payload.camera, (b.x, b.y, b.w, b.h), payload.sent_at)
+        self.backgrounds += 1

@@ -150,3 +150,31 @@ def test_resend_command_round_trips_and_checks_its_range() -> None:
 def test_json_that_breaks_the_decoder_is_a_contract_error(raw: bytes) -> None:
     with pytest.raises(ContractError, match="too deep or too large"):
         parse_message("wildwatch/v1/xiazhuhu/xz-node-01/event", raw)
+
+
+def test_background_command_needs_camera_and_box() -> None:
+    from broker.payloads import CommandPayload
+
+    topic = "wildwatch/v1/changxing/cx-node-01/cmd"
+    ok = {
+        "schema_version": 1,
+        "site": "changxing",
+        "node": "cx-node-01",
+        "command": "background",
+        "camera": "cam1",
+        "box": {
+            "x": 0.1,
+            "y": 0.2,
+            "w": 0.3,
+            "h": 0.4,
+            "category": "bird",
+            "label": "bird",
+            "confidence": 0.9,
+        },
+    }
+    _, cmd = parse_message(topic, raw(ok))
+    assert isinstance(cmd, CommandPayload) and cmd.box is not None and cmd.box.w == 0.3
+    with pytest.raises(ContractError, match="background needs camera and box"):
+        parse_message(topic, raw({k: v for k, v in ok.items() if k != "box"}))
+    with pytest.raises(ContractError, match="resend needs from_seq"):
+        parse_message(topic, raw({**ok, "command": "resend"}))

@@ -8,9 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from broker.payloads import Box, CommandName, CommandPayload
+from broker.topics import command_topic
+from broker.validate import encode
 from central import crud, messages
-from central.api.deps import SessionDep
-from central.schemas import EventPublic, EventsPublic, ReviewCreate
+from central.api.deps import CommandDep, SessionDep
+from central.schemas import BackgroundCreate, EventPublic, EventsPublic, ReviewCreate
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,40 @@ def review_event(session: SessionDep, event_id: str, review: ReviewCreate) -> Ev
     if row is None:
         raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
     log.info("event %s %s by %s", event_id, review.decision, review.reviewer)
+    session.commit()
+    session.refresh(row)
+    return EventPublic.model_validate(row)
+
+
+@router.post("/{event_id}/background", response_model=EventPublic)
+def mark_background(
+    session: SessionDep, send: CommandDep, event_id: str, body: BackgroundCreate
+) -> EventPublic:
+    """A reviewer judges a detected object to be scenery (a stump, a decoy): the node is told
+    to mask that box from now on, and the event is dismissed."""
+    row = crud.get_event(session=session, event_id=event_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
+    if not 0 <= body.box_index < len(row.boxes):
+        raise HTTPException(status_code=422, detail=messages.NO_SUCH_BOX)
+    command = CommandPayload(
+        site=row.site,
+        node=row.node,
+        command=CommandName.BACKGROUND,
+        camera=row.camera,
+        box=Box.model_validate(row.boxes[body.box_index]),
+        sent_at=datetime.now(UTC),
+    )
+    if not send(command_topic(row.site, row.node), encode(command)):
+        raise HTTPException(status_code=503, detail=messages.COMMAND_NOT_SENT)
+    crud.review_event(
+        session=session,
+        event_id=event_id,
+        decision="dismissed",
+        reviewer=body.reviewer,
+        note=messages.BACKGROUND_NOTE.format(note=body.note or "-"),
+        at=datetime.now(UTC),
+    )
     session.commit()
     session.refresh(row)
     return EventPublic.model_validate(row)
