@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from broker.payloads import EventPayload
+from broker.payloads import Category, EventPayload
+from edge.classify import Classification, crop_box, smooth
 from edge.detect import Detection, DetectionResult, Detector
 from edge.detect.nms import nms
 from edge.ingest.live import CameraHealthMonitor, HealthSettings, LiveFeed, LiveSettings
@@ -22,12 +24,15 @@ from edge.motion.gate import DetectionGate, GateSettings
 from edge.motion.improved import ImprovedMotionDetector
 from edge.pipeline import Pipeline
 from edge.rules import Sighting
+from edge.track import Track, iou
 from edge.track.iou_tracker import IouTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
 
 FRAME_WAIT_S = 1.0  # how long to wait for a frame before checking the feed's health
 MERGE_IOU = 0.5  # boxes of overlapping crops that are the same object
+TRACK_CALLS = 10  # species calls averaged per track: enough to steady it, recent enough to change
+TRACK_MATCH_IOU = 0.9  # a matched track carries this frame's box, so the overlap is near 1
 
 
 def detect_regions(
@@ -87,6 +92,7 @@ class LiveCamera:
         self.tracker = IouTracker(tracker)
         self.health = CameraHealthMonitor(health)
         self.frames = 0
+        self._calls: dict[int, deque[Classification]] = {}  # per track: its recent species calls
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{camera}", daemon=True)
 
@@ -158,8 +164,35 @@ class LiveCamera:
             tracks=tuple(tracks),
             track_t=t,
             camera_state=state,
+            species=self._species(image, result, tracks),
         )
         return self._emit(sighting)
+
+    def _species(
+        self, image: npt.NDArray[Any], result: DetectionResult, tracks: list[Track]
+    ) -> dict[int, Classification]:
+        """Classify each bird and smooth its species over its track (the same bird, frame
+        after frame, should get one steady name)."""
+        classifier = self.pipeline.classifier
+        if classifier is None:
+            return {}
+        live = {t.id for t in tracks}
+        for gone in set(self._calls) - live:
+            del self._calls[gone]
+        species: dict[int, Classification] = {}
+        for i, d in enumerate(result.detections):
+            if d.category is not Category.BIRD:
+                continue
+            crop = crop_box(image, (d.x1, d.y1, d.x2, d.y2), self.pipeline.crop_margin)
+            call = classifier.classify(crop)
+            track = _track_of(d, tracks)
+            if track is None:
+                species[i] = call
+                continue
+            history = self._calls.setdefault(track.id, deque(maxlen=TRACK_CALLS))
+            history.append(call)
+            species[i] = smooth(list(history))
+        return species
 
     def _empty_sighting(self, state: Any) -> Sighting:
         return Sighting(
@@ -178,3 +211,15 @@ class LiveCamera:
         if events:
             self.sink(events)
         return events
+
+
+def _track_of(d: Detection, tracks: list[Track]) -> Track | None:
+    """The track this frame's detection was matched to (its box is the detection's box)."""
+    best, best_iou = None, TRACK_MATCH_IOU
+    for t in tracks:
+        if t.category is not d.category or t.missed:
+            continue
+        overlap = iou(t.box, (d.x1, d.y1, d.x2, d.y2))
+        if overlap >= best_iou:
+            best, best_iou = t, overlap
+    return best

@@ -14,6 +14,7 @@ from edge.ingest import load_image
 from edge.ingest.video import sample_video
 from edge.live import LiveCamera, detect_regions
 from edge.motion import Region
+from edge.motion.gate import GateSettings
 from edge.pipeline import build_pipeline
 
 
@@ -95,3 +96,37 @@ def test_node_runs_a_live_camera_and_reports_its_health(
         assert node.camera_states()["live1"] in set(CameraState)
     finally:
         node.stop()
+
+
+def test_live_birds_are_named_and_smoothed_over_their_track(
+    images_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    config = parse_config(
+        {
+            "site": "changxing",
+            "node": "n1",
+            "model_store": str(models_dir),
+            "data_dir": str(tmp_path),
+            "cameras": [{"id": "live1"}],
+            "classifier": {"restrict_to_catalogue": False},  # the test bird is not a Zhejiang one
+        }
+    )
+    events: list[object] = []
+    cam = LiveCamera(
+        "live1",
+        feed=None,
+        pipeline=build_pipeline(config),  # type: ignore[arg-type]
+        sink=events.extend,
+        gate=GateSettings(full_frame_every_frames=1),
+    )
+    frame = load_image(images_dir / "bird_coral_bird.jpg")
+    for k in range(5):
+        cam.process(frame, float(k))
+    (calls,) = cam._calls.values()  # one bird, one track
+    assert len(calls) == 5
+    named = {
+        e.species.scientific_name
+        for e in events  # type: ignore[attr-defined]
+        if e.category == "bird" and e.species is not None
+    }  # type: ignore[attr-defined]
+    assert named == {"Poecile atricapillus"}
