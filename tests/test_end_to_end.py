@@ -19,11 +19,43 @@ from central.config import CentralConfig
 from central.db.models import Event
 from central.demo import run_demo
 from edge.app import EdgeNode
-from edge.config import parse_config
+from edge.config import NodeConfig, parse_config
 from tests.helpers import MosquittoServer, wait_for
 
 DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 IMAGES = ["bird_coral_bird.jpg", "ct_ecoassist_car_dog.jpg", "ct_ecoassist_empty_night.jpg"]
+
+
+def _central(tmp_path: Path, database_url: str, port: int) -> CentralConfig:
+    """Central on this test's database and broker, one site, one duty phone."""
+    return CentralConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "central"),
+            "database_url": database_url,
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "client_id": f"central-{uuid.uuid4().hex[:8]}",
+            },
+            "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
+            "alerts": {"duty_phones": ["13900000000"]},
+        }
+    )
+
+
+def _node(tmp_path: Path, models_dir: Path, port: int, **extra: Any) -> NodeConfig:
+    """A node with a unique id at changxing (one camera unless `cameras` is given)."""
+    return parse_config(
+        {
+            "site": "changxing",
+            "node": f"n{uuid.uuid4().hex[:8]}",
+            "data_dir": str(tmp_path / "edge"),
+            "model_store": str(models_dir),
+            "mqtt": {"host": "127.0.0.1", "port": port},
+            "cameras": [{"id": "cam1"}],
+            **extra,
+        }
+    )
 
 
 def test_edge_run_to_central_row(
@@ -33,30 +65,14 @@ def test_edge_run_to_central_row(
     mosquitto: MosquittoServer,
     database_url: str,
 ) -> None:
-    central_cfg = CentralConfig.model_validate(
-        {
-            "data_dir": str(tmp_path / "central"),
-            "database_url": database_url,
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": mosquitto.port,
-                "client_id": f"central-{uuid.uuid4().hex[:8]}",
-            },
-            "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
-            "alerts": {"duty_phones": ["13900000000"]},
-        }
-    )
-    node_cfg = parse_config(
-        {
-            "site": "changxing",
-            "node": f"n{uuid.uuid4().hex[:8]}",
-            "data_dir": str(tmp_path / "edge"),
-            "model_store": str(models_dir),
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
-            "cameras": [{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
-            "poll_s": 0.1,
-            "settle_s": 0.1,
-        }
+    central_cfg = _central(tmp_path, database_url, mosquitto.port)
+    node_cfg = _node(
+        tmp_path,
+        models_dir,
+        mosquitto.port,
+        cameras=[{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
+        poll_s=0.1,
+        settle_s=0.1,
     )
     central = CentralService(central_cfg, serve_http=False)
     central.start()
@@ -142,28 +158,8 @@ def test_reviewer_marks_a_box_as_background_and_the_node_masks_it(
 
     from edge.ingest.folder import media_item
 
-    central_cfg = CentralConfig.model_validate(
-        {
-            "data_dir": str(tmp_path / "central"),
-            "database_url": database_url,
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": mosquitto.port,
-                "client_id": f"central-{uuid.uuid4().hex[:8]}",
-            },
-            "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
-        }
-    )
-    node_cfg = parse_config(
-        {
-            "site": "changxing",
-            "node": f"n{uuid.uuid4().hex[:8]}",
-            "data_dir": str(tmp_path / "edge"),
-            "model_store": str(models_dir),
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
-            "cameras": [{"id": "cam1"}],
-        }
-    )
+    central_cfg = _central(tmp_path, database_url, mosquitto.port)
+    node_cfg = _node(tmp_path, models_dir, mosquitto.port)
     central = CentralService(central_cfg, serve_http=False)
     central.start()
     node = EdgeNode(node_cfg)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edge.registry import Registry
 from models.registry import load_labels, load_manifest, model_path
 from models.species import Catalogue
 
@@ -64,7 +65,7 @@ class Classification:
 
 def available() -> list[str]:
     """Keys of the registered classifier back-ends, sorted."""
-    return sorted(_BACKENDS)
+    return _BACKENDS.keys()
 
 
 class ClassifierSettings(BaseModel):
@@ -149,22 +150,8 @@ class Classifier(abc.ABC):
         """Classify one HxWx3 uint8 BGR crop; ValueError for an unusable array."""
 
 
-_BACKENDS: dict[str, type[Classifier]] = {}
-_C = TypeVar("_C", bound=Classifier)
-
-
-def register(key: str) -> Callable[[type[_C]], type[_C]]:
-    """Class decorator registering a Classifier back-end under `key`."""
-
-    def decorate(cls: type[_C]) -> type[_C]:
-        existing = _BACKENDS.get(key)
-        if existing is not None and existing is not cls:
-            raise ValueError(f"classifier backend {key!r} already registered by {existing!r}")
-        cls.key = key
-        _BACKENDS[key] = cls
-        return cls
-
-    return decorate
+_BACKENDS: Registry[Classifier] = Registry("classifier")
+register = _BACKENDS.register
 
 
 def create(settings: ClassifierSettings, store: Path | None, catalogue: Catalogue) -> Classifier:

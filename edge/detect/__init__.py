@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.payloads import Category
+from edge.registry import Registry
 from models.registry import load_labels, load_manifest, model_path
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class DetectionResult:
 
 def available() -> list[str]:
     """Keys of the registered detector back-ends, sorted."""
-    return sorted(_BACKENDS)
+    return _BACKENDS.keys()
 
 
 class DetectorSettings(BaseModel):
@@ -233,22 +234,8 @@ class Detector(abc.ABC):
         """Detect objects in one HxWx3 uint8 BGR image; ValueError for an unusable array."""
 
 
-_BACKENDS: dict[str, type[Detector]] = {}
-_D = TypeVar("_D", bound=Detector)
-
-
-def register(key: str) -> Callable[[type[_D]], type[_D]]:
-    """Class decorator registering a Detector back-end under `key`."""
-
-    def decorate(cls: type[_D]) -> type[_D]:
-        existing = _BACKENDS.get(key)
-        if existing is not None and existing is not cls:
-            raise ValueError(f"detector backend {key!r} already registered by {existing!r}")
-        cls.key = key
-        _BACKENDS[key] = cls
-        return cls
-
-    return decorate
+_BACKENDS: Registry[Detector] = Registry("detector")
+register = _BACKENDS.register
 
 
 def create(settings: DetectorSettings, store: Path | None = None) -> Detector:
