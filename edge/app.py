@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from types import FrameType
 
@@ -30,7 +31,7 @@ from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from edge.config import NodeConfig
 from edge.detect import Detector
-from edge.evidence import EvidenceStore
+from edge.evidence import EvidenceStore, SavedFile
 from edge.health import heartbeat
 from edge.ingest import MediaError, MediaItem
 from edge.ingest.folder import DropFolder
@@ -42,6 +43,8 @@ from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
 
 log = logging.getLogger(__name__)
+
+FRAMES_REMEMBERED = 2000  # a still bird is judged within minutes; a day of triggers is plenty
 
 # Acknowledged events stay this long so central can ask for ones it lost after the broker's
 # PUBACK; ~1 kB per event, so two days of a busy node (20,000/day) cost about 40 MB of disk.
@@ -61,6 +64,8 @@ class EdgeNode:
         self.duplicates = 0
         self.uploader: EvidenceUploader | None = None
         self._started = False
+        # annotated frame per (camera, media file), to attach an earlier frame to a later event
+        self._frames: OrderedDict[tuple[str, str], SavedFile] = OrderedDict()
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> None:
@@ -261,6 +266,16 @@ class EdgeNode:
             f"{cfg.evidence_limit_mb:.0f} MB limit; old low-severity images will be pruned",
         )
 
+    def _earlier_frames(self, camera: str, sources: tuple[str, ...] | None) -> list[SavedFile]:
+        """Saved frames of earlier files behind an event (e.g. where a still bird was first
+        seen), so the event's evidence shows the start as well as the end."""
+        found = []
+        for name in sources or ():
+            saved = self._frames.get((camera, name))
+            if saved is not None and saved.path.exists():
+                found.append(saved)
+        return found
+
     def camera_states(self) -> dict[str, CameraState]:
         """Live cameras report their health monitor's state; drop-folder cameras are unknown
         (a camera trap is silent until something triggers it)."""
@@ -291,7 +306,15 @@ class EdgeNode:
         except OSError as exc:  # a full disk must not stop events; they matter more
             log.error("%s: evidence not saved: %s", item.path.name, exc)
             return events, []
-        saved = files.saved[:MAX_EVIDENCE]  # one frame and its first crops
+        self._frames[(item.camera, item.path.name)] = files.saved[0]
+        while len(self._frames) > FRAMES_REMEMBERED:
+            self._frames.popitem(last=False)
+        earlier = self._earlier_frames(
+            item.camera, analysis.earlier.get(str(events[lead].event_id))
+        )
+        for f in earlier:
+            self.evidence.protect(f.path, Severity(severity))
+        saved = (earlier + list(files.saved))[:MAX_EVIDENCE]  # first frames, this frame, crops
         refs = [EvidenceRef(name=f.path.name, sha256=f.sha256, size=f.size) for f in saved]
         event_id = str(events[lead].event_id)
         events[lead] = events[lead].model_copy(update={"evidence": refs})

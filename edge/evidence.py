@@ -174,6 +174,13 @@ class EvidenceStore:
         self.enforce_limit()
         return EvidenceFiles(frame, tuple(crops), tuple(saved))
 
+    def protect(self, path: Path, severity: Severity) -> None:
+        """Raise a saved file's retention class (an earlier frame now evidence of an alert)."""
+        with self._lock:
+            self._index.execute(
+                "UPDATE files SET severity=? WHERE path=?", (severity.value, self._key(path))
+            )
+
     def _key(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 

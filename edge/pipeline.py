@@ -83,6 +83,8 @@ class Analysis:
     events: list[EventPayload]
     species: Mapping[int, Classification] = field(default_factory=dict)
     image: npt.NDArray[np.uint8] | None = None
+    # event_id -> earlier media files behind that event (a motionless bird's first frame)
+    earlier: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -162,13 +164,23 @@ class Pipeline:
             model=result.model,
             species=look.species,
         )
-        return Analysis(item, result, self.events_for(sighting), look.species, look.image)
+        pairs = self._findings(sighting)
+        earlier = {
+            str(ev.event_id): tuple(src for src in f.evidence if src != item.path.name)
+            for ev, f in pairs
+            if f.evidence
+        }
+        events = [ev for ev, _ in pairs]
+        return Analysis(item, result, events, look.species, look.image, earlier)
 
     def events_for(self, sighting: Sighting) -> list[EventPayload]:
         """Every rule's findings for one sighting, as contract events."""
+        return [ev for ev, _ in self._findings(sighting)]
+
+    def _findings(self, sighting: Sighting) -> list[tuple[EventPayload, Finding]]:
         with self._decide_lock:
             findings = [f for rule in self.rules for f in rule.evaluate(sighting)]
-        return [self._event(sighting, f) for f in findings]
+        return [(self._event(sighting, f), f) for f in findings]
 
     def camera_health(self, camera: str, state: CameraState, t: datetime) -> list[EventPayload]:
         """Events for a CameraHealthMonitor state change of a live camera at time `t`."""
