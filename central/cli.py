@@ -48,7 +48,7 @@ def cli(verbose: int) -> None:
     help="seconds to wait for every event to arrive centrally",
 )
 def demo_cmd(images: str | None, workdir: str, timeout: float) -> None:
-    """Run the whole system on this machine with no external services: an embedded broker
+    """一键演示 Run the whole system on this machine with no external services: an embedded broker
     (amqtt), central on SQLite and one edge node fed with the sample images; wait until every
     event arrived, write the daily report and the SMS outbox, print a summary."""
     from pathlib import Path

@@ -1,4 +1,4 @@
-"""`central` click group: serve, report (attached to the root `wildwatch` command by the lead)."""
+"""`wildwatch central`: serve the API and MQTT ingest, compile the daily report."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _config(path: Path) -> CentralConfig:
 
 @click.group("central")
 def cli() -> None:
-    """Central server: ingest, alerts, API and reports."""
+    """中心服务器 Central server: ingest, alerts, API and reports."""
 
 
 @cli.command("serve")

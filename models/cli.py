@@ -19,7 +19,7 @@ _STORE_HELP = (
 cli = click.Group(
     "models",
     help=(
-        "Manage the detection and classification models.\n\n"
+        "模型管理 Manage the detection and classification models.\n\n"
         "Weights are pinned by sha256 in the packaged manifest and never committed. Offline "
         "sites copy the files onto the machine and run `models import DIR`; online sites run "
         "`models pull` (optionally through a mirror). `models verify` checks the store."
