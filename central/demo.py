@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
@@ -183,14 +183,14 @@ def _fmt(counter: Counter[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
 
 
-def build_daily_report_for(config: CentralConfig, day: object) -> tuple[Path, Path]:
+def build_daily_report_for(config: CentralConfig, day: date) -> tuple[Path, Path]:
     """Compile and write the daily report of `day`."""
     from central.db.session import make_engine, make_session_factory
 
     engine = make_engine(config.database_url)
     try:
         with make_session_factory(engine)() as session:
-            report = build_daily_report(session=session, config=config, day=day)  # type: ignore[arg-type]
+            report = build_daily_report(session=session, config=config, day=day)
         return write_daily_report(report, config.report_dir)
     finally:
         engine.dispose()

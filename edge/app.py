@@ -11,6 +11,7 @@ import signal
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -146,8 +147,8 @@ class EdgeNode:
         )
         self.uploader.start()
 
-    def _spawn(self, name: str, target: object) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
