@@ -137,6 +137,10 @@ class EvidenceStore:
         )
         self._index.execute("PRAGMA journal_mode=WAL")
         self._index.executescript(_INDEX_SCHEMA)
+        # Bytes held, scanned once here and then kept up to date, so that saving an image does
+        # not walk thousands of files on an SD card; a full scan runs only to prune.
+        self._total = self.usage_bytes()
+        self._check_near_limit(self._total)
 
     def close(self) -> None:
         """Close the index."""
@@ -171,7 +175,11 @@ class EvidenceStore:
                 " VALUES (?, ?, 0, ?)",
                 [(self._key(f.path), severity.value, now) for f in saved],
             )
-        self.enforce_limit()
+        self._total += sum(f.size for f in saved)
+        if self._total > self.limit_bytes:
+            self.enforce_limit()
+        else:
+            self._check_near_limit(self._total)
         return EvidenceFiles(frame, tuple(crops), tuple(saved))
 
     def protect(self, path: Path, severity: Severity) -> None:
@@ -256,6 +264,7 @@ class EvidenceStore:
                 total / 1e6,
                 self.limit_bytes / 1e6,
             )
+        self._total = total
         self._check_near_limit(total)
         return removed
 
