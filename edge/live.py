@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from broker.payloads import Category, EventPayload
+from broker.payloads import CameraState, Category, EventPayload
 from edge.classify import Classification, crop_box, smooth
 from edge.detect import Detection, DetectionResult, Detector
 from edge.detect.nms import nms
@@ -194,7 +194,8 @@ class LiveCamera:
             species[i] = smooth(list(history))
         return species
 
-    def _empty_sighting(self, state: Any) -> Sighting:
+    def _empty_sighting(self, state: CameraState) -> Sighting:
+        problem = self.feed.problem if state is CameraState.NO_FRAMES else None
         return Sighting(
             camera=self.camera,
             captured_at=datetime.now(self.pipeline.config.tz),
@@ -204,6 +205,7 @@ class LiveCamera:
             source=f"live:{self.camera}",
             model="",
             camera_state=state,
+            camera_problem=(problem.zh, problem.en) if problem is not None else None,
         )
 
     def _emit(self, sighting: Sighting) -> list[EventPayload]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from broker.payloads import EventPayload
+from edge.config import NodeConfig, parse_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -31,3 +33,15 @@ def make_event(**over: Any) -> EventPayload:
     }
     data.update(over)
     return EventPayload.model_validate(data)
+
+
+def node_config(data_dir: Path, models_dir: Path, **over: Any) -> NodeConfig:
+    """A validated node config at changxing with one camera `cam1`; `over` replaces any key."""
+    data: dict[str, Any] = {
+        "site": "changxing",
+        "node": "n1",
+        "model_store": str(models_dir),
+        "data_dir": str(data_dir),
+        "cameras": [{"id": "cam1"}],
+    }
+    return parse_config({**data, **over})

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.payloads import CameraState
+from edge.ingest.netcam import FeedProblem, diagnose_url, redact_url
 
 try:  # only on a Raspberry Pi with the camera stack installed
     from picamera2 import Picamera2  # type: ignore[import-not-found, unused-ignore]
@@ -47,12 +48,25 @@ class LiveSourceError(Exception):
     """A live source that is misconfigured or cannot be used on this node."""
 
 
+class FeedUnavailable(OSError):
+    """A network camera that cannot be opened now, with the reason the camera gave."""
+
+    def __init__(self, message: str, problem: FeedProblem) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
     """Where frames come from: a network URL, a USB camera index, a video file or a Pi camera."""
 
     kind: Literal["url", "usb", "file", "picamera"]
     target: str | int
+
+    @property
+    def display(self) -> str:
+        """The source as logs and messages show it: a URL's password replaced by ***."""
+        return redact_url(self.target) if self.kind == "url" else str(self.target)
 
 
 def parse_source(source: str | int) -> SourceSpec:
@@ -141,6 +155,8 @@ class OpenCvCapture:
     """A cv2.VideoCapture source (URL, USB index or file)."""
 
     def __init__(self, spec: SourceSpec, settings: LiveSettings) -> None:
+        # RTSP: OpenCV's FFmpeg default (rtsp_flags=prefer_tcp) tries TCP, then UDP, so both
+        # kinds of camera work without a setting (tested against TCP-only and UDP-only servers).
         timeout_ms = int(settings.network_timeout_s * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC]
         params.append(timeout_ms)
@@ -152,7 +168,10 @@ class OpenCvCapture:
             self._cap = cv2.VideoCapture(spec.target)
         if not self._cap.isOpened():
             self._cap.release()
-            raise OSError(f"cannot open {spec.kind} source {spec.target!r}")
+            if spec.kind == "url":
+                problem = diagnose_url(str(spec.target), settings.network_timeout_s)
+                raise FeedUnavailable(str(problem), problem)
+            raise OSError(f"cannot open {spec.kind} source {spec.display!r}")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS))
         plausible = 0.0 < fps <= 240.0
         self.fps = (fps if plausible else FALLBACK_FPS) if spec.kind == "file" else None
@@ -233,6 +252,8 @@ class LiveFeed:
         self.reconnects = 0  # open attempts after the first
         self.failures = 0  # failed opens and streams that broke
         self.ended = False  # a file source finished and does not loop
+        # Why the last open failed (network cameras), None once a stream opens again.
+        self.problem: FeedProblem | None = None
         self.delays: deque[float] = deque(
             maxlen=32
         )  # recent reconnect delays, for health and tests
@@ -241,7 +262,7 @@ class LiveFeed:
         """Start the reader thread."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._run, name=f"live-{self.spec.target}", daemon=True
+                target=self._run, name=f"live-{self.spec.display}", daemon=True
             )
             self._thread.start()
         return self
@@ -254,7 +275,7 @@ class LiveFeed:
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
-                log.warning("reader of %s did not stop within %.1f s", self.spec.target, timeout_s)
+                log.warning("reader of %s did not stop within %.1f s", self.spec.display, timeout_s)
 
     def __enter__(self) -> LiveFeed:
         return self.start()
@@ -294,9 +315,11 @@ class LiveFeed:
                 capture = self._opener(self.spec, self.settings)
             except (OSError, LiveSourceError) as exc:
                 self.failures += 1
+                self.problem = exc.problem if isinstance(exc, FeedUnavailable) else None
                 attempt = self._back_off(attempt, f"cannot open: {exc}")
                 continue
             self.opens += 1
+            self.problem = None
             try:
                 got_frames, ended = self._pump(capture)
             finally:
@@ -307,7 +330,7 @@ class LiveFeed:
                 break
             if ended and self.spec.kind == "file":
                 if not self.settings.loop_file:
-                    log.info("file source %s ended", self.spec.target)
+                    log.info("file source %s ended", self.spec.display)
                     self.ended = True
                     break
                 if got_frames:
@@ -322,7 +345,7 @@ class LiveFeed:
         )
         self.delays.append(delay)
         log.warning(
-            "%s source %s: %s; retrying in %.1f s", self.spec.kind, self.spec.target, why, delay
+            "%s source %s: %s; retrying in %.1f s", self.spec.kind, self.spec.display, why, delay
         )
         self._stop.wait(delay)
         return attempt + 1

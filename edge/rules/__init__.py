@@ -33,6 +33,8 @@ class Sighting:
     track_t: float | None = None
     # Live feeds: a camera health state change reported with this frame.
     camera_state: CameraState | None = None
+    # Why a network camera gives no frames, (zh, en), when the camera said so (wrong password...).
+    camera_problem: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,13 @@ def camera_health_finding(
     state: CameraState,
     t: datetime,
     settings: CameraHealthSettings | None = None,
+    problem: tuple[str, str] | None = None,
 ) -> Finding | None:
-    """The anomaly for a CameraHealthMonitor state change at `t`; None for ok/unknown."""
+    """The anomaly for a CameraHealthMonitor state change at `t`; None for ok/unknown.
+
+    `problem` (zh, en) is the cause the camera gave, e.g. a refused password; it is added to
+    the message so that the duty officer knows whether to send someone or fix the settings.
+    """
     if state not in messages.CAMERA_STATES:
         return None
     cfg = settings or CameraHealthSettings()
@@ -25,6 +30,11 @@ def camera_health_finding(
     zh, en = messages.render(
         messages.CAMERA_HEALTH, camera=camera, state_zh=state_zh, state_en=state_en
     )
+    if problem is not None:
+        cause_zh, cause_en = messages.render(
+            messages.CAMERA_CAUSE, cause_zh=problem[0], cause_en=problem[1]
+        )
+        zh, en = zh + cause_zh, en + cause_en
     return Finding(
         kind=EventKind.ANOMALY,
         category=Category.CAMERA,
@@ -52,6 +62,10 @@ class CameraHealthRule(Rule):
         if sighting.camera_state is None:
             return []
         f = camera_health_finding(
-            sighting.camera, sighting.camera_state, sighting.captured_at, self.settings
+            sighting.camera,
+            sighting.camera_state,
+            sighting.captured_at,
+            self.settings,
+            sighting.camera_problem,
         )
         return [] if f is None else [f]

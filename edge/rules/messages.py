@@ -58,6 +58,7 @@ CAMERA_HEALTH = (
     "{camera}摄像机{state_zh}，请尽快检修",
     "camera {camera}: {state_en}, please check it",
 )
+CAMERA_CAUSE = ("。原因：{cause_zh}", "; cause: {cause_en}")
 AGGREGATED = ("（冷却期内另有{n}次同类发现）", " ({n} more during the cooldown)")
 
 CAMERA_STATES: dict[CameraState, Message] = {

@@ -16,6 +16,7 @@ from edge.live import LiveCamera, detect_regions
 from edge.motion import Region
 from edge.motion.gate import GateSettings
 from edge.pipeline import build_pipeline
+from tests.factories import node_config
 
 
 def test_crop_detections_map_back_to_the_frame(images_dir: Path, models_dir: Path) -> None:
@@ -42,15 +43,7 @@ def test_crop_detections_map_back_to_the_frame(images_dir: Path, models_dir: Pat
 
 
 def test_clip_through_the_live_path(shared_dir: Path, models_dir: Path, tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "site": "changxing",
-            "node": "n1",
-            "model_store": str(models_dir),
-            "data_dir": str(tmp_path),
-            "cameras": [{"id": "live1"}],
-        }
-    )
+    config = node_config(tmp_path, models_dir, cameras=[{"id": "live1"}])
     pipeline = build_pipeline(config)
     sunk: list[int] = []
     cam = LiveCamera(
@@ -101,15 +94,11 @@ def test_node_runs_a_live_camera_and_reports_its_health(
 def test_live_birds_are_named_and_smoothed_over_their_track(
     images_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
-    config = parse_config(
-        {
-            "site": "changxing",
-            "node": "n1",
-            "model_store": str(models_dir),
-            "data_dir": str(tmp_path),
-            "cameras": [{"id": "live1"}],
-            "classifier": {"restrict_to_catalogue": False},  # the test bird is not a Zhejiang one
-        }
+    config = node_config(
+        tmp_path,
+        models_dir,
+        cameras=[{"id": "live1"}],
+        classifier={"restrict_to_catalogue": False},  # the test bird is not a Zhejiang one
     )
     events: list[object] = []
     cam = LiveCamera(
