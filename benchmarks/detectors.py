@@ -48,6 +48,9 @@ def configurations(quick: bool) -> list[DetectorSettings]:
             data: dict[str, object] = {
                 "backend": backend,
                 "score_threshold": FLOOR,
+                # No per-category defaults: with them bird boxes below 0.40 would come out as
+                # "animal" and the sweep could not see them.
+                "category_thresholds": {},
                 "tiling": tiling,
                 "tile_only_factor": factor,
                 "ir_enhance": ir,

@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 # Animal thresholds 0.15-0.25 all meet P >= 0.95 and R >= 0.80 for the default (R 1.00/0.97/
 # 0.83), so 0.20 sits mid-plateau; leave-one-out choice gives P 0.94 R 0.97. The one false
 # animal is the empty night IR frame, whose score sits among those of real night animals.
-# Bird: no threshold reaches R >= 0.85 at P >= 0.90 with these COCO models (0.40-0.45: P 1.00
-# R 0.73; 0.20: P 0.67 R 0.91); the misses are hidden/dull birds (chicken, sage grouse, a bird
-# in a greyscale frame).
+# Bird: no threshold reaches R >= 0.85 at P >= 0.90 with these COCO models (0.40-0.47: P 1.00
+# R 0.73). The misses are hidden/dull birds (chicken, sage grouse, a bird in a greyscale frame)
+# scoring 0.19-0.22, below a squirrel at 0.39; `python -m benchmarks.bird_strategies` shows that
+# flip TTA, tiling, slicing (SAHI), a zoomed second look and an iNat classifier gate do not
+# separate them either.
 DEFAULT_BACKEND = "ensemble"
 DEFAULT_MODEL = "yolox_nano_416_coco"
 # Two threads leave a Raspberry Pi 4/5 core for ingest and publishing.
