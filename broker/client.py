@@ -101,6 +101,7 @@ class MqttLink:
     ) -> None:
         self._address = address
         self._online = online
+        self._manual_ack = manual_ack
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._connected = threading.Event()
         self._stopping = False
@@ -189,10 +190,29 @@ class MqttLink:
             log.warning("ack of mid %s failed: %s", mid, paho.error_string(rc))
 
     # -- paho callbacks --------------------------------------------------------------------------
-    @staticmethod
-    def _wrap(handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
+    def _wrap(self, handler: Handler) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
+        # An exception raised into paho 2.x ends its network loop while `connected` stays True:
+        # nothing would be received or sent again. So a handler's failure is logged here. With
+        # manual_ack the handler did not ack, so the broker sends the message again after the
+        # next reconnect; otherwise paho acknowledges it once this returns and it is gone.
+        fate = (
+            "left unacknowledged: the broker sends it again after a reconnect"
+            if self._manual_ack
+            else "acknowledged and dropped"
+        )
+
         def _cb(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-            handler(Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid))
+            message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
+            try:
+                handler(message)
+            except Exception:
+                log.exception(
+                    "handler %s failed on a message on %s (mid %s); %s",
+                    getattr(handler, "__qualname__", handler),
+                    message.topic,
+                    message.mid,
+                    fate,
+                )
 
         return _cb
 

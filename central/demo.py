@@ -100,6 +100,7 @@ def run_demo(*, images: Path | None, workdir: Path, timeout_s: float) -> int:
             ],
             "poll_s": 0.3,
             "settle_s": 0.3,
+            "quarantine_grace_s": 1.0,  # copied whole: a file that does not decode is broken
             "heartbeat_s": 5,
         },
         "demo",

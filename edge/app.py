@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sqlite3
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,9 +37,9 @@ from edge.detect import Detector
 from edge.evidence import EvidenceStore, SavedFile
 from edge.health import heartbeat
 from edge.ingest import MediaError, MediaItem
-from edge.ingest.folder import DropFolder
+from edge.ingest.folder import RETRY_S, DropFolder
 from edge.live import LiveCamera
-from edge.outbox import Outbox
+from edge.outbox import Outbox, is_disk_full
 from edge.outbox.sqlite import EvidenceUpload
 from edge.pipeline import Analysis, build_pipeline
 from edge.publish import CommandHandler, Publisher
@@ -51,6 +53,11 @@ FRAMES_REMEMBERED = 2000  # a still bird is judged within minutes; a day of trig
 # PUBACK; ~1 kB per event, so two days of a busy node (20,000/day) cost about 40 MB of disk.
 RETAIN_ACKED_S = 2 * 24 * 3600.0
 
+# While the data disk is full, the drop folders are left alone this long between attempts: an
+# attempt analyses a file again (seconds of CPU on a Pi) only to fail if space is still short;
+# shorter resumes sooner after an operator frees space. Files wait in their drop folders.
+DISK_FULL_RETRY_S = 60.0
+
 
 class EdgeNode:
     """One monitoring-point node: watches its cameras' drop folders and ships events."""
@@ -63,6 +70,7 @@ class EdgeNode:
         self.processed = 0
         self.quarantined = 0
         self.duplicates = 0
+        self._disk_full_at: float | None = None  # monotonic time the data disk was found full
         self.uploader: EvidenceUploader | None = None
         self._started = False
         # annotated frame per (camera, media file), to attach an earlier frame to a later event
@@ -105,7 +113,14 @@ class EdgeNode:
         self.publisher.start()
         self._start_uploader()
         self.watchers = [
-            DropFolder(cam.drop_folder, cam.id, cfg.tz, settle_s=cfg.settle_s)
+            DropFolder(
+                cam.drop_folder,
+                cam.id,
+                cfg.tz,
+                settle_s=cfg.settle_s,
+                quarantine_grace_s=cfg.quarantine_grace_s,
+                earliest=cfg.capture_time_floor,
+            )
             for cam in cfg.cameras
             if cam.drop_folder is not None
         ]
@@ -188,19 +203,68 @@ class EdgeNode:
         )
 
     def _watch_loop(self) -> None:
+        """Poll every camera's drop folder until stopped; nothing a file or camera does ends it."""
         while not self._stop.is_set():
-            for watcher in self.watchers:
-                try:
-                    for item in watcher.poll():
-                        if self._stop.is_set():
-                            return
-                        self.process(item)
-                except OSError:
-                    log.exception("drop folder %s unreadable", watcher.directory)
+            full_at = self._disk_full_at
+            if full_at is None or time.monotonic() - full_at >= DISK_FULL_RETRY_S:
+                for watcher in self.watchers:
+                    if self._stop.is_set() or not self._watch(watcher):
+                        break
             self._stop.wait(self.config.poll_s)
 
-    def process(self, item: MediaItem) -> int:
-        """Analyse one file and commit its events; returns how many events were stored."""
+    def _watch(self, watcher: DropFolder) -> bool:
+        """Process what one drop folder holds; False when the disk is full (stop for now)."""
+        try:
+            items = watcher.poll()
+        except OSError:
+            log.exception("drop folder %s unreadable", watcher.directory)
+            return True
+        except Exception:  # a bug in one camera's folder must not stop the other cameras
+            log.exception("camera %s: polling %s failed", watcher.camera, watcher.directory)
+            return True
+        for item in items:
+            if self._stop.is_set():
+                return True
+            try:
+                self.process(item, origin=watcher)
+            except Exception as exc:
+                if is_disk_full(exc):
+                    self._disk_full(item, exc)
+                    return False
+                log.exception(
+                    "%s: processing failed; the file stays in %s and is tried again in %.0f s",
+                    item.path.name,
+                    watcher.directory,
+                    RETRY_S,
+                )
+                watcher.retry_later(item.path, RETRY_S)
+                continue
+            if self._disk_full_at is not None:
+                log.warning("disk space available again: drop folders are processed again")
+                self._disk_full_at = None
+        return True
+
+    def _disk_full(self, item: MediaItem, exc: BaseException) -> None:
+        """Leave the file (and every later one) in its drop folder until space is freed."""
+        if self._disk_full_at is None:
+            log.error(
+                "data disk full (%s): %s and newer files stay in their drop folders, nothing is"
+                " quarantined or lost; processing resumes by itself once space is freed"
+                " (tried every %.0f s)",
+                exc,
+                item.path,
+                DISK_FULL_RETRY_S,
+            )
+        else:
+            log.debug("data disk still full: %s waits", item.path)
+        self._disk_full_at = time.monotonic()
+
+    def process(self, item: MediaItem, *, origin: DropFolder | None = None) -> int:
+        """Analyse one file and commit its events; returns how many events were stored.
+
+        A file from drop folder `origin` that does not decode is left there while its upload
+        may only have stalled (see DropFolder.hold); otherwise it is quarantined.
+        """
         if self.outbox.seen_media(item.sha256):
             log.info("%s: same content already processed, skipped", item.path.name)
             self.duplicates += 1
@@ -209,6 +273,8 @@ class EdgeNode:
         try:
             analysis = self.pipeline.analyse(item)
         except MediaError as exc:
+            if origin is not None and origin.hold(item.path, str(exc)):
+                return 0
             log.warning("%s: quarantined: %s", item.path.name, exc)
             self.outbox.add(
                 [],
@@ -219,7 +285,11 @@ class EdgeNode:
             )
             dest = self._move(item, "quarantine")
             if dest is not None:
-                dest.with_name(dest.name + ".reason.txt").write_text(f"{exc}\n", encoding="utf-8")
+                reason = dest.with_name(dest.name + ".reason.txt")
+                try:
+                    reason.write_text(f"{exc}\n", encoding="utf-8")
+                except OSError as err:  # the reason is also in the outbox's media record
+                    log.error("%s: could not write %s: %s", item.path.name, reason, err)
             self.quarantined += 1
             return 0
         events: list[EventPayload] = analysis.events
@@ -285,7 +355,15 @@ class EdgeNode:
         return states
 
     def _store_live(self, events: list[EventPayload]) -> None:
-        self.outbox.add(events)
+        # Raising here would end the live camera's thread (health events are sent outside its
+        # guard); the events cannot be kept anywhere else, so they are logged as lost.
+        try:
+            self.outbox.add(events)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                log.exception("live events lost: %d could not be stored", len(events))
+                return
+            log.error("live events lost: %d could not be stored, data disk full", len(events))
 
     def _save_evidence(
         self, item: MediaItem, analysis: Analysis
@@ -304,7 +382,8 @@ class EdgeNode:
                 stem=f"{item.path.stem}_{item.sha256[:8]}",
                 severity=Severity(severity),
             )
-        except OSError as exc:  # a full disk must not stop events; they matter more
+        except (OSError, sqlite3.Error) as exc:
+            # a full disk (images or the evidence index) must not stop events: they matter more
             log.error("%s: evidence not saved: %s", item.path.name, exc)
             return events, []
         self._frames[(item.camera, item.path.name)] = files.saved[0]
@@ -329,11 +408,11 @@ class EdgeNode:
     def _move(self, item: MediaItem, area: str) -> Path | None:
         day = item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d")
         dest_dir = self.config.data_dir / area / item.camera / day
-        dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / item.path.name
         if dest.exists():
             dest = dest_dir / f"{item.sha256[:12]}_{item.path.name}"
         try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
             shutil.move(str(item.path), dest)
         except OSError as exc:
             log.error("%s: could not move to %s: %s", item.path, dest_dir, exc)
@@ -342,21 +421,27 @@ class EdgeNode:
 
     def _heartbeat_loop(self) -> None:
         cfg = self.config
-        topic = heartbeat_topic(cfg.site, cfg.node)
         while not self._stop.wait(cfg.heartbeat_s if self.link.connected else 1.0):
             if not self.link.connected:
                 continue
-            hb = heartbeat(
-                site=cfg.site,
-                node=cfg.node,
-                data_dir=cfg.data_dir,
-                outbox_depth=self.outbox.depth(),
-                last_seq=self.outbox.last_seq(),
-                cameras=self.camera_states(),
-                storage_near_limit=self.evidence.near_limit,
-                models={cfg.detector.backend: cfg.detector.model},
-            )
-            self.link.publish(topic, encode(hb), qos=0)
+            try:
+                self._send_heartbeat()
+            except Exception:  # the next heartbeat may succeed; a dead thread never would
+                log.exception("heartbeat not sent")
+
+    def _send_heartbeat(self) -> None:
+        cfg = self.config
+        hb = heartbeat(
+            site=cfg.site,
+            node=cfg.node,
+            data_dir=cfg.data_dir,
+            outbox_depth=self.outbox.depth(),
+            last_seq=self.outbox.last_seq(),
+            cameras=self.camera_states(),
+            storage_near_limit=self.evidence.near_limit,
+            models={cfg.detector.backend: cfg.detector.model},
+        )
+        self.link.publish(heartbeat_topic(cfg.site, cfg.node), encode(hb), qos=0)
 
 
 def run(config: NodeConfig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from broker.topics import ID_PATTERN
 from edge.classify import ClassifierSettings
 from edge.detect import DetectorSettings
+from edge.ingest.capture_time import EARLIEST_PLAUSIBLE
 from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
 from edge.motion import MotionSettings
 from edge.motion.gate import GateSettings
@@ -119,6 +121,19 @@ class NodeConfig(_Model):
     rules: RuleSettings = RuleSettings()
     poll_s: float = Field(2.0, gt=0, le=60, description="drop-folder poll interval")
     settle_s: float = Field(2.0, ge=0, le=600, description="a file must not change this long")
+    quarantine_grace_s: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description="a drop-folder file that does not decode (truncated, corrupt) stays where it "
+        "is until unchanged this long, then is quarantined: an upload stalled on a weak link "
+        "(4G) resumes within it and is analysed whole; longer delays quarantining broken files",
+    )
+    capture_time_floor: date = Field(
+        EARLIEST_PLAUSIBLE,
+        description="EXIF capture times before this day are a reset camera clock (battery "
+        "swap) and give way to the file time; set it earlier to scan an older archive",
+    )
     heartbeat_s: float = Field(60.0, gt=0, le=3600, description="heartbeat interval")
 
     @field_validator("timezone")
@@ -135,6 +150,7 @@ class NodeConfig(_Model):
         ids = [c.id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique, got {ids}")
+        _separate_drop_folders(self.cameras)
         unknown = sorted(set(self.rules.cameras) - set(ids))
         if unknown:
             raise ValueError(f"rules.cameras names unknown camera(s) {unknown}")
@@ -149,6 +165,24 @@ class NodeConfig(_Model):
     def outbox_path(self) -> Path:
         """Where the durable outbox lives."""
         return self.data_dir / "outbox.db"
+
+
+def _separate_drop_folders(cameras: list[CameraSettings]) -> None:
+    """Each camera needs a drop folder of its own: a folder is watched recursively, so the
+    outer of two nested folders would take the inner camera's pictures as its own."""
+    folders = [(c.id, c.drop_folder.expanduser().resolve()) for c in cameras if c.drop_folder]
+    for i, (id_a, a) in enumerate(folders):
+        for id_b, b in folders[i + 1 :]:
+            if a == b:
+                raise ValueError(f"cameras {id_a!r} and {id_b!r} share the drop folder {a}")
+            if a in b.parents or b in a.parents:
+                (outer_id, outer), (inner_id, inner) = sorted(
+                    [(id_a, a), (id_b, b)], key=lambda f: len(f[1].parts)
+                )
+                raise ValueError(
+                    f"drop folder {inner} of camera {inner_id!r} is inside drop folder {outer} of"
+                    f" camera {outer_id!r}; give each camera a folder of its own"
+                )
 
 
 def describe(exc: ValidationError) -> str:

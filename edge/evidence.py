@@ -199,8 +199,12 @@ class EvidenceStore:
             raise OSError(f"cannot encode evidence {path.name}")
         data = buf.tobytes()
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:  # a partial file (disk full) would hold space no index knows of
+            tmp.unlink(missing_ok=True)
+            raise
         return SavedFile(path, hashlib.sha256(data).hexdigest(), len(data))
 
     def mark_uploaded(self, path: Path) -> None:

@@ -29,6 +29,8 @@ from edge.pipeline import Analysis, Look, Pipeline, build_pipeline
 
 log = logging.getLogger(__name__)
 
+SOURCE_MAX = 255  # EventPayload.source limit: a longer path keeps its tail (folder, file name)
+
 
 @dataclass
 class ScanSummary:
@@ -76,7 +78,7 @@ def scan(
     progress: bool | None = None,
 ) -> ScanSummary:
     """Run the pipeline over every image and clip; events are numbered 1..n in capture order."""
-    items = scan_folder(directory, camera, config.tz)
+    items = scan_folder(directory, camera, config.tz, earliest=config.capture_time_floor)
     pipeline = build_pipeline(config, detector)
     evidence = EvidenceStore(evidence_dir, config.evidence_limit_mb) if evidence_dir else None
     summary = ScanSummary()
@@ -122,7 +124,9 @@ def _record(
     results_out: IO[str] | None,
     evidence: EvidenceStore | None,
 ) -> int:
-    r = analysis.result
+    r, item = analysis.result, analysis.item
+    # Cards hold 100RECNX/IMG_0001.JPG and 101RECNX/IMG_0001.JPG: name files by their place
+    rel = _rel(item.path, directory)
     summary.images += 1
     summary.detections.update(d.category.value for d in r.detections)
     classes = [
@@ -131,22 +135,23 @@ def _record(
         else []
         for i in range(len(r.detections))
     ]
-    summary.results.append(
-        ImageResult(_rel(analysis.item.path, directory), r, None, classes if any(classes) else [])
-    )
+    summary.results.append(ImageResult(rel, r, None, classes if any(classes) else []))
     if results_out is not None:
         results_out.write(json.dumps(_result_line(analysis), ensure_ascii=False) + "\n")
     if evidence is not None and analysis.events and analysis.image is not None and r.detections:
         evidence.save(
             image=analysis.image,
             detections=r.detections,
-            camera=analysis.item.camera,
-            day=analysis.item.captured_at.strftime("%Y-%m-%d"),
-            stem=analysis.item.path.stem,
+            camera=item.camera,
+            day=item.captured_at.strftime("%Y-%m-%d"),
+            stem=f"{item.path.stem}_{item.sha256[:8]}",  # as the node names it: never overwritten
         )
     for ev in analysis.events:
         seq += 1
-        ev = ev.model_copy(update={"seq": seq})
+        update: dict[str, object] = {"seq": seq}
+        if ev.source == item.path.name:
+            update["source"] = rel[-SOURCE_MAX:]
+        ev = ev.model_copy(update=update)
         summary.events[ev.rule or ev.kind.value] += 1
         if events_out is not None:
             events_out.write(encode(ev).decode("utf-8") + "\n")

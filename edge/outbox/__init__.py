@@ -1,5 +1,5 @@
 """Outbox stage: every event is committed to local disk before anything is sent."""
 
-from edge.outbox.sqlite import Outbox, OutboxEntry
+from edge.outbox.sqlite import Outbox, OutboxEntry, is_disk_full
 
-__all__ = ["Outbox", "OutboxEntry"]
+__all__ = ["Outbox", "OutboxEntry", "is_disk_full"]

@@ -6,6 +6,7 @@ with the record that their media file was processed, so a crash either keeps bot
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import threading
@@ -65,6 +66,13 @@ UPLOAD_PENDING = "pending"
 UPLOAD_DONE = "done"
 UPLOAD_FAILED = "failed"
 UPLOAD_LOST = "lost"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc` means no space is left: SQLITE_FULL, or ENOSPC/EDQUOT from a write."""
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,10 @@ class Outbox:
                 )
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                # After SQLITE_FULL (and some I/O errors) SQLite has already rolled back; a second
+                # ROLLBACK would raise "no transaction is active" and hide the real error.
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
                 raise
             if stored:
                 self._added.notify_all()

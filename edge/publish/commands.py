@@ -7,7 +7,7 @@ import logging
 from broker.client import Message
 from broker.payloads import CommandName, CommandPayload
 from broker.validate import ContractError, parse_message
-from edge.outbox import Outbox
+from edge.outbox import Outbox, is_disk_full
 from edge.publish.drain import Publisher
 from edge.rules.state import RuleState
 
@@ -25,9 +25,11 @@ class CommandHandler:
         self._rule_state = rule_state
         self.resent = 0  # events requeued because central asked
         self.backgrounds = 0  # boxes marked as scenery by a person
+        self.failed = 0  # valid commands that could not be carried out
 
     def handle(self, message: Message) -> None:
-        """Validate one command and carry it out; a bad command is logged and ignored."""
+        """Validate one command and carry it out; a bad command is logged and ignored, one that
+        fails (a full disk) is logged as not carried out and counted in `failed`."""
         try:
             _topic, payload = parse_message(message.topic, message.payload)
         except ContractError as exc:
@@ -35,6 +37,20 @@ class CommandHandler:
             return
         if not isinstance(payload, CommandPayload):
             return
+        try:
+            self._carry_out(payload)
+        except Exception as exc:
+            # Central repeats a resend request while its gap stays open; a background mark must
+            # be given again. Either way the operator reads here what did not happen.
+            self.failed += 1
+            if is_disk_full(exc):
+                log.error(
+                    "command %s not carried out: data disk full (%s)", _describe(payload), exc
+                )
+            else:
+                log.exception("command %s not carried out", _describe(payload))
+
+    def _carry_out(self, payload: CommandPayload) -> None:
         if payload.command is CommandName.BACKGROUND:
             self._background(payload)
         if payload.command is CommandName.RESEND:
@@ -58,3 +74,12 @@ class CommandHandler:
         b = payload.box
         self._rule_state.mark_background(payload.camera, (b.x, b.y, b.w, b.h), payload.sent_at)
         self.backgrounds += 1
+
+
+def _describe(payload: CommandPayload) -> str:
+    """A command in a few words for the log: `resend seq 3..9 from central`."""
+    if payload.command is CommandName.RESEND:
+        return f"resend seq {payload.from_seq}..{payload.to_seq} from central"
+    if payload.command is CommandName.BACKGROUND:
+        return f"background for camera {payload.camera} from central"
+    return f"{payload.command.value} from central"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,52 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     broken.write_text("site: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("north", "south", "fragment"),
+    [
+        ("ftp", "ftp", "cameras 'north' and 'south' share the drop folder"),
+        ("ftp", "ftp/south", "of camera 'south' is inside drop folder .* of camera 'north'"),
+        ("ftp/north", "ftp", "of camera 'north' is inside drop folder .* of camera 'south'"),
+        ("ftp/./a/../north", "ftp/north/", "cameras 'north' and 'south' share"),
+    ],
+)
+def test_drop_folders_must_not_coincide_or_nest(
+    tmp_path: Path, north: str, south: str, fragment: str
+) -> None:
+    cameras = [
+        {"id": "north", "drop_folder": str(tmp_path / north)},
+        {"id": "south", "drop_folder": str(tmp_path / south)},
+    ]
+    with pytest.raises(ConfigError, match=fragment):
+        parse_config({"site": "cx", "node": "n1", "cameras": cameras})
+
+
+def test_neighbouring_drop_folders_are_fine(tmp_path: Path) -> None:
+    cameras = [
+        {"id": "cam1", "drop_folder": str(tmp_path / "drop" / "cam1")},
+        {"id": "cam10", "drop_folder": str(tmp_path / "drop" / "cam10")},  # a prefix, not a parent
+        {"id": "live", "source": "0"},
+    ]
+    cfg = parse_config({"site": "cx", "node": "n1", "cameras": cameras})
+    assert [c.id for c in cfg.cameras] == ["cam1", "cam10", "live"]
+
+
+def test_drop_folder_timing_and_capture_floor_are_configurable() -> None:
+    cfg = parse_config(
+        {
+            "site": "cx",
+            "node": "n1",
+            "cameras": [{"id": "c"}],
+            "quarantine_grace_s": 1800,
+            "capture_time_floor": "2012-06-01",
+        }
+    )
+    assert cfg.quarantine_grace_s == 1800 and cfg.capture_time_floor == date(2012, 6, 1)
+    defaults = parse_config({"site": "cx", "node": "n1", "cameras": [{"id": "c"}]})
+    assert defaults.quarantine_grace_s == 600 and defaults.capture_time_floor == date(2015, 1, 1)
+    with pytest.raises(ConfigError, match="quarantine_grace_s"):
+        parse_config(
+            {"site": "cx", "node": "n1", "cameras": [{"id": "c"}], "quarantine_grace_s": -1}
+        )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from broker.payloads import Category
 from edge.detect import Detection
 from edge.evidence import EvidenceStore, crop, draw
 from edge.ingest import load_image
+from tests.edge.conftest import TinyDisk
 
 BIRD = Detection(100, 50, 300, 250, 0.9, 14, "bird", Category.BIRD)
 
@@ -39,3 +42,25 @@ def test_store_writes_and_prunes_oldest(images_dir: Path, tmp_path: Path) -> Non
     assert store.usage_bytes() <= 0.15e6
     assert not first.frame.exists()  # the oldest went first
     assert (tmp_path / "evidence" / "cam1" / "2026-11-22" / "f.jpg").exists()
+
+
+def test_failed_write_leaves_no_temporary_file(images_dir: Path, tmp_path: Path) -> None:
+    image = load_image(images_dir / "bird_coral_bird.jpg")
+    store = EvidenceStore(tmp_path / "evidence", limit_mb=10)
+    folder = tmp_path / "evidence" / "cam1" / "2026-11-22"
+    (folder / "a.jpg").mkdir(parents=True)  # a real failure: the frame's name is taken by a folder
+    (folder / "a.jpg" / "keep").write_bytes(b"x")
+    with pytest.raises(OSError):
+        store.save(image=image, detections=[BIRD], camera="cam1", day="2026-11-22", stem="a")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]  # no a.tmp left behind
+
+
+def test_full_disk_leaves_no_partial_file(images_dir: Path, tiny_disk: TinyDisk) -> None:
+    image = load_image(images_dir / "bird_coral_bird.jpg")
+    store = EvidenceStore(tiny_disk.root / "evidence", limit_mb=10)
+    tiny_disk.fill()
+    with pytest.raises(OSError) as failed:
+        store.save(image=image, detections=[BIRD], camera="cam1", day="2026-11-22", stem="a")
+    assert failed.value.errno == errno.ENOSPC
+    assert not list((tiny_disk.root / "evidence").rglob("*.tmp"))
+    store.close()

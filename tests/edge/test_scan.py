@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,8 @@ from click.testing import CliRunner
 
 from broker.validate import parse_message
 from central.cli import cli
+from edge.scan import scan
+from tests.factories import node_config
 
 
 @pytest.fixture()
@@ -64,8 +67,8 @@ def test_scan_writes_megadetector_csv_and_evidence(
     assert any(doc["detection_categories"][d["category"]] == "animal" for d in bird)
     assert all(0 <= v <= 1 for d in bird for v in d["bbox"])
     assert "clip.avi" in csv_path.read_text()
-    frames = sorted(p.name for p in evidence.rglob("*.jpg") if "_crop" not in p.name)
-    assert "ct_ecoassist_car_dog.jpg" in frames and "bird_coral_bird.jpg" in frames
+    frames = sorted(p.stem[:-9] for p in evidence.rglob("*.jpg") if "_crop" not in p.name)
+    assert "ct_ecoassist_car_dog" in frames and "bird_coral_bird" in frames  # + content hash
 
 
 def test_scan_writes_events_and_results(
@@ -73,12 +76,18 @@ def test_scan_writes_events_and_results(
 ) -> None:
     monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(models_dir))
     events_out, results_out = tmp_path / "events.jsonl", tmp_path / "results.jsonl"
+    config = tmp_path / "node.yaml"  # an old archive: believe EXIF times back to 2010
+    config.write_text(
+        "site: local\nnode: scan\ncameras: [{id: cam-a}]\ncapture_time_floor: 2010-01-01\n"
+    )
     result = CliRunner().invoke(
         cli,
         [
             "edge",
             "scan",
             str(scan_dir),
+            "--config",
+            str(config),
             "--camera",
             "cam-a",
             "--events-out",
@@ -104,6 +113,7 @@ def test_scan_writes_events_and_results(
     # capture-time order: the 2014 EXIF fox frame comes before the copies stamped now
     results = [json.loads(line) for line in results_out.read_text().splitlines()]
     assert Path(results[0]["file"]).name == "ct_md_channelislands_fox_night.jpg"
+    assert results[0]["time_source"] == "exif"
     failures = [r for r in results if "failure" in r]
     assert len(failures) == 1 and "truncated" in failures[0]["failure"]
     night = next(r for r in results if r["file"].endswith("empty_night.jpg"))
@@ -117,3 +127,25 @@ def test_scan_without_models_says_how_to_install(
     result = CliRunner().invoke(cli, ["edge", "scan", str(scan_dir)])
     assert result.exit_code != 0
     assert "models import" in result.output
+
+
+def test_same_name_in_two_card_folders_keeps_both(
+    images_dir: Path, tmp_path: Path, models_dir: Path
+) -> None:
+    card = tmp_path / "sd"
+    for folder, picture in (
+        ("100RECNX", "ct_ecoassist_car_dog.jpg"),
+        ("101RECNX", "ct_ecoassist_vehicle.jpg"),
+    ):
+        (card / folder).mkdir(parents=True)
+        shutil.copy(images_dir / picture, card / folder / "IMG_0001.JPG")
+    config = node_config(tmp_path / "data", models_dir)
+    events, evidence = io.StringIO(), tmp_path / "evidence"
+    summary = scan(
+        card, config, camera="cam1", events_out=events, evidence_dir=evidence, progress=False
+    )
+    assert summary.images == 2
+    frames = [p for p in evidence.rglob("IMG_0001_*.jpg") if "_crop" not in p.name]
+    assert len(frames) == 2  # one annotated frame per picture, neither overwritten
+    sources = {json.loads(line)["source"] for line in events.getvalue().splitlines()}
+    assert sources == {"100RECNX/IMG_0001.JPG", "101RECNX/IMG_0001.JPG"}

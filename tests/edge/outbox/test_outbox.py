@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from broker.validate import parse_message
 from edge.outbox import Outbox
+from tests.edge.conftest import TinyDisk
 from tests.factories import make_event
 
 
@@ -39,3 +43,19 @@ def test_failed_add_stores_nothing(tmp_path: Path) -> None:
     else:
         raise AssertionError("duplicate event id was accepted")
     assert box.depth() == 1 and box.last_seq() == 1 and not box.seen_media("cc")
+
+
+def test_full_disk_raises_the_real_error_and_stores_nothing(tiny_disk: TinyDisk) -> None:
+    box = Outbox(tiny_disk.root / "outbox.db")
+    box.add([make_event()])
+    tiny_disk.fill()
+    with pytest.raises(sqlite3.OperationalError) as failed:
+        box.add([make_event() for _ in range(50)], media_sha256="dd")
+    # SQLite has rolled back by itself; a second ROLLBACK would hide this behind
+    # "cannot rollback - no transaction is active"
+    assert failed.value.sqlite_errorcode == sqlite3.SQLITE_FULL, failed.value
+    assert box.last_seq() == 1 and not box.seen_media("dd")
+    tiny_disk.free()
+    assert [e.seq for e in box.add([make_event()], media_sha256="dd")] == [2]
+    assert box.seen_media("dd") and box.depth() == 2
+    box.close()
