@@ -44,7 +44,9 @@ def build_rules(
     rs = config.rules
     state = state if state is not None else RuleState.for_data_dir(config.data_dir)
     catalogue = catalogue if catalogue is not None else load_catalogue(config.catalogue)
-    deaths = DeathLog()
+    # Suspected deaths and the clusters raised on them live in rules.db beside the counts: a
+    # restart between the second and the third dead bird must not lose the cluster.
+    deaths = DeathLog(state, rs.mortality_cluster.window_h)
     rules: list[Rule] = [Guarded(ObservationRule(), rs, state)]
     candidates: list[tuple[Rule, float]] = [
         (

@@ -5,11 +5,19 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +28,16 @@ REQUIRED_COLUMNS = (
     "english_name",
     "protection_level",
     "risk_group",
-    "family",
-    "family_zh",
 )
-OPTIONAL_COLUMNS = ("genus_zh", "synonyms")
+# family/family_zh are optional so that a station can load a list in the shared five-column
+# format (DOMAIN.md); rows without them cannot be rolled up to, or looked up by, family.
+OPTIONAL_COLUMNS = ("family", "family_zh", "genus_zh", "synonyms")
 SYNONYM_SEPARATOR = ";"
 
 RiskGroup = Literal["A", "G", "P", "H", "S", "R", "O", "M", "X"]
 ProtectionLevel = Literal["I", "II"]
+TaxonRank = Literal["species", "genus", "family"]
+T = TypeVar("T")
 
 RISK_GROUPS: dict[str, tuple[str, str]] = {
     "A": ("雁鸭类", "ducks, geese and swans"),
@@ -72,8 +82,12 @@ class Species(BaseModel):
         default=None, description="national protection level under the 2021 list (I or II)"
     )
     risk_group: RiskGroup = Field(description="risk group code, see RISK_GROUPS")
-    family: Annotated[str, Field(pattern=r"^[A-Z][a-z]+dae$")]
-    family_zh: Annotated[str, Field(min_length=2, max_length=20, pattern=r"科$")]
+    family: Annotated[str, Field(pattern=r"^$|^[A-Z][a-z]+dae$")] = Field(
+        default="", description="scientific family name, e.g. Anatidae ('' when not given)"
+    )
+    family_zh: Annotated[str, Field(max_length=20, pattern=r"^$|^.+科$")] = Field(
+        default="", description="Chinese family name, e.g. 鸭科 ('' when not given)"
+    )
     genus_zh: Annotated[str, Field(max_length=20, pattern=r"^$|属$")] | None = None
     synonyms: tuple[ScientificName, ...] = Field(
         default=(), description="other scientific names (older or lumped) that mean this species"
@@ -83,6 +97,12 @@ class Species(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _family_pair(self) -> Species:
+        if bool(self.family) != bool(self.family_zh):
+            raise ValueError("family and family_zh are given together or not at all")
+        return self
 
     @field_validator("synonyms", mode="before")
     @classmethod
@@ -110,6 +130,34 @@ class Species(BaseModel):
     def risk_group_zh(self) -> str:
         """Chinese name of the risk group, e.g. 雁鸭类."""
         return RISK_GROUPS[self.risk_group][0]
+
+
+@dataclass(frozen=True, slots=True)
+class Taxon:
+    """A species, genus or family of the catalogue with what all its catalogue species share.
+
+    A classifier that cannot tell the species reports a genus or family (roll-up); the rules
+    still need its protection level and risk group. They are set only when every catalogue
+    species of the taxon has the same one (None when they differ).
+    """
+
+    scientific_name: str
+    rank: TaxonRank
+    chinese_name: str  # 大天鹅; 天鹅属; 鸭科
+    english_name: str  # Whooper Swan; Cygnus sp.; Anatidae sp.
+    protection_level: ProtectionLevel | None
+    risk_group: RiskGroup | None
+    species: tuple[Species, ...]
+
+    @property
+    def display_zh(self) -> str:
+        """The name a person reads: the species, or e.g. 天鹅属（未定种） as the roll-up says."""
+        return self.chinese_name if self.rank == "species" else f"{self.chinese_name}（未定种）"
+
+
+def _shared(values: set[T]) -> T | None:
+    """The one value all members share, None when they differ."""
+    return next(iter(values)) if len(values) == 1 else None
 
 
 class Catalogue:
@@ -148,6 +196,8 @@ class Catalogue:
     def by_family(self, family: str) -> list[Species]:
         """Species of a family, by scientific (Ardeidae) or Chinese (鹭科) name."""
         key = family.strip().casefold()
+        if not key:
+            return []
         return [sp for sp in self._species if key in (sp.family.casefold(), sp.family_zh)]
 
     def by_risk_group(self, group: str) -> list[Species]:
@@ -159,16 +209,56 @@ class Catalogue:
         out: dict[str, tuple[str | None, str, str]] = {}
         for sp in self._species:
             known = out.get(sp.genus)
-            if known is None or (known[0] is None and sp.genus_zh):
+            if known is None or (known[0] is None and sp.genus_zh) or (not known[1] and sp.family):
                 out[sp.genus] = (sp.genus_zh, sp.family, sp.family_zh)
         return out
 
     def family_zh(self, family: str) -> str | None:
         """Chinese name of a scientific family name, if any catalogue species belongs to it."""
         for sp in self._species:
-            if sp.family == family:
+            if family and sp.family == family:
                 return sp.family_zh
         return None
+
+    def taxon(self, name: str) -> Taxon | None:
+        """A species (by name or synonym), else a genus, else a family (Anatidae or 鸭科).
+
+        Protection level and risk group of a genus or family are those ALL its catalogue
+        species share; its Chinese name is the genus_zh of the catalogue (天鹅属) or family_zh.
+        """
+        sp = self.get(name)
+        if sp is not None:
+            return Taxon(
+                sp.scientific_name,
+                "species",
+                sp.chinese_name,
+                sp.english_name,
+                sp.protection_level,
+                sp.risk_group,
+                (sp,),
+            )
+        word = name.strip()
+        if not word or " " in word:
+            return None
+        members = self.by_genus(word)
+        if members:
+            genus = members[0].genus
+            genus_zh = next((m.genus_zh for m in members if m.genus_zh), None)
+            family_zh = next((m.family_zh for m in members if m.family_zh), "")
+            zh = genus_zh or (f"{family_zh} {genus} 属" if family_zh else f"{genus} 属")
+            rank: TaxonRank = "genus"
+            scientific, english = genus, f"{genus} sp."
+        else:
+            members = self.by_family(word)
+            if not members:
+                return None
+            rank, zh = "family", members[0].family_zh
+            scientific = members[0].family
+            english = f"{scientific} sp."
+        levels: set[ProtectionLevel | None] = {m.protection_level for m in members}
+        groups: set[RiskGroup] = {m.risk_group for m in members}
+        level, group = _shared(levels), _shared(groups)
+        return Taxon(scientific, rank, zh, english, level, group, tuple(members))
 
     def protected(self) -> list[Species]:
         """Nationally protected species (class I or II)."""

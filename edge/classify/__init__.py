@@ -225,7 +225,7 @@ def roll_up(
     families: dict[str, float] = {}
     for cand in species:
         sp = catalogue.get(cand.scientific_name)
-        if sp is not None:
+        if sp is not None and sp.family:  # a station list may leave the family out
             families[sp.family] = families.get(sp.family, 0.0) + cand.probability
     if families:
         family, mass = max(families.items(), key=lambda item: item[1])

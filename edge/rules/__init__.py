@@ -55,7 +55,10 @@ class Finding:
     source: str | None = None  # overrides the sighting's source (e.g. a cluster key)
     species: SpeciesGuess | None = None
     evidence: tuple[str, ...] = ()  # media files behind the finding (start, end)
-    aggregated: int = 0  # findings of the same rule and camera held back by the cooldown
+    aggregated: int = 0  # findings of the same incident held back by the cooldown
+    # What the incident is about within its rule and camera (a camera state, a count key, one
+    # dead bird): the cooldown holds back repeats of one incident, never a different one.
+    subject: str = ""
 
 
 class Rule(abc.ABC):

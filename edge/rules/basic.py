@@ -40,26 +40,36 @@ class ObservationRule(Rule):
         for category, dets in sorted(by_category(sighting.detections).items()):
             groups: dict[str, list[Detection]] = {}
             guesses: dict[str, SpeciesGuess | None] = {}
+            english: dict[str, str] = {}
             for d in dets:
-                guess = species_guess(sighting.species.get(index[id(d)]))
+                cls = sighting.species.get(index[id(d)])
+                guess = species_guess(cls)
                 key = guess.scientific_name if guess is not None else ""
                 groups.setdefault(key, []).append(d)
                 kept = guesses.get(key)
                 if kept is None or (guess is not None and guess.confidence > kept.confidence):
                     guesses[key] = guess
+                if cls is not None and cls.best is not None and cls.best.english_name:
+                    english.setdefault(key, cls.best.english_name)
             for key, group in sorted(groups.items()):
-                out.append(self._finding(sighting, category, group, guesses[key]))
+                out.append(self._finding(sighting, category, group, guesses[key], english.get(key)))
         return out
 
     @staticmethod
     def _finding(
-        sighting: Sighting, category: Category, dets: list[Detection], guess: SpeciesGuess | None
+        sighting: Sighting,
+        category: Category,
+        dets: list[Detection],
+        guess: SpeciesGuess | None,
+        english: str | None,
     ) -> Finding:
-        zh, en = messages.category_names(category)
         if guess is not None:
-            zh, en = guess.chinese_name or guess.scientific_name, guess.scientific_name
+            zh = guess.chinese_name or guess.scientific_name
+            what = messages.counted(category, len(dets), zh, english or guess.scientific_name)
+        else:
+            what = messages.counted(category, len(dets))
         text_zh, text_en = messages.render(
-            messages.OBSERVATION, camera=sighting.camera, count=len(dets), what_zh=zh, what_en=en
+            messages.OBSERVATION, camera=sighting.camera, what_zh=what[0], what_en=what[1]
         )
         return Finding(
             kind=EventKind.OBSERVATION,
@@ -109,21 +119,13 @@ class NightIntrusionRule(Rule):
             if not hits:
                 return []
             dets = hits
-        category = (
-            Category.PERSON
-            if any(d.category is Category.PERSON for d in dets)
-            else Category.VEHICLE
-        )
-        zh, en = messages.category_names(category)
+        people = sum(d.category is Category.PERSON for d in dets)
+        category = Category.PERSON if people else Category.VEHICLE
+        counts = {Category.PERSON: people, Category.VEHICLE: len(dets) - people}
+        zh, en = messages.tally({c: n for c, n in counts.items() if n})
         template = messages.ZONE_INTRUSION if zone_name else messages.NIGHT_INTRUSION
         text_zh, text_en = messages.render(
-            template,
-            when=when,
-            camera=sighting.camera,
-            count=len(dets),
-            what_zh=zh,
-            what_en=en,
-            zone=zone_name,
+            template, when=when, camera=sighting.camera, what_zh=zh, what_en=en, zone=zone_name
         )
         return [
             Finding(

@@ -139,6 +139,7 @@ class AbnormalCountRule(Rule):
             what_zh=zh,
             what_en=en,
             count=x,
+            unit=messages.unit(category),
             days=b.days,
             median=f"{b.median:g}",
         )
@@ -161,6 +162,7 @@ class AbnormalCountRule(Rule):
             until=max(until, start),
             source=s.source if same_day else f"daily_count:{day.isoformat()}",
             species=guess,
+            subject=f"{key}:{'high' if rise else 'low'}",  # a dog surge is not a bird surge
         )
 
     def _names(self, key: str) -> tuple[str, str, Category, SpeciesGuess | None]:

@@ -1,4 +1,9 @@
-"""What every rule shares: masks and background boxes, per-camera switches, cooldown."""
+"""What every rule shares: masks and background boxes, per-camera switches, cooldown.
+
+The cooldown is per incident: rule, camera and the finding's `subject` (a camera state, a count
+key, one dead bird). Repeats of one incident are held back and counted into its next event; a
+different incident on the same camera is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +58,8 @@ class Guarded(Rule):
         self.settings = settings
         self.state = state
         self.cooldown = timedelta(minutes=cooldown_min)
-        self._last: dict[str, datetime] = {}
-        self._held: dict[str, int] = {}
+        self._last: dict[tuple[str, str], datetime] = {}
+        self._held: dict[tuple[str, str], int] = {}
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -76,13 +81,14 @@ class Guarded(Rule):
         return out
 
     def _pass(self, camera: str, t: datetime, f: Finding) -> Finding | None:
-        last = self._last.get(camera)
+        incident = (camera, f.subject)
+        last = self._last.get(incident)
         if last is not None and abs(t - last) < self.cooldown:
-            self._held[camera] = self._held.get(camera, 0) + 1
-            log.debug("%s on %s held back by the cooldown", self.rule.name, camera)
+            self._held[incident] = self._held.get(incident, 0) + 1
+            log.debug("%s on %s (%s) held back by the cooldown", self.rule.name, camera, f.subject)
             return None
-        self._last[camera] = t
-        held = self._held.pop(camera, 0)
+        self._last[incident] = t
+        held = self._held.pop(incident, 0)
         if not held:
             return f
         zh, en = messages.render(messages.AGGREGATED, n=held)

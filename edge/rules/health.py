@@ -46,6 +46,7 @@ def camera_health_finding(
         message_en=en,
         started_at=t,
         source=f"camera_state:{state.value}",
+        subject=state.value,  # frozen, then moved: two incidents, each reported
     )
 
 

@@ -1,202 +1,65 @@
-"""Suspected deaths: motionless birds, static objects, and mortality clusters (edge and central)."""
+"""Suspected deaths on the edge: motionless birds, static objects and mortality clusters.
+
+The deaths and the cluster logic themselves live in edge/rules/clusters.py (central uses them
+too); the names are re-exported here.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from broker.payloads import Category, EventKind, Severity, SpeciesGuess
 from edge.classify import Classification
 from edge.detect import Detection
 from edge.rules import Finding, Rule, Sighting, messages
+from edge.rules.clusters import (
+    CLUSTER_SOURCE,
+    Cluster,
+    Death,
+    DeathLog,
+    cluster_species,
+    cluster_text,
+    death_keys,
+    death_of,
+    distinct_count,
+    find_clusters,
+    keys_of_source,
+)
 from edge.rules.geometry import NormBox, box_iou
 from edge.rules.settings import MortalityClusterSettings, MotionlessBirdSettings
 from edge.rules.state import RuleState
 from edge.track import Track
-from models.species import RISK_GROUPS, Catalogue
+from models.species import Catalogue
+
+__all__ = [
+    "CLUSTER_SOURCE",
+    "STATIC_OBJECT",
+    "Cluster",
+    "Death",
+    "DeathLog",
+    "MortalityClusterRule",
+    "MotionlessBirdRule",
+    "cluster_species",
+    "cluster_text",
+    "death_keys",
+    "death_of",
+    "distinct_count",
+    "find_clusters",
+    "keys_of_source",
+]
 
 log = logging.getLogger(__name__)
 
 STATIC_OBJECT = "static_object"  # rule name of the one review observation for a static object
-CLUSTER_SOURCE = "mortality_cluster:"  # source prefix of cluster events; the keys follow
 # A still bird may be missed by the detector in this many successive images of its camera; a bird
 # that walks off and comes back later must not count as one that never moved.
 MAX_MISSED = 2
 # A track that started within this many seconds of the camera's first frame was there from
 # the start: a static-object candidate.
 SCENE_START_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Death:
-    """One suspected dead bird (a motionless_bird finding) as the cluster logic needs it."""
-
-    t: datetime
-    camera: str
-    node: str = ""
-    scientific_name: str | None = None
-    chinese_name: str = ""
-    english_name: str = ""
-    risk_group: str | None = None
-    protection_level: str | None = None
-    source: str = ""
-    ref: str = ""  # event id or another unique reference (keeps equal-looking deaths apart)
-
-
-def death_of(
-    *,
-    t: datetime,
-    camera: str,
-    scientific_name: str | None,
-    catalogue: Catalogue | None,
-    node: str = "",
-    source: str = "",
-    ref: str = "",
-    chinese_name: str = "",
-    english_name: str = "",
-) -> Death:
-    """A Death with risk group and protection level looked up in the catalogue."""
-    sp = catalogue.get(scientific_name) if (catalogue and scientific_name) else None
-    return Death(
-        t=t,
-        camera=camera,
-        node=node,
-        scientific_name=sp.scientific_name if sp else scientific_name,
-        chinese_name=sp.chinese_name if sp else chinese_name,
-        english_name=sp.english_name if sp else english_name,
-        risk_group=sp.risk_group if sp else None,
-        protection_level=sp.protection_level if sp else None,
-        source=source,
-        ref=ref,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """Deaths that together make a mortality cluster; `keys` are all groupings it covers."""
-
-    keys: tuple[str, ...]
-    deaths: tuple[Death, ...]
-
-    @property
-    def key(self) -> str:
-        """The primary grouping (protected:, species:, group: or unidentified)."""
-        return self.keys[0]
-
-    @property
-    def source(self) -> str:
-        """The event source that records which groupings this cluster used up."""
-        return (CLUSTER_SOURCE + "|".join(self.keys))[:255]
-
-
-def death_keys(death: Death, protected_alone: bool) -> list[str]:
-    """Groupings a death counts in, most specific first."""
-    keys = []
-    if death.scientific_name and death.protection_level and protected_alone:
-        keys.append(f"protected:{death.scientific_name}")
-    if death.scientific_name:
-        keys.append(f"species:{death.scientific_name}")
-    if death.risk_group:
-        keys.append(f"group:{death.risk_group}")
-    if not death.scientific_name:
-        keys.append("unidentified")
-    return keys
-
-
-def keys_of_source(source: str) -> list[str]:
-    """Groupings recorded in a cluster event's source."""
-    if not source.startswith(CLUSTER_SOURCE):
-        return []
-    return [k for k in source[len(CLUSTER_SOURCE) :].split("|") if k]
-
-
-def find_clusters(
-    deaths: Iterable[Death],
-    *,
-    now: datetime,
-    settings: MortalityClusterSettings,
-    raised: Mapping[str, datetime],
-) -> list[Cluster]:
-    """New clusters at `now`; `raised` maps a grouping to the last death already clustered."""
-    start = now - timedelta(hours=settings.window_h)
-    by_key: dict[str, list[Death]] = defaultdict(list)
-    for d in deaths:
-        if not start < d.t <= now:
-            continue
-        for k in death_keys(d, settings.protected_alone):
-            last = raised.get(k)
-            if last is None or d.t > last:
-                by_key[k].append(d)
-    order = {"protected": 0, "species": 1, "group": 2, "unidentified": 3}
-    out: list[Cluster] = []
-    for k in sorted(by_key, key=lambda k: (order[k.split(":")[0]], k)):
-        ds = by_key[k]
-        need = 1 if k.startswith("protected:") else settings.min_dead
-        if len(ds) < need:
-            continue
-        members = set(ds)
-        covering = next((i for i, c in enumerate(out) if members <= set(c.deaths)), None)
-        if covering is not None and not k.startswith("protected:"):
-            c = out[covering]
-            out[covering] = Cluster((*c.keys, k), c.deaths)
-            continue
-        out.append(Cluster((k,), tuple(sorted(ds, key=lambda d: d.t))))
-    return out
-
-
-def cluster_text(cluster: Cluster, settings: MortalityClusterSettings) -> tuple[str, str]:
-    """The Chinese and English sentence of a cluster."""
-    first = cluster.deaths[-1]
-    kind, _, value = cluster.key.partition(":")
-    if kind == "protected":
-        return messages.render(
-            messages.PROTECTED_DEATH,
-            level="一" if first.protection_level == "I" else "二",
-            what_zh=first.chinese_name or value,
-            what_en=first.english_name or value,
-        )
-    if kind == "species":
-        zh, en = first.chinese_name or value, first.english_name or value
-    elif kind == "group":
-        zh, en = RISK_GROUPS.get(value, (value, value))
-    else:
-        zh, en = messages.UNIDENTIFIED_BIRD
-    return messages.render(
-        messages.MORTALITY_CLUSTER,
-        hours=f"{settings.window_h:g}",
-        cameras=len({(d.node, d.camera) for d in cluster.deaths}),
-        count=len(cluster.deaths),
-        what_zh=zh,
-        what_en=en,
-    )
-
-
-def cluster_species(cluster: Cluster) -> SpeciesGuess | None:
-    """The species of a species (or protected-species) cluster."""
-    kind, _, value = cluster.key.partition(":")
-    if kind not in ("species", "protected"):
-        return None
-    return SpeciesGuess(
-        scientific_name=value, chinese_name=cluster.deaths[-1].chinese_name, confidence=1.0
-    )
-
-
-@dataclass
-class DeathLog:
-    """Suspected deaths on this node (all cameras), shared by the motionless and cluster rules."""
-
-    deaths: list[Death] = field(default_factory=list)
-
-    def add(self, death: Death) -> None:
-        """Record one death."""
-        self.deaths.append(death)
-
-    def prune(self, before: datetime) -> None:
-        """Forget deaths at or before `before`."""
-        self.deaths = [d for d in self.deaths if d.t > before]
 
 
 @dataclass
@@ -229,7 +92,7 @@ def bird_names(c: Classification | None) -> tuple[str, str]:
     """Chinese and English name of a bird: its species when classified, else 'bird'."""
     if c is not None and c.best is not None:
         return c.best.chinese_name or c.best.scientific_name, c.best.english_name
-    return messages.category_names(Category.BIRD)
+    return messages.noun(Category.BIRD)
 
 
 class MotionlessBirdRule(Rule):
@@ -299,7 +162,9 @@ class MotionlessBirdRule(Rule):
             if c.raised or c.frames < cfg.min_frames or still < timedelta(minutes=cfg.still_min):
                 continue
             c.raised = True
-            out.append(self._finding(s, c.detection, c.classification, c.first_at, c.static, c))
+            f = self._finding(s, c.detection, c.classification, c.first_at, c.static, c)
+            if f is not None:
+                out.append(f)
         return out
 
     def _from_tracks(self, s: Sighting, first: datetime) -> list[Finding]:
@@ -320,7 +185,9 @@ class MotionlessBirdRule(Rule):
             static = (born - first).total_seconds() <= SCENE_START_S
             index, det = _detection_of(tr, s.detections)
             cls = s.species.get(index) if index is not None else None
-            out.append(self._finding(s, det, cls, since, static, None))
+            f = self._finding(s, det, cls, since, static, None)
+            if f is not None:
+                out.append(f)
         return out
 
     def _finding(
@@ -331,7 +198,8 @@ class MotionlessBirdRule(Rule):
         since: datetime,
         static: bool,
         c: _Candidate | None,
-    ) -> Finding:
+    ) -> Finding | None:
+        """The finding for a bird still since `since`; None when it is a carcass known already."""
         start_source = c.first_source if c is not None else s.source
         if static:
             log.info("%s: bird-like object still since the first frame: static object?", s.camera)
@@ -351,16 +219,25 @@ class MotionlessBirdRule(Rule):
                 evidence=(start_source, s.source),
             )
         guess = species_guess(cls)
-        self.deaths.add(
-            death_of(
-                t=s.captured_at,
-                camera=s.camera,
-                scientific_name=guess.scientific_name if guess else None,
-                catalogue=self.catalogue,
-                source=s.source,
-                ref=f"{s.camera}/{s.source}/{d.x1:.0f},{d.y1:.0f}",
-            )
+        death = death_of(
+            t=s.captured_at,
+            camera=s.camera,
+            scientific_name=guess.scientific_name if guess else None,
+            catalogue=self.catalogue,
+            source=s.source,
+            ref=f"{s.camera}/{s.source}/{d.x1:.0f},{d.y1:.0f}",
+            box=d.normalised(s.width, s.height),
         )
+        # A camera trap fires again hours later (another animal passes) and sees the same
+        # carcass still again: that is the bird already recorded, not a new death.
+        known = self.deaths.same_carcass(death, self.settings.same_bird_iou)
+        if known is not None:
+            self.deaths.refresh(known, s.captured_at)
+            log.info(
+                "%s: still bird at %s is the carcass recorded at %s", s.camera, s.source, known.t
+            )
+            return None
+        self.deaths.add(death)
         zh_name, en_name = bird_names(cls)
         minutes = int((s.captured_at - since).total_seconds() // 60)
         zh, en = messages.render(
@@ -380,6 +257,7 @@ class MotionlessBirdRule(Rule):
             until=s.captured_at,
             species=guess,
             evidence=(start_source, s.source),
+            subject=death.ref,  # each dead bird is its own incident
         )
 
 
@@ -393,36 +271,42 @@ def _detection_of(track: Track, detections: list[Detection]) -> tuple[int | None
 
 
 class MortalityClusterRule(Rule):
-    """Several suspected deaths of one species or risk group, or one protected bird: critical."""
+    """Several suspected deaths of one species or risk group, or one protected bird: critical.
+
+    One alarm per incident: deaths already reported are never raised again; new deaths joining
+    a reported incident make a follow-up (续报) naming the new total (see find_clusters).
+    """
 
     name = "mortality_cluster"
 
     def __init__(self, settings: MortalityClusterSettings, deaths: DeathLog) -> None:
         self.settings = settings
         self.deaths = deaths
-        self._raised: dict[str, datetime] = {}
 
     def evaluate(self, sighting: Sighting) -> list[Finding]:
         """Clusters among the node's deaths up to this sighting (run after motionless_bird)."""
         now = sighting.captured_at
-        window = timedelta(hours=self.settings.window_h)
-        self.deaths.prune(now - window)
-        self._raised = {k: t for k, t in self._raised.items() if t > now - window}
+        self.deaths.prune(now - timedelta(hours=self.settings.window_h))
         out = []
         for c in find_clusters(
-            self.deaths.deaths, now=now, settings=self.settings, raised=self._raised
+            self.deaths.deaths, now=now, settings=self.settings, raised=self.deaths.raised
         ):
-            last = c.deaths[-1].t
-            for k in c.keys:
-                self._raised[k] = last
+            last = max(d.t for d in c.deaths)
+            self.deaths.mark_raised(c.keys, last)
             zh, en = cluster_text(c, self.settings)
-            log.warning("mortality cluster %s: %d deaths", c.key, len(c.deaths))
+            log.warning(
+                "mortality cluster %s: %d deaths (%d new)%s",
+                c.key,
+                c.total,
+                len(c.new),
+                ", follow-up" if c.follow_up else "",
+            )
             out.append(
                 Finding(
                     kind=EventKind.ANOMALY,
                     category=Category.BIRD,
                     severity=self.settings.severity,
-                    count=len(c.deaths),
+                    count=c.total,
                     confidence=1.0,
                     rule=self.name,
                     message_zh=zh,
@@ -432,6 +316,7 @@ class MortalityClusterRule(Rule):
                     source=c.source,
                     species=cluster_species(c),
                     evidence=tuple(d.source for d in c.deaths),
+                    subject=c.key,
                 )
             )
         return out

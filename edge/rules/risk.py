@@ -37,7 +37,8 @@ class HighRiskSpeciesRule(Rule):
                 if i >= len(sighting.detections) or c.best is None:
                     continue
                 d = sighting.detections[i]
-                sp = self.catalogue.get(c.best.scientific_name)
+                # a genus or family (classifier roll-up) counts when all its species are high-risk
+                sp = self.catalogue.taxon(c.best.scientific_name)
                 if d.category is not Category.BIRD or sp is None or sp.risk_group not in groups:
                     continue
                 if box_inside(d.normalised(sighting.width, sighting.height), zone.polygon):
@@ -47,15 +48,18 @@ class HighRiskSpeciesRule(Rule):
             _, c0, sp0 = max(hits, key=lambda h: h[0].score)
             key = self.settings.is_key_period(sighting.captured_at.month)
             kind_zh, kind_en = messages.ZONE_KINDS[zone.kind]
-            group_zh, group_en = RISK_GROUPS[sp0.risk_group]
+            # the best-seen bird first, then the other kinds (绿头鸭、红嘴鸥)
+            taxa = list(dict.fromkeys([sp0, *(h[2] for h in hits)]))
+            names = [(t.display_zh, t.english_name) for t in taxa]
+            found = list(dict.fromkeys(RISK_GROUPS[t.risk_group or ""] for t in taxa))
             zh, en = messages.render(
                 messages.HIGH_RISK_SPECIES,
                 camera=sighting.camera,
                 count=len(hits),
-                what_zh=sp0.chinese_name,
-                what_en=sp0.english_name,
-                group_zh=group_zh,
-                group_en=group_en,
+                what_zh="、".join(n[0] for n in names),
+                what_en=", ".join(messages.plural_en(n[1], len(hits)) for n in names),
+                group_zh="、".join(g[0] for g in found),
+                group_en=", ".join(g[1] for g in found),
                 zone=zone.name,
                 zone_kind_zh=kind_zh,
                 zone_kind_en=kind_en,
@@ -72,6 +76,7 @@ class HighRiskSpeciesRule(Rule):
                     message_zh=zh,
                     message_en=en,
                     species=species_guess(c0),
+                    subject=zone.name,
                 )
             )
         return out

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.payloads import Category, Severity
+from models.species import RiskGroup
 
 RuleName = Literal[
     "motionless_bird",
@@ -40,6 +41,12 @@ BirdGroup = Literal["A", "G", "P", "H", "S", "R", "O"]
 
 def _high_risk_groups() -> list[BirdGroup]:
     return ["A", "G", "P"]  # DOMAIN.md: ducks/geese/swans, gulls, grebes
+
+
+def _cluster_groups() -> list[RiskGroup]:
+    # DOMAIN.md's risk groups; the catch-alls O (other birds), M and X are no group: a sparrow,
+    # a magpie and a coot dying on one day say nothing about one disease.
+    return ["A", "G", "P", "H", "S", "R"]
 
 
 def _near_kinds() -> list[ZoneKind]:
@@ -95,6 +102,13 @@ class MotionlessBirdSettings(_Model):
         30.0, gt=0, le=24 * 60, description="minutes without a sighting before the bird is lost"
     )
     min_frames: int = Field(3, ge=2, le=1000, description="sightings needed (still images)")
+    same_bird_iou: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="least overlap with a death already recorded at the camera (within the "
+        "cluster window) for a still bird to be that same carcass, not a new death",
+    )
     cooldown_min: Cooldown = DEFAULT_COOLDOWN_MIN
 
 
@@ -107,6 +121,27 @@ class MortalityClusterSettings(_Model):
     window_h: float = Field(24.0, gt=0, le=24 * 14, description="hours the deaths fall within")
     protected_alone: bool = Field(
         True, description="one dead bird of a protected species (I/II) is a cluster on its own"
+    )
+    groups: list[RiskGroup] = Field(
+        default_factory=_cluster_groups,
+        description="risk groups whose deaths add up across species (default A G P H S R)",
+    )
+    any_bird: bool = Field(
+        False,
+        description="also count birds of any species together, unidentified ones included",
+    )
+    update_min_new: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="new deaths that make a follow-up (续报) of a cluster already raised "
+        "(a protected species: every new death)",
+    )
+    same_view: list[Annotated[list[str], Field(min_length=2, max_length=16)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="groups of camera ids watching the same ground: a carcass seen by several "
+        "counts once (the most any one camera of the group recorded)",
     )
     central_min_nodes: int = Field(
         2,

@@ -1,4 +1,4 @@
-"""RuleState: the rules' small persistent memory (daily counts, alarms, background boxes)."""
+"""RuleState: the rules' small persistent memory (counts, alarms, background, deaths)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Literal
 from edge.rules.geometry import NormBox
 
 log = logging.getLogger(__name__)
+
+DeathRow = dict[str, str | float | None]  # one suspected death, columns of the deaths table
 
 STATE_FILE = "rules.db"
 AlarmState = Literal["normal", "high", "low"]
@@ -33,7 +35,34 @@ CREATE TABLE IF NOT EXISTS count_alarms (
     camera TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, day TEXT NOT NULL,
     PRIMARY KEY (camera, key)
 );
+CREATE TABLE IF NOT EXISTS deaths (
+    ref TEXT PRIMARY KEY, t TEXT NOT NULL, seen_ts REAL NOT NULL, last_seen TEXT,
+    camera TEXT NOT NULL, node TEXT NOT NULL, scientific_name TEXT, chinese_name TEXT NOT NULL,
+    english_name TEXT NOT NULL, risk_group TEXT, protection_level TEXT, rank TEXT NOT NULL,
+    source TEXT NOT NULL, x REAL, y REAL, w REAL, h REAL
+);
+CREATE TABLE IF NOT EXISTS raised_clusters (
+    key TEXT PRIMARY KEY, last TEXT NOT NULL, ts REAL NOT NULL
+);
 """
+DEATH_COLUMNS = (
+    "ref",
+    "t",
+    "last_seen",
+    "camera",
+    "node",
+    "scientific_name",
+    "chinese_name",
+    "english_name",
+    "risk_group",
+    "protection_level",
+    "rank",
+    "source",
+    "x",
+    "y",
+    "w",
+    "h",
+)
 
 
 def _box(row: tuple[object, ...]) -> NormBox:
@@ -207,3 +236,44 @@ class RuleState:
             state,
             day.isoformat(),
         )
+
+    # -- suspected deaths and the clusters raised on them (mortality rules) ---------------------
+    def save_death(self, row: DeathRow, seen: datetime) -> None:
+        """Insert or update one suspected death; `seen` (its last sighting) decides its pruning."""
+        marks = ",".join("?" * (len(DEATH_COLUMNS) + 1))
+        self._exec(
+            f"INSERT OR REPLACE INTO deaths ({', '.join(DEATH_COLUMNS)}, seen_ts) VALUES ({marks})",
+            *(row.get(c) for c in DEATH_COLUMNS),
+            seen.timestamp(),
+        )
+
+    def deaths(self) -> list[DeathRow]:
+        """Every remembered death, oldest first."""
+        rows = self._rows(f"SELECT {', '.join(DEATH_COLUMNS)} FROM deaths ORDER BY t, ref")
+        return [dict(zip(DEATH_COLUMNS, (_cell(v) for v in r), strict=True)) for r in rows]
+
+    def forget_deaths(self, before: datetime) -> None:
+        """Forget deaths last seen before `before`."""
+        self._exec("DELETE FROM deaths WHERE seen_ts < ?", before.timestamp())
+
+    def raised_clusters(self) -> dict[str, datetime]:
+        """Grouping -> capture time of the last death already reported in a cluster."""
+        rows = self._rows("SELECT key, last FROM raised_clusters")
+        return {str(k): datetime.fromisoformat(str(t)) for k, t in rows}
+
+    def set_raised(self, key: str, last: datetime) -> None:
+        """Remember that a grouping's deaths up to `last` were reported in a cluster."""
+        self._exec(
+            "INSERT OR REPLACE INTO raised_clusters (key, last, ts) VALUES (?, ?, ?)",
+            key,
+            last.isoformat(),
+            last.timestamp(),
+        )
+
+    def forget_raised(self, before: datetime) -> None:
+        """Forget groupings whose last reported death is before `before`."""
+        self._exec("DELETE FROM raised_clusters WHERE ts < ?", before.timestamp())
+
+
+def _cell(v: object) -> str | float | None:
+    return v if v is None or isinstance(v, str | float) else float(str(v))

@@ -141,3 +141,52 @@ def test_columns_checked_and_optional_columns_optional(tmp_path: Path) -> None:
     assert egret is not None and egret.genus_zh is None and egret.synonyms == ()
     with pytest.raises(CatalogueError, match="cannot read"):
         load_catalogue(tmp_path / "missing.csv")
+
+
+def test_station_list_in_the_shared_five_column_format_loads(shared_dir: Path) -> None:
+    """DOMAIN.md's species.csv has no family columns; a station editing its own copy of it
+    must be able to load it (roll-up to a family is then unavailable)."""
+    station = load_catalogue(shared_dir / "species.csv")
+    assert len(station) == len(load_catalogue())
+    swan = station.get("Cygnus cygnus")
+    assert swan is not None and (swan.protection_level, swan.risk_group) == ("II", "A")
+    assert swan.family == "" and swan.family_zh == ""
+    assert station.by_family("") == [] and station.family_zh("") is None
+    assert station.taxon("Anatidae") is None  # no families known
+    genus = station.taxon("Cygnus")
+    assert genus is not None and (genus.protection_level, genus.risk_group) == ("II", "A")
+
+
+def test_family_needs_its_chinese_name() -> None:
+    header = "chinese_name,scientific_name,english_name,protection_level,risk_group,family\n"
+    with pytest.raises(CatalogueError, match=r"line 2: .*family_zh"):
+        parse_catalogue(header + "白鹭,Egretta garzetta,Little Egret,,H,Ardeidae\n")
+
+
+def test_taxon_shares_what_all_its_species_share(catalogue: Catalogue) -> None:
+    """A classifier roll-up to a genus or family keeps protection level and risk group when
+    every catalogue species of it has the same one."""
+    swans = catalogue.taxon("cygnus")
+    assert swans is not None
+    assert (swans.scientific_name, swans.rank, swans.chinese_name, swans.display_zh) == (
+        "Cygnus",
+        "genus",
+        "天鹅属",
+        "天鹅属（未定种）",
+    )
+    assert (swans.protection_level, swans.risk_group, len(swans.species)) == ("II", "A", 2)
+    storks = catalogue.taxon("Ciconia")
+    assert storks is not None and storks.protection_level == "I"
+    geese = catalogue.taxon("Anser")  # swan goose class II, bean goose not protected
+    assert geese is not None and geese.protection_level is None and geese.risk_group == "A"
+    ducks = catalogue.taxon("Anatidae")
+    assert ducks is not None and ducks == catalogue.taxon("鸭科")
+    assert (ducks.rank, ducks.chinese_name, ducks.risk_group, ducks.protection_level) == (
+        "family",
+        "鸭科",
+        "A",
+        None,
+    )
+    mallard = catalogue.taxon("Anas platyrhynchos")
+    assert mallard is not None and (mallard.rank, mallard.display_zh) == ("species", "绿头鸭")
+    assert catalogue.taxon("Passer domesticus") is None and catalogue.taxon("Nosuchgenus") is None

@@ -253,3 +253,20 @@ def test_smooth_keeps_ranks_apart() -> None:
     out = smooth([genus, species])
     assert out.best is not None and out.best.rank == "genus"
     assert out.best.probability == pytest.approx(0.3)
+
+
+def test_station_list_without_families_never_rolls_up_to_a_nameless_family(
+    shared_dir: Path,
+) -> None:
+    """A station list in the shared five-column format has no family: no family roll-up."""
+    five_columns = load_catalogue(shared_dir / "species.csv")
+    dist = [
+        _cand("Egretta garzetta", 0.25),
+        _cand("Ardea alba", 0.2),
+        _cand("Nycticorax nycticorax", 0.2),
+        _cand("Anas crecca", 0.35),
+    ]
+    assert roll_up(dist, five_columns, min_probability=0.5, rollup_probability=0.6) is None
+    # The same list with families rolls up to 鹭科 (test above): only the family was missing.
+    species = roll_up(dist, five_columns, min_probability=0.3, rollup_probability=0.7)
+    assert species is not None and species.scientific_name == "Anas crecca"

@@ -28,7 +28,11 @@ def test_person_at_night() -> None:
         2,
         Severity.ALERT,
     )
-    assert f.message_zh == "夜间02:00在cam1发现2个人员，疑似盗猎"
+    # people and vehicles are counted apart, each with its own measure word
+    assert f.message_zh == "夜间02:00在cam1发现人员1名、车辆1辆，疑似盗猎"
+    assert f.message_en == "1 person and 1 vehicle at cam1 at 02:00 at night, suspected poaching"
+    (f,) = rule.evaluate(sighting(det(Category.PERSON), det(Category.PERSON, x=600), at=night))
+    assert f.message_zh == "夜间02:00在cam1发现人员2名，疑似盗猎"
     day = datetime(2026, 11, 22, 12, 0, tzinfo=SH)
     assert rule.evaluate(sighting(det(Category.PERSON), at=day)) == []
 
@@ -83,5 +87,25 @@ def test_observations_split_birds_by_identified_species() -> None:
         (Category.DOG, None),
     }
     assert found[(Category.BIRD, "Egretta garzetta")].count == 2
-    assert "白鹭" in found[(Category.BIRD, "Egretta garzetta")].message_zh
+    assert found[(Category.BIRD, "Egretta garzetta")].message_zh == "cam1拍到2只白鹭"
+    assert found[(Category.BIRD, "Egretta garzetta")].message_en == "cam1 saw 2 Little Egrets"
     assert found[(Category.BIRD, None)].count == 1
+
+
+def test_observations_use_the_measure_word_of_what_was_seen() -> None:
+    s = sighting(
+        det(Category.PERSON),
+        det(Category.PERSON, x=600),
+        det(Category.VEHICLE, y=700),
+        det(Category.BIRD, x=100),
+        det(Category.DOG, x=100, y=700),
+    )
+    texts = [(f.message_zh, f.message_en) for f in ObservationRule().evaluate(s)]
+    assert sorted(texts) == sorted(
+        [
+            ("cam1拍到1只鸟", "cam1 saw 1 bird"),
+            ("cam1拍到1只犬", "cam1 saw 1 dog"),
+            ("cam1拍到2名人员", "cam1 saw 2 people"),
+            ("cam1拍到1辆车", "cam1 saw 1 vehicle"),
+        ]
+    )
