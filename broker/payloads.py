@@ -7,11 +7,11 @@ they do not know (the message is dead-lettered centrally with the reason, never 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from broker.topics import ID_PATTERN
 
@@ -23,6 +23,14 @@ MAX_BOXES = 200
 MAX_TEXT = 500
 MAX_EVIDENCE = 8  # the annotated frame and up to seven crops per event
 EVIDENCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # a plain file name, no path
+# Counters and sequence numbers stay well inside a signed 64-bit column (BIGINT, SQLite INTEGER).
+MAX_SEQ = 2**62
+# Wire times must be storable (year 1 at +08:00 is before datetime.min in UTC) and plausible.
+# The lower bound is the Unix epoch, not 2000: a Raspberry Pi without network time boots in 1970
+# and camera traps with a reset clock stamp 1980 or 2000, and such an event is still better
+# stored and reviewed than refused.
+WIRE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+WIRE_TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
 Slug = Annotated[str, Field(pattern=ID_PATTERN, description="site/node id (lower-case slug)")]
 CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -31,8 +39,22 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 
 
+def _storable_time(value: datetime) -> datetime:
+    if not WIRE_TIME_MIN <= value < WIRE_TIME_MAX:
+        raise ValueError(
+            f"time must be from {WIRE_TIME_MIN.year} to {WIRE_TIME_MAX.year - 1} (UTC)"
+        )
+    return value
+
+
+WireTime = Annotated[AwareDatetime, AfterValidator(_storable_time)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # allow_inf_nan=False: Python's JSON decoder turns 1e999 and NaN into floats no column takes.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 class Severity(StrEnum):
@@ -105,15 +127,15 @@ class EventPayload(_Strict):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: uuid.UUID = Field(description="globally unique, made at the edge")
-    seq: int = Field(ge=1, le=2**62, description="per-node monotonic sequence number")
+    seq: int = Field(ge=1, le=MAX_SEQ, description="per-node monotonic sequence number")
     site: Slug
     node: Slug
     camera: CameraId
     kind: EventKind
     category: Category
-    captured_at: AwareDatetime = Field(description="capture time of the media (start)")
-    captured_until: AwareDatetime | None = Field(None, description="end of the capture window")
-    created_at: AwareDatetime
+    captured_at: WireTime = Field(description="capture time of the media (start)")
+    captured_until: WireTime | None = Field(None, description="end of the capture window")
+    created_at: WireTime
     rule: RuleName | None = Field(None, description="the rule that raised an anomaly")
     severity: Severity = Severity.INFO
     count: int = Field(1, ge=0, le=100_000)
@@ -157,13 +179,15 @@ class HeartbeatPayload(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     site: Slug
     node: Slug
-    sent_at: AwareDatetime
+    sent_at: WireTime
     uptime_s: float = Field(ge=0)
     load_1m: float | None = Field(None, ge=0)
     cpu_temp_c: float | None = Field(None, ge=-50, le=150)
     disk_free_mb: float | None = Field(None, ge=0)
-    outbox_depth: int = Field(ge=0)
-    last_seq: int = Field(0, ge=0, description="highest sequence number the node has made")
+    outbox_depth: int = Field(ge=0, le=MAX_SEQ)
+    last_seq: int = Field(
+        0, ge=0, le=MAX_SEQ, description="highest sequence number the node has made"
+    )
     storage_near_limit: bool = Field(False, description="evidence disk above 90% of its limit")
     cameras: dict[Annotated[str, Field(max_length=64)], CameraState] = Field(
         default_factory=dict, max_length=64
@@ -188,7 +212,7 @@ class StatusPayload(_Strict):
     site: Slug
     node: Slug
     state: NodeState
-    at: AwareDatetime | None = Field(None, description="absent in the last will (set at connect)")
+    at: WireTime | None = Field(None, description="absent in the last will (set at connect)")
 
 
 class CommandName(StrEnum):
@@ -210,11 +234,11 @@ class CommandPayload(_Strict):
     site: Slug
     node: Slug
     command: CommandName
-    from_seq: int | None = Field(None, ge=1, le=2**62, description="resend: first number")
-    to_seq: int | None = Field(None, ge=1, le=2**62, description="resend: last (inclusive)")
+    from_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="resend: first number")
+    to_seq: int | None = Field(None, ge=1, le=MAX_SEQ, description="resend: last (inclusive)")
     camera: CameraId | None = Field(None, description="background: the camera")
     box: Box | None = Field(None, description="background: the object to mask")
-    sent_at: AwareDatetime | None = None
+    sent_at: WireTime | None = None
 
     @model_validator(mode="after")
     def _fields_of_command(self) -> CommandPayload:
@@ -230,6 +254,4 @@ class CommandPayload(_Strict):
 
 def utc_now() -> datetime:
     """Aware current time in UTC (wire timestamps are always aware)."""
-    from datetime import UTC
-
     return datetime.now(UTC)

@@ -101,11 +101,13 @@ class CentralService:
         _upgrade_with_retry(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
         self.session_factory = make_session_factory(self.engine)
-        # 2. Alerts: send whatever a previous run committed but did not get out.
+        # 2. Alerts: send whatever a previous run committed but did not get out, including what
+        #    it was sending when it stopped.
         backend = self._sms_backend or make_backend(cfg)
         self.dispatcher = AlertDispatcher(
             config=cfg, session_factory=self.session_factory, backend=backend
         )
+        self.dispatcher.recover_interrupted()
         self.dispatcher.send_pending()
         # 3. Ingest: one connection and worker per configured worker.
         self.ingestors = [
@@ -125,7 +127,7 @@ class CentralService:
                 cfg.mqtt.host,
                 cfg.mqtt.port,
             )
-        # 4. Node supervision: offline nodes, missing sequence ranges.
+        # 4. Supervision: offline nodes, missing sequence ranges, SMS to try again.
         self._monitor_stop.clear()
         self._monitor_thread = threading.Thread(target=self._monitor, name="monitor", daemon=True)
         self._monitor_thread.start()
@@ -146,10 +148,23 @@ class CentralService:
     def _monitor(self) -> None:
         interval = self.config.monitor.check_interval_s
         while not self._monitor_stop.wait(interval):
+            self.supervise()
+
+    def supervise(self) -> None:
+        """One monitor round: node checks, then SMS due for another try. A failing step is
+        logged and tried again next round; it never ends the monitor or skips the other."""
+        for step in (self.check_nodes, self.retry_alerts):
             try:
-                self.check_nodes()
-            except SQLAlchemyError as exc:  # the next round tries again
-                log.warning("node check failed: %s", exc)
+                step()
+            except SQLAlchemyError as exc:  # the database is away: the next round tries again
+                log.warning("%s failed: %s", step.__name__, exc)
+            except Exception:  # a bug must not end supervision (and with it the SMS retries)
+                log.exception("%s failed", step.__name__)
+
+    def retry_alerts(self) -> None:
+        """Send SMS still pending and failed ones whose pause is over (see AlertDispatcher)."""
+        assert self.dispatcher is not None
+        self.dispatcher.send_pending()
 
     def send_command(self, topic: str, payload: bytes) -> bool:
         """Publish a command to a node (QoS 1); False when no ingest link acknowledged it."""

@@ -4,6 +4,11 @@ The paho callback only enqueues; one worker thread drains the queue in batches s
 many messages. A message is acknowledged to the broker only after the transaction that stored it
 (as an event, a node update or a dead letter) committed, so a crash or a database outage means the
 broker redelivers it, and the unique event_id makes the redelivery harmless.
+
+Only an unavailable database (central.db.session.database_unavailable) makes a batch wait and
+retry. Anything else the database or the driver refuses is blamed on a message: the batch is
+stored again one message per transaction and the refused message is dead-lettered with the
+reason, so one poisoned message can never hold up the others.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.client import BrokerAddress, Message, MqttLink
@@ -26,7 +31,8 @@ from broker.validate import ContractError, parse_message
 from central import crud, nodes
 from central.alerts.dispatcher import AlertDispatcher
 from central.config import CentralConfig
-from central.surveillance import evaluate_site
+from central.db.session import database_unavailable
+from central.surveillance import evaluate_site, lock_sites
 from edge.rules.settings import MortalityClusterSettings
 from models.species import Catalogue, load_catalogue
 
@@ -75,6 +81,9 @@ class _Item:
     received_at: datetime
     parsed: BaseModel | None = None
     error: str | None = None
+    # Set once the item's own transaction committed (one-by-one storing), so a retry after an
+    # outage in the middle of the pass neither stores it nor counts it twice.
+    outcome: IngestCounters | None = None
 
 
 @dataclass
@@ -244,16 +253,20 @@ class Ingestor:
             try:
                 outcome = self._store_each(batch) if one_by_one else self._store(batch)
                 break
-            except (IntegrityError, DataError) as exc:
-                if one_by_one:
-                    raise  # _store_each dead-letters these itself; anything else is a bug
-                log.warning("batch rejected by the database (%s); storing one by one", exc.orig)
-                one_by_one = True
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # sorted below: an outage or a message's fault
+                if not database_unavailable(exc):
+                    if one_by_one:
+                        raise  # a dead letter itself was refused: a bug, left unacked
+                    log.warning("batch refused (%s); storing one by one", _reason(exc))
+                    one_by_one = True
+                    continue
                 with self._lock:
                     self._counters.db_errors += 1
                 log.warning(
-                    "database error, retrying batch of %d in %.1fs: %s", len(batch), delay, exc
+                    "database unavailable, retrying batch of %d in %.1fs: %s",
+                    len(batch),
+                    delay,
+                    _reason(exc),
                 )
                 if self._stop.wait(delay):
                     return  # shutting down: nothing acked, the broker redelivers
@@ -282,38 +295,44 @@ class Ingestor:
         outcome = IngestCounters()
         seqs: dict[tuple[str, str], list[int]] = {}
         with self._session_factory.begin() as session:
+            if self._clusters is not None:
+                # Before any row lock (heartbeats, node tracking): two workers cannot deadlock.
+                lock_sites(session, _death_sites(batch))
             events: dict[str, EventPayload] = {}
             pairs: list[tuple[EventPayload, datetime]] = []
             for item in batch:
                 obj = item.parsed
                 if not isinstance(obj, EventPayload):
-                    self._apply(session, item, outcome, seqs)
+                    self._apply(session, item, outcome)
                 elif str(obj.event_id) in events:
                     outcome.duplicates += 1  # the same event twice in one batch (redelivery)
                 else:
                     events[str(obj.event_id)] = obj
                     pairs.append((obj, item.received_at))
-            new = crud.insert_events(session=session, events=pairs) if pairs else set()
-            for event_id, ev in events.items():
-                if event_id not in new:
-                    outcome.duplicates += 1
-                    continue
-                outcome.stored += 1
+            new_ids = crud.insert_events(session=session, events=pairs) if pairs else set()
+            new = [ev for event_id, ev in events.items() if event_id in new_ids]
+            outcome.duplicates += len(events) - len(new)
+            for ev in new:
                 seqs.setdefault((ev.site, ev.node), []).append(ev.seq)
-                self._alert(session, ev, outcome)
-                if ev.rule == MOTIONLESS_BIRD and self._clusters is not None:
-                    # the cross-node view: deaths at one site seen by different nodes
-                    for raised in evaluate_site(
-                        session,
-                        site=ev.site,
-                        now=ev.captured_until or ev.captured_at,
-                        config=self._clusters,
-                        catalogue=self._catalogue,
-                    ):
-                        outcome.stored += 1
-                        self._alert(session, raised, outcome)
+                self._stored(session, ev, outcome)
             self._track(session, seqs)
         return outcome
+
+    def _stored(self, session: Session, event: EventPayload, outcome: IngestCounters) -> None:
+        """What follows storing a new event, in its transaction: alerts, cross-node clusters."""
+        outcome.stored += 1
+        self._alert(session, event, outcome)
+        if event.rule == MOTIONLESS_BIRD and self._clusters is not None:
+            # the cross-node view: deaths at one site seen by different nodes
+            for raised in evaluate_site(
+                session,
+                site=event.site,
+                at=event.captured_until or event.captured_at,
+                config=self._clusters,
+                catalogue=self._catalogue,
+            ):
+                outcome.stored += 1
+                self._alert(session, raised, outcome)
 
     def _alert(self, session: Session, event: EventPayload, outcome: IngestCounters) -> None:
         if self._dispatcher is not None:
@@ -326,46 +345,51 @@ class Ingestor:
             nodes.track_sequences(session=session, site=site, node=node, seqs=numbers, now=now)
 
     def _store_each(self, batch: list[_Item]) -> IngestCounters:
-        """Fallback after an integrity/data error: isolate the message the database refuses."""
-        outcome = IngestCounters()
+        """Fallback after the batch was refused: one transaction per message, dead-lettering the
+        ones the database or driver refuses. An outage still raises (the caller retries)."""
         for item in batch:
+            if item.outcome is not None:
+                continue  # committed before an outage interrupted an earlier pass
             one = IngestCounters()
-            seqs: dict[tuple[str, str], list[int]] = {}
             try:
                 with self._session_factory.begin() as session:
-                    self._apply(session, item, one, seqs)
-                    self._track(session, seqs)
-            except (IntegrityError, DataError) as exc:
-                item.parsed, item.error = None, f"database rejected the message: {exc.orig}"
+                    self._apply(session, item, one)
+            except Exception as exc:  # whatever a message causes: set it aside
+                if database_unavailable(exc):
+                    raise
+                log.error(
+                    "message mid %s on %s refused, dead-lettered: %s",
+                    item.message.mid,
+                    item.message.topic,
+                    _reason(exc),
+                )
+                item.parsed, item.error = None, f"refused when stored: {_reason(exc)}"
                 one = IngestCounters()
                 with self._session_factory.begin() as session:
-                    self._apply(session, item, one, seqs)
-            outcome.add(one)
+                    self._apply(session, item, one)
+            item.outcome = one
+        outcome = IngestCounters()
+        for item in batch:
+            if item.outcome is not None:
+                outcome.add(item.outcome)
         return outcome
 
-    def _apply(
-        self,
-        session: Session,
-        item: _Item,
-        outcome: IngestCounters,
-        seqs: dict[tuple[str, str], list[int]],
-    ) -> None:
+    def _apply(self, session: Session, item: _Item, outcome: IngestCounters) -> None:
+        """Store one message in `session` (events only in the one-by-one fallback)."""
         msg, obj = item.message, item.parsed
         if obj is None:
             crud.insert_dead_letter(
                 session=session,
                 topic=msg.topic,
                 payload=msg.payload,
-                reason=item.error or "unknown",
+                reason=(item.error or "unknown").replace("\x00", "\ufffd"),
                 received_at=item.received_at,
             )
             outcome.dead_lettered += 1
         elif isinstance(obj, EventPayload):
             if crud.insert_event(session=session, payload=obj, received_at=item.received_at):
-                outcome.stored += 1
-                seqs.setdefault((obj.site, obj.node), []).append(obj.seq)
-                if self._dispatcher is not None:
-                    outcome.alerts_queued += self._dispatcher.enqueue(session, event=obj)
+                self._stored(session, obj, outcome)
+                self._track(session, {(obj.site, obj.node): [obj.seq]})
             else:
                 outcome.duplicates += 1
         elif isinstance(obj, HeartbeatPayload):
@@ -374,5 +398,21 @@ class Ingestor:
         elif isinstance(obj, StatusPayload):
             raised = nodes.record_status(session=session, payload=obj, received_at=item.received_at)
             outcome.statuses += 1
-            if raised is not None and self._dispatcher is not None:
-                outcome.alerts_queued += self._dispatcher.enqueue(session, event=raised)
+            if raised is not None:
+                self._alert(session, raised, outcome)
+
+
+def _death_sites(batch: list[_Item]) -> set[str]:
+    """Sites with a suspected death in the batch (their clusters get evaluated)."""
+    return {
+        item.parsed.site
+        for item in batch
+        if isinstance(item.parsed, EventPayload) and item.parsed.rule == MOTIONLESS_BIRD
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, storable description of an error (the driver's message, not the SQL)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:500]

@@ -3,7 +3,8 @@
 Each node numbers its events 1, 2, 3, ...; central keeps per node the contiguous high-water mark
 (every event up to it is stored), the highest number stored, and the missing ranges between them.
 A node that goes silent or whose last will arrives becomes `offline` and gets one camera_health
-anomaly per outage.
+anomaly per outage: an equipment fault, recognisable as such by its rule and its category
+(camera), like the camera_health events the nodes raise themselves, never a wildlife anomaly.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from broker.payloads import (
 from central import crud, messages
 from central.db.models import Event, Node, SeqGap
 
+# Rule and category of the outage event: the ones of the edge's camera_health events, so reports
+# and filters put a dark node with the dark cameras (equipment), not with the wildlife.
 OFFLINE_RULE = "camera_health"
+OFFLINE_CATEGORY = Category.CAMERA
 # Central-made events carry no node sequence number; 0 keeps them out of every node's numbering.
 CENTRAL_SEQ = 0
 
@@ -239,7 +243,7 @@ def _raise_offline(
         node=node,
         camera=node,
         kind=EventKind.ANOMALY,
-        category=Category.CAMERA,
+        category=OFFLINE_CATEGORY,
         captured_at=now,
         created_at=now,
         rule=OFFLINE_RULE,

@@ -1,9 +1,17 @@
-"""Central surveillance: mortality clusters across all nodes of a site (the cross-node view)."""
+"""Central surveillance: mortality clusters across all nodes of a site (the cross-node view).
+
+Deaths reach central late and out of order (a node that was offline sends its buffered events
+when it is back), so a new death is checked in every 24 h window that contains it, not only in
+the one that ends with it. Each death counts in at most one cluster: the members of every
+cluster central raises are recorded (cluster_members, unique per death).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,11 +19,13 @@ from sqlalchemy.orm import Session
 
 from broker.payloads import Category, EventKind, EventPayload, utc_now
 from central import crud
-from central.db.models import REVIEW_DISMISSED, Event
+from central.db.models import REVIEW_DISMISSED, ClusterMember, Event
 from edge.rules.mortality import (
+    Cluster,
     Death,
     cluster_species,
     cluster_text,
+    death_keys,
     death_of,
     find_clusters,
     keys_of_source,
@@ -43,53 +53,79 @@ def _default_catalogue() -> Catalogue:
 
 
 def site_deaths(
-    session: Session, *, site: str, start: datetime, now: datetime, catalogue: Catalogue
+    session: Session, *, site: str, after: datetime, before: datetime, catalogue: Catalogue
 ) -> list[Death]:
-    """Stored motionless_bird anomalies of a site found in (start, now], not dismissed."""
+    """Stored motionless_bird anomalies of a site that died in (after, before), not dismissed.
+
+    A death's time is the end of its capture window (when the bird was last seen still)."""
+    died = sa.func.coalesce(Event.captured_until, Event.captured_at)
     rows = session.scalars(
-        sa.select(Event).where(
+        sa.select(Event)
+        .where(
             Event.site == site,
             Event.rule == MOTIONLESS,
             Event.kind == EventKind.ANOMALY.value,
             Event.review_status != REVIEW_DISMISSED,
-            Event.captured_at <= now,
-            Event.captured_at > start - (now - start),  # a still bird's window started earlier
+            Event.captured_at < before,  # the index; captured_at <= the death time
+            died > after,
+            died < before,
         )
+        .order_by(died, Event.id)
     ).all()
-    deaths = []
-    for r in rows:
-        t = r.captured_until or r.captured_at
-        if start < t <= now:
-            deaths.append(
-                death_of(
-                    t=t,
-                    camera=r.camera,
-                    node=r.node,
-                    scientific_name=r.species_scientific,
-                    chinese_name=r.species_chinese or "",
-                    catalogue=catalogue,
-                    source=r.source,
-                    ref=r.event_id,
-                )
-            )
-    return deaths
+    return [
+        death_of(
+            t=r.captured_until or r.captured_at,
+            camera=r.camera,
+            node=r.node,
+            scientific_name=r.species_scientific,
+            chinese_name=r.species_chinese or "",
+            catalogue=catalogue,
+            source=r.source,
+            ref=r.event_id,
+        )
+        for r in rows
+    ]
 
 
-def raised_clusters(session: Session, *, site: str, start: datetime) -> dict[str, datetime]:
-    """Groupings already used up by cluster events of the site (from any node or central)."""
-    rows = session.scalars(
+def counted_deaths(
+    session: Session, *, site: str, deaths: Iterable[Death], protected_alone: bool
+) -> set[str]:
+    """Refs of the deaths already counted in a cluster of the site.
+
+    Central's clusters list their members. A cluster raised by a node (or by central before
+    members were recorded) covers the deaths of its groupings in its time span, of that node
+    only when a node raised it.
+    """
+    deaths = list(deaths)
+    if not deaths:
+        return set()
+    refs = [d.ref for d in deaths]
+    counted = set(
+        session.scalars(
+            sa.select(ClusterMember.death_event_id).where(ClusterMember.death_event_id.in_(refs))
+        )
+    )
+    first, last = min(d.t for d in deaths), max(d.t for d in deaths)
+    clusters = session.scalars(
         sa.select(Event).where(
             Event.site == site,
             Event.rule == CLUSTER,
-            sa.func.coalesce(Event.captured_until, Event.captured_at) > start,
+            Event.captured_at <= last,
+            sa.func.coalesce(Event.captured_until, Event.captured_at) >= first,
+            ~sa.exists().where(ClusterMember.cluster_event_id == Event.event_id),
         )
     ).all()
-    raised: dict[str, datetime] = {}
-    for r in rows:
-        last = r.captured_until or r.captured_at
-        for k in keys_of_source(r.source):
-            raised[k] = max(raised.get(k, last), last)
-    return raised
+    for c in clusters:
+        keys = set(keys_of_source(c.source))
+        end = c.captured_until or c.captured_at
+        for d in deaths:
+            if (
+                c.captured_at <= d.t <= end
+                and (c.node == CENTRAL_NODE or c.node == d.node)
+                and keys.intersection(death_keys(d, protected_alone))
+            ):
+                counted.add(d.ref)
+    return counted
 
 
 def _next_seq(session: Session, site: str) -> int:
@@ -99,55 +135,113 @@ def _next_seq(session: Session, site: str) -> int:
     return int(top or 0) + 1
 
 
+def site_lock_key(site: str) -> int:
+    """A stable signed 64-bit key of a site for PostgreSQL advisory locks (same in every
+    process, unlike hash())."""
+    digest = hashlib.blake2b(f"wildwatch/site/{site}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_sites(session: Session, sites: Iterable[str]) -> None:
+    """On PostgreSQL, hold each site's cluster lock until the transaction ends.
+
+    Two ingest workers that each store one death of a site would otherwise each count the
+    committed deaths plus their own and neither see the third. Locks are taken in sorted order
+    so two workers with several sites cannot deadlock; taking one twice is harmless. SQLite
+    needs none: it lets one writer at a time in, and the second one's reads start after the
+    first committed.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for site in sorted(set(sites)):
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(site_lock_key(site))))
+
+
 def evaluate_site(
     session: Session,
     *,
     site: str,
-    now: datetime,
+    at: datetime,
     config: MortalityClusterSettings,
     catalogue: Catalogue | None = None,
 ) -> list[EventPayload]:
-    """New cross-node mortality clusters of a site at `now` (a capture time), stored and returned.
+    """New cross-node mortality clusters of a site around a death at `at`, stored and returned.
 
-    Call after storing a motionless_bird event, with its capture time as `now`, in the same
-    transaction. Idempotent: each death counts once per grouping, so a cluster is never raised
-    twice; clusters from fewer than `config.central_min_nodes` nodes are left to the edge.
+    Call after storing a motionless_bird event, with its death time (captured_until, else
+    captured_at) as `at`, in the same transaction. Every window of `config.window_h` hours that
+    contains `at` is checked, earliest first, so a death that arrives after later ones still
+    completes their cluster. Idempotent: a death counts in one cluster only, so a cluster is
+    never raised twice; clusters from fewer than `config.central_min_nodes` nodes are left to
+    the edge.
     """
     if not config.enabled:
         return []
+    lock_sites(session, [site])
     catalogue = catalogue or _default_catalogue()
-    start = now - timedelta(hours=config.window_h)
-    deaths = site_deaths(session, site=site, start=start, now=now, catalogue=catalogue)
-    raised = raised_clusters(session, site=site, start=start)
+    window = timedelta(hours=config.window_h)
+    deaths = site_deaths(
+        session, site=site, after=at - window, before=at + window, catalogue=catalogue
+    )
+    counted = counted_deaths(
+        session, site=site, deaths=deaths, protected_alone=config.protected_alone
+    )
+    free = [d for d in deaths if d.ref not in counted]
     out: list[EventPayload] = []
-    for c in find_clusters(deaths, now=now, settings=config, raised=raised):
-        nodes = sorted({d.node for d in c.deaths})
-        if len(nodes) < config.central_min_nodes:
-            continue
-        zh, en = cluster_text(c, config)
-        latest = c.deaths[-1]
-        payload = EventPayload(
-            event_id=uuid.uuid4(),
-            seq=_next_seq(session, site),
-            site=site,
-            node=CENTRAL_NODE,
-            camera=latest.camera,
-            kind=EventKind.ANOMALY,
-            category=Category.BIRD,
-            captured_at=c.deaths[0].t,
-            captured_until=latest.t,
-            created_at=utc_now(),
-            rule=CLUSTER,
-            severity=config.severity,
-            count=len(c.deaths),
-            confidence=1.0,
-            species=cluster_species(c),
-            message_zh=f"{zh}（节点：{'、'.join(nodes)}）",
-            message_en=f"{en} (nodes: {', '.join(nodes)})",
-            source=c.source,
-            model=CENTRAL_MODEL,
-        )
-        crud.insert_event(session=session, payload=payload, received_at=utc_now())
-        log.warning("site %s: mortality cluster %s across nodes %s", site, c.key, nodes)
-        out.append(payload)
+    for end in sorted({d.t for d in free if at <= d.t < at + window}):
+        # One cluster at a time: two groupings (a species and its risk group) may share deaths.
+        while (c := _cross_node(free, end, config)) is not None:
+            out.append(_raise(session, site, c, config))
+            members = {d.ref for d in c.deaths}
+            free = [d for d in free if d.ref not in members]
     return out
+
+
+def _nodes(c: Cluster) -> list[str]:
+    return sorted({d.node for d in c.deaths})
+
+
+def _cross_node(
+    deaths: list[Death], end: datetime, config: MortalityClusterSettings
+) -> Cluster | None:
+    """The first cluster in the window ending at `end` seen by enough nodes, if any."""
+    for c in find_clusters(deaths, now=end, settings=config, raised={}):
+        if len(_nodes(c)) >= config.central_min_nodes:
+            return c
+    return None
+
+
+def _raise(
+    session: Session, site: str, c: Cluster, config: MortalityClusterSettings
+) -> EventPayload:
+    nodes = _nodes(c)
+    zh, en = cluster_text(c, config)
+    latest = c.deaths[-1]
+    payload = EventPayload(
+        event_id=uuid.uuid4(),
+        seq=_next_seq(session, site),
+        site=site,
+        node=CENTRAL_NODE,
+        camera=latest.camera,
+        kind=EventKind.ANOMALY,
+        category=Category.BIRD,
+        captured_at=c.deaths[0].t,
+        captured_until=latest.t,
+        created_at=utc_now(),
+        rule=CLUSTER,
+        severity=config.severity,
+        count=len(c.deaths),
+        confidence=1.0,
+        species=cluster_species(c),
+        message_zh=f"{zh}（节点：{'、'.join(nodes)}）",
+        message_en=f"{en} (nodes: {', '.join(nodes)})",
+        source=c.source,
+        model=CENTRAL_MODEL,
+    )
+    crud.insert_event(session=session, payload=payload, received_at=utc_now())
+    session.add_all(
+        ClusterMember(cluster_event_id=str(payload.event_id), death_event_id=d.ref)
+        for d in c.deaths
+    )
+    session.flush()  # the next evaluation in this transaction must see these members
+    log.warning("site %s: mortality cluster %s across nodes %s", site, c.key, nodes)
+    return payload

@@ -177,6 +177,22 @@ class SmsMessage(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default=SMS_PENDING)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # A failed SMS is tried again from this time on (backoff); NULL: at once.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ClusterMember(Base):
+    """One suspected death counted in a mortality cluster central raised (once, ever)."""
+
+    __tablename__ = "cluster_members"
+    __table_args__ = (
+        sa.UniqueConstraint("death_event_id", name="uq_cluster_members_death_event_id"),
+        sa.Index("ix_cluster_members_cluster_event_id", "cluster_event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    death_event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
 
 
 class EvidenceFile(Base):

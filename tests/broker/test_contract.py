@@ -178,3 +178,74 @@ def test_background_command_needs_camera_and_box() -> None:
         parse_message(topic, raw({k: v for k, v in ok.items() if k != "box"}))
     with pytest.raises(ContractError, match="resend needs from_seq"):
         parse_message(topic, raw({**ok, "command": "resend"}))
+
+
+HEARTBEAT_TOPIC = "wildwatch/v1/changxing/cx-node-01/heartbeat"
+
+
+def heartbeat_dict(**over: Any) -> dict[str, Any]:
+    """A valid heartbeat as a JSON-ready dict."""
+    base: dict[str, Any] = {
+        "schema_version": 1,
+        "site": "changxing",
+        "node": "cx-node-01",
+        "sent_at": "2026-11-22T02:13:00+08:00",
+        "uptime_s": 12.5,
+        "outbox_depth": 0,
+        "last_seq": 7,
+        "software_version": "0.1.0",
+    }
+    base.update(over)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        # Schema-valid before, but no column could take them: the ingest stalled on them.
+        (TOPIC, raw(event_dict(captured_at="0001-01-01T00:00:00+08:00")), "captured_at"),
+        (TOPIC, raw(event_dict(created_at="9999-12-31T23:00:00-08:00")), "created_at"),
+        (TOPIC, raw(event_dict(captured_until="2100-01-01T00:00:00+00:00")), "captured_until"),
+        (TOPIC, raw(event_dict(captured_at="1969-12-31T23:59:59+00:00")), "captured_at"),
+        (HEARTBEAT_TOPIC, raw(heartbeat_dict(last_seq=2**64)), "last_seq"),
+        (HEARTBEAT_TOPIC, raw(heartbeat_dict(outbox_depth=2**63)), "outbox_depth"),
+        (HEARTBEAT_TOPIC, raw(heartbeat_dict(sent_at="0001-01-01T00:00:00+08:00")), "sent_at"),
+        (HEARTBEAT_TOPIC, json.dumps(heartbeat_dict(uptime_s=float("inf"))).encode(), "uptime_s"),
+        (TOPIC, json.dumps(event_dict(confidence=float("nan"))).encode(), "confidence"),
+        (TOPIC, raw(event_dict(seq=2**63)), "seq"),
+        (
+            "wildwatch/v1/changxing/cx-node-01/status",
+            raw(
+                {
+                    "schema_version": 1,
+                    "site": "changxing",
+                    "node": "cx-node-01",
+                    "state": "online",
+                    "at": "0001-01-01T00:00:00+08:00",
+                }
+            ),
+            "at",
+        ),
+    ],
+)
+def test_values_no_database_column_takes_are_contract_errors(
+    topic: str, payload: bytes, reason: str
+) -> None:
+    with pytest.raises(ContractError) as err:
+        parse_message(topic, payload)
+    assert err.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "1970-01-01T08:00:00+08:00",  # a Raspberry Pi before network time: the Unix epoch
+        "2000-01-01T00:00:00+08:00",  # a camera trap whose clock was reset
+        "2099-12-31T23:59:59+00:00",
+    ],
+)
+def test_odd_but_storable_times_are_accepted(when: str) -> None:
+    _, ev = parse_message(TOPIC, raw(event_dict(captured_at=when, created_at=when)))
+    assert isinstance(ev, EventPayload) and ev.captured_at == datetime.fromisoformat(when)
+    _, hb = parse_message(HEARTBEAT_TOPIC, raw(heartbeat_dict(sent_at=when, last_seq=2**62)))
+    assert isinstance(hb, HeartbeatPayload) and hb.last_seq == 2**62

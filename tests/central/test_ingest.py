@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +16,8 @@ from broker.payloads import MAX_PAYLOAD_BYTES, HeartbeatPayload, StatusPayload
 from broker.topics import event_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from central.db.models import DeadLetter, Event, Node
+from central.db.session import database_unavailable
+from edge.rules.settings import MortalityClusterSettings
 from tests.central.conftest import IngestorFactory, make_event
 from tests.helpers import wait_for
 
@@ -184,3 +188,183 @@ def test_outage_while_running_recovers_without_restart(
         conn.execute(sa.text("ALTER TABLE events_away RENAME TO events"))
     assert wait_for(lambda: ingestor.counters.stored == 1, 10)
     assert _count(session_factory, Event) == 1
+
+
+def _letters(session_factory: sessionmaker[Session]) -> list[DeadLetter]:
+    with session_factory() as s:
+        return list(s.scalars(sa.select(DeadLetter).order_by(DeadLetter.id)))
+
+
+def test_unstorable_values_are_dead_lettered_and_the_rest_stored(
+    start_ingestor: IngestorFactory,
+    publisher: Publish,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A year-1 capture time overflowed when stored and was retried for ever; a last_seq of 2**64
+    overflowed SQLite's INTEGER and left its batch unacked. Both now fail validation."""
+    ingestor = start_ingestor()
+    good = [make_event(seq=n) for n in (1, 2, 3)]
+    year_one = json.loads(encode(make_event(seq=4)))
+    year_one["captured_at"] = "0001-01-01T00:00:00+08:00"
+    beat = json.loads(
+        encode(
+            HeartbeatPayload(
+                site="changxing",
+                node="cx-01",
+                sent_at=datetime.now(UTC),
+                uptime_s=1,
+                outbox_depth=0,
+                software_version="test",
+            )
+        )
+    )
+    beat["last_seq"] = 2**64
+    publisher(TOPIC, encode(good[0]))
+    publisher(TOPIC, json.dumps(year_one).encode())
+    publisher(TOPIC, encode(good[1]))
+    publisher(heartbeat_topic("changxing", "cx-01"), json.dumps(beat).encode())
+    publisher(TOPIC, encode(good[2]))
+    assert wait_for(lambda: ingestor.counters.stored == 3, 10), ingestor.counters
+    assert wait_for(lambda: ingestor.counters.dead_lettered == 2, 10), ingestor.counters
+    reasons = [d.reason for d in _letters(session_factory)]
+    assert reasons[0].startswith("captured_at") and reasons[1].startswith("last_seq"), reasons
+    later = make_event(seq=5)  # and ingest goes on
+    publisher(TOPIC, encode(later))
+    assert wait_for(lambda: ingestor.counters.stored == 4, 10)
+    with session_factory() as s:
+        stored = set(s.scalars(sa.select(Event.event_id)))
+    assert stored == {str(e.event_id) for e in [*good, later]}
+    assert ingestor.counters.db_errors == 0
+
+
+def _refuse_camera(engine: sa.Engine, camera: str) -> None:
+    """Make the database refuse events of one camera with an error of its own.
+
+    A minimal injected fault: the payload schema now rejects every value known to break a
+    column, so a trigger stands in for whatever else a database may refuse one row for. On
+    PostgreSQL it raises P0001 (an InternalError to SQLAlchemy, neither integrity nor data),
+    on SQLite RAISE(ABORT) (an IntegrityError).
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                sa.text(
+                    "CREATE FUNCTION refuse_camera() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    f"BEGIN IF NEW.camera = '{camera}' THEN "
+                    "RAISE EXCEPTION 'camera refused by a test trigger'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_camera BEFORE INSERT ON events "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_camera()"
+                )
+            )
+        else:
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_camera BEFORE INSERT ON events "
+                    f"WHEN NEW.camera = '{camera}' "
+                    "BEGIN SELECT RAISE(ABORT, 'camera refused by a test trigger'); END"
+                )
+            )
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_not_retried(
+    start_ingestor: IngestorFactory,
+    publisher: Publish,
+    session_factory: sessionmaker[Session],
+    engine: sa.Engine,
+) -> None:
+    ingestor = start_ingestor()
+    _refuse_camera(engine, "bad-cam")
+    refused = make_event(seq=2, camera="bad-cam")
+    good = [make_event(seq=1), make_event(seq=3)]
+    for ev in (good[0], refused, good[1]):
+        publisher(TOPIC, encode(ev))
+    assert wait_for(lambda: ingestor.counters.dead_lettered == 1, 10), ingestor.counters
+    assert wait_for(lambda: ingestor.counters.stored == 2, 10), ingestor.counters
+    (letter,) = _letters(session_factory)
+    assert "camera refused by a test trigger" in letter.reason
+    assert json.loads(letter.payload)["event_id"] == str(refused.event_id)
+    assert ingestor.counters.db_errors == 0  # not mistaken for an outage
+    with session_factory() as s:
+        assert set(s.scalars(sa.select(Event.event_id))) == {str(e.event_id) for e in good}
+        node = s.get_one(Node, ("changxing", "cx-01"))
+    assert (node.contiguous_seq, node.max_seq) == (1, 3)  # seq 2 stays missing (asked again)
+
+
+def test_fallback_one_by_one_still_raises_the_cross_node_cluster(
+    start_ingestor: IngestorFactory,
+    publisher: Publish,
+    session_factory: sessionmaker[Session],
+    engine: sa.Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three deaths from two nodes in the same batch as a message the database refuses: the
+    batch is stored one by one, and the cluster is raised all the same."""
+    clusters = MortalityClusterSettings()
+    ingestor = start_ingestor(clusters=clusters, batch_wait_s=1.0)
+    _refuse_camera(engine, "bad-cam")
+    ingestor.stop()  # the messages queue up in the broker for the persistent session ...
+    t0 = datetime(2026, 11, 21, 6, tzinfo=UTC)
+    egret = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
+    for node, minutes, seq in [("cx-01", 0, 1), ("cx-01", 30, 2), ("cx-02", 60, 1)]:
+        t = t0 + timedelta(minutes=minutes)
+        death = make_event(
+            kind="anomaly",
+            rule="motionless_bird",
+            severity="warning",
+            node=node,
+            seq=seq,
+            captured_at=t - timedelta(minutes=12),
+            captured_until=t,
+            species=egret,
+        )
+        publisher(event_topic("changxing", node), encode(death))
+    publisher(TOPIC, encode(make_event(seq=3, camera="bad-cam")))
+    caplog.set_level(logging.WARNING, logger="central.ingest")
+    restarted = start_ingestor(clusters=clusters, batch_wait_s=1.0, probe=False)  # ... one batch
+    assert wait_for(lambda: restarted.counters.dead_lettered == 1, 15), restarted.counters
+    assert "storing one by one" in caplog.text  # the fallback really ran
+    with session_factory() as s:
+        (cluster,) = s.scalars(sa.select(Event).where(Event.rule == "mortality_cluster")).all()
+    assert (cluster.node, cluster.count, cluster.severity) == ("central", 3, "critical")
+    assert restarted.counters.stored == 4  # three deaths and the cluster
+
+
+def test_outage_is_told_from_a_refused_statement(
+    session_factory: sessionmaker[Session], engine: sa.Engine
+) -> None:
+    """Only an unusable database is an outage (wait and retry); anything a statement's values
+    cause is blamed on the message (dead-letter it), with real errors from both databases."""
+    unreachable = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
+        if engine.dialect.name == "postgresql"
+        else "sqlite:////nonexistent-dir/none.db"
+    )
+    with pytest.raises(sa.exc.DBAPIError) as down:
+        sa.create_engine(unreachable).connect()
+    assert database_unavailable(down.value)
+    with pytest.raises(sa.exc.DBAPIError) as no_table, session_factory() as s:
+        s.execute(sa.text("SELECT 1 FROM events_away"))  # schema not what the code expects
+    assert database_unavailable(no_table.value)
+    with pytest.raises(sa.exc.StatementError) as naive, session_factory.begin() as s:
+        row = Event(**{**_event_row(), "captured_at": datetime(2026, 1, 1)})  # no zone
+        s.add(row)
+        s.flush()
+    assert not database_unavailable(naive.value)
+    with pytest.raises(sa.exc.IntegrityError) as twice, session_factory.begin() as s:
+        s.add_all([Event(**_event_row(event_id="same")), Event(**_event_row(event_id="same"))])
+        s.flush()
+    assert not database_unavailable(twice.value)
+    assert not database_unavailable(OverflowError("Python int too large to convert"))
+
+
+def _event_row(**over: object) -> dict[str, object]:
+    from central import crud
+
+    row = crud.event_row(make_event(), received_at=datetime.now(UTC))
+    row.update(over)
+    return row

@@ -129,6 +129,8 @@ def test_silent_node_goes_offline_once_per_outage(
         assert not wait_for(lambda: len(_offline_events(db)) > 1, 1.0)  # once per outage
         event = _offline_events(db)[0]
         assert event.kind == "anomaly" and event.severity == "alert" and event.seq == 0
+        # an equipment fault, told from wildlife anomalies by its rule and category
+        assert (event.rule, event.category) == ("camera_health", "camera")
         assert event.message_zh.startswith(f"节点 {NODE} 已离线超过")
         assert db.node().state == "offline"
         sms = central_config.sms_file

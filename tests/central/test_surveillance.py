@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.payloads import EventPayload
 from central import crud
-from central.db.models import Event
+from central.db.models import ClusterMember, Event
 from central.surveillance import CENTRAL_NODE, evaluate_site
 from edge.rules.settings import MortalityClusterSettings
 from tests.central.conftest import make_event
+from tests.helpers import wait_for
 
 T0 = datetime(2026, 11, 21, 6, tzinfo=UTC)
 EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
@@ -40,11 +44,11 @@ def test_cluster_across_nodes_raised_once(session_factory: sessionmaker[Session]
         _dead(session, "cx-01", 0, 1)
         _dead(session, "cx-01", 30, 2)
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=30), config=cfg)
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=30), config=cfg)
             == []
         )
         _dead(session, "cx-02", 60, 1)
-        (ev,) = evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=60), config=cfg)
+        (ev,) = evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=60), config=cfg)
     assert (ev.node, ev.rule, ev.severity.value, ev.count) == (
         CENTRAL_NODE,
         "mortality_cluster",
@@ -59,12 +63,12 @@ def test_cluster_across_nodes_raised_once(session_factory: sessionmaker[Session]
         assert [e.event_id for e in stored] == [str(ev.event_id)]
         # again, and with a 4th death: the same cluster is not raised twice
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=61), config=cfg)
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=61), config=cfg)
             == []
         )
         _dead(session, "cx-02", 90, 2)
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=90), config=cfg)
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=90), config=cfg)
             == []
         )
 
@@ -77,8 +81,7 @@ def test_single_node_dismissed_and_old_deaths_are_left_out(
         for i in range(3):  # one node: the edge raises that cluster itself
             _dead(session, "cx-01", i, i + 1)
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=5), config=cfg)
-            == []
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=5), config=cfg) == []
         )
         _dead(session, "cx-02", 10, 1)
         session.execute(
@@ -86,16 +89,16 @@ def test_single_node_dismissed_and_old_deaths_are_left_out(
         )
         _dead(session, "cx-03", -60 * 30, 1)  # 30 h earlier: outside the window
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=10), config=cfg)
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=10), config=cfg)
             == []
         )
         _dead(session, "xz-01", 10, 1, site="xiazhuhu")  # another site
         assert (
-            evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=10), config=cfg)
+            evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=10), config=cfg)
             == []
         )
         _dead(session, "cx-04", 11, 1)
-        (ev,) = evaluate_site(session, site="changxing", now=T0 + timedelta(minutes=11), config=cfg)
+        (ev,) = evaluate_site(session, site="changxing", at=T0 + timedelta(minutes=11), config=cfg)
         assert ev.count == 4 and ev.seq == 1
 
 
@@ -145,3 +148,134 @@ def test_ingest_raises_the_cross_node_cluster_and_pages_once(
     sms = [json.loads(x) for x in central_config.sms_file.read_text().splitlines()]
     assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
     assert ingest.counters.dead_lettered == 0  # type: ignore[attr-defined]
+
+
+def _at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def _arrive(session: Session, node: str, minutes: int, seq: int) -> list[EventPayload]:
+    """A death stored and evaluated as the ingest does it."""
+    _dead(session, node, minutes, seq)
+    return evaluate_site(
+        session, site="changxing", at=_at(minutes), config=MortalityClusterSettings()
+    )
+
+
+def test_a_late_death_completes_the_cluster(session_factory: sessionmaker[Session]) -> None:
+    """cx-02 was offline and sends its buffered death from +0 after cx-01's from +60 and +90:
+    the window +0..+90 holds three deaths from two nodes."""
+    with session_factory.begin() as session:
+        assert _arrive(session, "cx-01", 60, 1) == []
+        assert _arrive(session, "cx-01", 90, 2) == []
+        (ev,) = _arrive(session, "cx-02", 0, 1)
+    assert ev.count == 3 and (ev.captured_at, ev.captured_until) == (_at(0), _at(90))
+    assert "cx-01、cx-02" in ev.message_zh
+    with session_factory.begin() as session:
+        # another late death inside the raised cluster's span is not a new cluster, nor is
+        # evaluating the same time again
+        assert _arrive(session, "cx-03", 30, 1) == []
+        assert (
+            evaluate_site(session, site="changxing", at=_at(0), config=MortalityClusterSettings())
+            == []
+        )
+        members = session.scalars(
+            sa.select(ClusterMember.death_event_id).where(
+                ClusterMember.cluster_event_id == str(ev.event_id)
+            )
+        ).all()
+    assert len(members) == 3
+
+
+def test_late_deaths_never_count_twice(session_factory: sessionmaker[Session]) -> None:
+    """Deaths already in a cluster are left out; three new ones, even when they arrive late
+    and fall between the counted ones, make the next cluster."""
+    with session_factory.begin() as session:
+        assert _arrive(session, "cx-01", 0, 1) == []
+        assert _arrive(session, "cx-02", 20, 1) == []
+        (first,) = _arrive(session, "cx-01", 40, 2)
+        assert _arrive(session, "cx-03", 10, 1) == []
+        assert _arrive(session, "cx-03", 30, 2) == []
+        (second,) = _arrive(session, "cx-02", 5, 2)
+        assert _arrive(session, "cx-01", 60 * 30, 3) == []  # 30 h later: a window of its own
+    assert (first.count, second.count) == (3, 3)
+    assert (second.captured_at, second.captured_until) == (_at(5), _at(30))
+    assert "cx-02、cx-03" in second.message_zh
+    with session_factory() as session:
+        members = session.scalars(sa.select(ClusterMember.death_event_id)).all()
+        clusters = session.scalars(sa.select(Event).where(Event.rule == "mortality_cluster"))
+        assert [c.seq for c in clusters] == [1, 2]
+    assert len(members) == len(set(members)) == 6
+
+
+def test_a_cluster_a_node_raised_covers_its_own_deaths_only(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        for minutes, seq in ((0, 1), (10, 2), (20, 3)):
+            _dead(session, "cx-01", minutes, seq)
+        edge_cluster = make_event(  # what cx-01 raised itself for its three deaths
+            kind="anomaly",
+            rule="mortality_cluster",
+            severity="critical",
+            node="cx-01",
+            seq=4,
+            captured_at=_at(0),
+            captured_until=_at(20),
+            count=3,
+            source="mortality_cluster:species:Egretta garzetta",
+        )
+        crud.insert_event(session=session, payload=edge_cluster, received_at=_at(20))
+        assert _arrive(session, "cx-02", 5, 1) == []  # cx-01's deaths are counted already
+        assert _arrive(session, "cx-02", 15, 2) == []
+        (ev,) = _arrive(session, "cx-03", 25, 1)
+    assert ev.count == 3 and "cx-02、cx-03" in ev.message_zh
+
+
+def _waiting_for_an_advisory_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            )
+        )
+
+
+def test_two_workers_storing_deaths_at_once_raise_the_cluster(
+    session_factory: sessionmaker[Session], engine: sa.Engine
+) -> None:
+    """One death is committed; two ingest workers each store one more at the same time. Under
+    READ COMMITTED neither would see the other's: the site lock makes the second one wait for
+    the first commit, so it sees all three."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip(
+            "SQLite admits one writer at a time: the second worker's insert already waits for "
+            "the first one's commit and then reads it"
+        )
+    cfg = MortalityClusterSettings()
+    with session_factory.begin() as session:
+        _dead(session, "cx-01", 0, 1)
+    a, b = session_factory(), session_factory()
+    raised_b: list[EventPayload] = []
+
+    def worker_b() -> None:
+        raised_b.extend(evaluate_site(b, site="changxing", at=_at(11), config=cfg))
+        b.commit()
+
+    thread = threading.Thread(target=worker_b, daemon=True)
+    try:
+        _dead(a, "cx-01", 10, 2)
+        _dead(b, "cx-02", 11, 1)
+        raised_a = evaluate_site(a, site="changxing", at=_at(10), config=cfg)
+        thread.start()
+        assert wait_for(lambda: _waiting_for_an_advisory_lock(engine), 10), "B did not wait"
+        a.commit()
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        a.close()
+        b.close()
+    assert (len(raised_a), len(raised_b)) == (0, 1)
+    with session_factory() as session:
+        (cluster,) = session.scalars(sa.select(Event).where(Event.rule == "mortality_cluster"))
+    assert cluster.count == 3
