@@ -2,22 +2,63 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
-from datetime import time
+import secrets
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from broker.payloads import Severity
 from broker.topics import ID_PATTERN
 from edge.rules.settings import MortalityClusterSettings
+from models.species import CatalogueError, load_catalogue
 
 PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_CUTOFF = "15:00"
-MIN_TOKEN_CHARS = 16  # shorter upload tokens are ignored: guessable
+MIN_TOKEN_CHARS = 16  # shorter upload tokens are refused: guessable
+STAFF_TOKEN_BYTES = 32  # new_staff_token(): 256 random bits, so a plain sha256 is enough
+# Keys the SMS back-ends in central/alerts register under. Kept here as plain names so loading the
+# config imports no gateway SDK; tests/central/test_config.py keeps it equal to the registry.
+SMS_BACKENDS = ("file",)
+
+# Operator-facing config errors, Chinese first (to move into central/messages.py).
+SMS_BACKEND_UNKNOWN = (
+    "未知的短信后端 {key!r}（可用：{known}）/ unknown SMS backend {key!r} (known: {known})"
+)
+NO_DUTY_PHONES = (
+    "duty_phones 为空：异常将无人接收短信；确需如此请设置 allow_no_duty_phones: true / "
+    "duty_phones is empty, so no one is paged about anomalies; "
+    "set allow_no_duty_phones: true if that is intended"
+)
+CATALOGUE_UNREADABLE = "物种名录 {path} 无法使用 / species catalogue unusable: {error}"
+UPLOAD_TOKEN_UNSET = (
+    "节点 {node} 的上传令牌 ${env} 未设置 / upload token ${env} of {node} is not set"
+)
+UPLOAD_TOKEN_SHORT = (
+    "节点 {node} 的上传令牌 ${env} 过短（至少 {min} 个字符）/ "
+    "upload token ${env} of {node} is too short (at least {min} characters)"
+)
+UPLOAD_TOKEN_SHARED = (
+    "节点 {node} 与 {other} 使用同一个上传令牌 / {node} and {other} share one upload token"
+)
+STAFF_DUPLICATE = "staff 中 {what} 重复：{value} / duplicate {what} in staff: {value}"
+STAFF_TOKEN_IS_UPLOAD_TOKEN = (
+    "工作人员 {name} 的令牌与节点上传令牌相同 / staff {name} uses a node's upload token"
+)
 
 SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]
@@ -89,6 +130,24 @@ class ReportConfig(_Section):
     output_dir: Path | None = Field(None, description="where reports go (default data_dir/reports)")
     station_name: str = Field("", max_length=120, description="monitoring station name (监测站)")
     station_code: str = Field("", max_length=64, description="station code in the national system")
+    # Nodes keep events in their outbox while the link is down and central asks again for missing
+    # sequence numbers (monitor.gap_grace_s 30 s, then every resend_interval_s 300 s), so events
+    # captured just before the cut-off usually arrive seconds to ~5 minutes late; 10 minutes
+    # covers one resend round. Longer: fewer late additions, but a later report.
+    grace_minutes: int = Field(
+        10,
+        ge=0,
+        le=1440,
+        description="a window counts as closed this long after the cut-off; events arriving "
+        "later go to the next report's 补报 (late additions) section",
+    )
+    max_catch_up_days: int = Field(
+        62,
+        ge=1,
+        le=366,
+        description="catch-up after a long outage produces at most this many days (the most "
+        "recent); a clock that jumped years ahead must not fill the disk, older days need --date",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +163,11 @@ class ReportConfig(_Section):
         """The cut-off as a time of day."""
         hours, minutes = self.cutoff.split(":")
         return time(int(hours), int(minutes))
+
+    @property
+    def grace(self) -> timedelta:
+        """How long after the cut-off a window counts as closed."""
+        return timedelta(minutes=self.grace_minutes)
 
 
 class SiteConfig(_Section):
@@ -133,6 +197,21 @@ class AlertConfig(_Section):
         default_factory=list, max_length=50, description="who gets SMS"
     )
     min_severity: Severity = Field(Severity.ALERT, description="lowest severity that sends SMS")
+    allow_no_duty_phones: bool = Field(
+        False,
+        description="accept an empty duty_phones (a test bench, a read-only mirror); a station "
+        "exists to raise alarms, so an empty list is an error without this explicit opt-out",
+    )
+
+    @model_validator(mode="after")
+    def _backend_and_phones(self) -> AlertConfig:
+        if self.sms_backend not in SMS_BACKENDS:
+            raise ValueError(
+                SMS_BACKEND_UNKNOWN.format(key=self.sms_backend, known=", ".join(SMS_BACKENDS))
+            )
+        if not self.duty_phones and not self.allow_no_duty_phones:
+            raise ValueError(NO_DUTY_PHONES)
+        return self
 
 
 class MonitorConfig(_Section):
@@ -184,10 +263,26 @@ class EvidenceConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _unique_nodes(self) -> EvidenceConfig:
+    def _unique_nodes_and_tokens(self) -> EvidenceConfig:
         keys = [(u.site, u.node) for u in self.uploaders]
         if len(keys) != len(set(keys)):
             raise ValueError("each node may appear once in evidence.uploaders")
+        problems: list[str] = []
+        owner_of: dict[str, str] = {}
+        for u in self.uploaders:
+            node, token = f"{u.site}/{u.node}", os.environ.get(u.token_env, "")
+            if not token:
+                problems.append(UPLOAD_TOKEN_UNSET.format(node=node, env=u.token_env))
+            elif len(token) < MIN_TOKEN_CHARS:
+                problems.append(
+                    UPLOAD_TOKEN_SHORT.format(node=node, env=u.token_env, min=MIN_TOKEN_CHARS)
+                )
+            elif token in owner_of:
+                problems.append(UPLOAD_TOKEN_SHARED.format(node=node, other=owner_of[token]))
+            else:
+                owner_of[token] = node
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def tokens(self) -> dict[str, tuple[str, str]]:
@@ -198,6 +293,34 @@ class EvidenceConfig(_Section):
             if len(token) >= MIN_TOKEN_CHARS:
                 found[token] = (u.site, u.node)
         return found
+
+
+def token_sha256(token: str) -> str:
+    """The hex sha256 of a bearer token, as `staff[].token_sha256` holds it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_staff_token() -> tuple[str, str]:
+    """A new random staff token and its sha256: give the token to the person, put the hash in
+    the config. One line: python -c "from central.config import new_staff_token as t; print(*t())"
+    """
+    token = secrets.token_urlsafe(STAFF_TOKEN_BYTES)
+    return token, token_sha256(token)
+
+
+class StaffConfig(_Section):
+    """A person who may use the API (read events and evidence, review); the config holds only
+    the sha256 of their token, so the file can be backed up and shared without leaking it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(
+        min_length=1, max_length=64, description="name recorded on their reviews (审核人)"
+    )
+    token_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="hex sha256 of the person's bearer token (see new_staff_token())",
+    )
 
 
 class CentralConfig(_Section):
@@ -218,6 +341,30 @@ class CentralConfig(_Section):
     )
     catalogue: Path | None = Field(None, description="station species list CSV (default shipped)")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    staff: list[StaffConfig] = Field(
+        default_factory=list,
+        max_length=500,
+        description="people allowed to use the API; removing an entry (and restarting) revokes it",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alerts_checked_when_absent(cls, data: Any) -> Any:
+        # Validate the absent section like a written one, so "no duty_phones" is reported
+        # under 'alerts' instead of escaping from a default factory.
+        if isinstance(data, dict) and "alerts" not in data:
+            return {**data, "alerts": {}}
+        return data
+
+    @field_validator("catalogue")
+    @classmethod
+    def _catalogue_loads(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                load_catalogue(path)
+            except CatalogueError as exc:
+                raise ValueError(CATALOGUE_UNREADABLE.format(path=path, error=exc)) from exc
+        return path
 
     @model_validator(mode="after")
     def _defaults_and_checks(self) -> CentralConfig:
@@ -235,7 +382,30 @@ class CentralConfig(_Section):
             self.alerts.sms_file = self.data_dir / "sms.jsonl"
         if self.evidence.storage_dir is None:
             self.evidence.storage_dir = self.data_dir / "evidence"
+        self._check_staff()
         return self
+
+    def _check_staff(self) -> None:
+        for what, values in (
+            ("name", [s.name for s in self.staff]),
+            ("token_sha256", [s.token_sha256 for s in self.staff]),
+        ):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(STAFF_DUPLICATE.format(what=what, value=", ".join(repeated)))
+        upload_hashes = {token_sha256(t) for t in self.evidence.tokens()}
+        for member in self.staff:
+            if member.token_sha256 in upload_hashes:
+                raise ValueError(STAFF_TOKEN_IS_UPLOAD_TOKEN.format(name=member.name))
+
+    def staff_for_token(self, token: str) -> StaffConfig | None:
+        """The staff member whose token this is, or None (every entry compared in constant time)."""
+        digest = token_sha256(token).encode()
+        found = None
+        for member in self.staff:
+            if hmac.compare_digest(member.token_sha256.encode(), digest):
+                found = member
+        return found
 
     @property
     def evidence_dir(self) -> Path:

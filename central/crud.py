@@ -15,8 +15,10 @@ from central.db.models import (
     DEAD_LETTER_MAX_BYTES,
     DEAD_LETTER_MAX_REASON,
     DEAD_LETTER_MAX_TOPIC,
+    REVIEW_ACTION_REVIEW,
     DeadLetter,
     Event,
+    EventReview,
     Node,
 )
 
@@ -195,15 +197,50 @@ def events_in_window(*, session: Session, start: datetime, end: datetime) -> Seq
 
 
 def review_event(
-    *, session: Session, event_id: str, decision: str, reviewer: str, note: str, at: datetime
+    *,
+    session: Session,
+    event_id: str,
+    decision: str,
+    reviewer: str,
+    note: str,
+    at: datetime,
+    action: str = REVIEW_ACTION_REVIEW,
 ) -> Event | None:
-    """Record a person's decision on an event; None when the event is unknown."""
-    row = get_event(session=session, event_id=event_id)
+    """Record a person's decision on an event: one more entry in its review history, and the
+    latest decision on the event row; None when the event is unknown."""
+    # Locked (PostgreSQL; SQLite serialises writers anyway) so two reviewers at once cannot leave
+    # the row showing the earlier decision while the history ends with the later one.
+    row = session.scalar(
+        sa.select(Event)
+        .where(Event.event_id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if row is None:
         return None
-    row.review_status = decision
-    row.reviewer = reviewer
-    row.review_note = note
-    row.reviewed_at = at
+    session.add(
+        EventReview(
+            event_id=event_id,
+            decision=decision,
+            action=action,
+            reviewer=reviewer,
+            note=note,
+            reviewed_at=at,
+        )
+    )
+    if row.reviewed_at is None or at >= row.reviewed_at:
+        row.review_status = decision
+        row.reviewer = reviewer
+        row.review_note = note
+        row.reviewed_at = at
     session.flush()
     return row
+
+
+def list_reviews(*, session: Session, event_id: str) -> Sequence[EventReview]:
+    """Every decision on an event, oldest first."""
+    return session.scalars(
+        sa.select(EventReview)
+        .where(EventReview.event_id == event_id)
+        .order_by(EventReview.reviewed_at, EventReview.id)
+    ).all()

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from central.api import texts
+
+# Times a query may name: far enough either side of any real capture, and safely inside the range
+# datetime can shift between zones (year 1 or 9999 at an extreme offset overflowed into a 500).
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _query_time(value: datetime) -> datetime:
+    """Refuse naive times (no one should guess a zone) and times outside 2000..2100."""
+    if value.utcoffset() is None:
+        raise PydanticCustomError("naive_time", texts.NAIVE_TIME)
+    if not EARLIEST_TIME <= value <= LATEST_TIME:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            texts.TIME_OUT_OF_RANGE.format(
+                earliest=f"{EARLIEST_TIME:%Y-%m-%d}", latest=f"{LATEST_TIME:%Y-%m-%d}"
+            ),
+        )
+    return value
+
+
+QueryTime = Annotated[datetime, AfterValidator(_query_time)]
 
 
 class SpeciesPublic(BaseModel):
@@ -76,13 +101,33 @@ class EventPublic(EventBase):
 
 
 class ReviewCreate(BaseModel):
-    """A person's decision on an event: confirmed or dismissed (dismissed leaves the reports)."""
+    """A person's decision on an event: confirmed or dismissed (dismissed leaves the reports).
+    Who decided is the authenticated staff member, never a field of the request."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decision: Literal["confirmed", "dismissed"]
     note: str = Field("", max_length=1000, description="why, in the reviewer's words")
-    reviewer: str = Field(min_length=1, max_length=64, description="who decided")
+
+
+class ReviewPublic(BaseModel):
+    """One entry of an event's review history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    decision: str = Field(description="confirmed | dismissed")
+    action: str = Field(description="review | background (a box marked as scenery)")
+    reviewer: str = Field(description="the staff member whose token made the request")
+    note: str
+    reviewed_at: datetime
+
+
+class ReviewsPublic(BaseModel):
+    """Every decision on one event, oldest first; the event itself shows the latest."""
+
+    event_id: str
+    data: list[ReviewPublic]
+    count: int
 
 
 class BackgroundCreate(BaseModel):
@@ -91,7 +136,6 @@ class BackgroundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     box_index: int = Field(0, ge=0, le=199, description="which box of the event")
-    reviewer: str = Field(min_length=1, max_length=64, description="who decided")
     note: str = Field("", max_length=1000, description="why")
 
 

@@ -20,6 +20,7 @@ from central.db.models import Event
 from central.demo import run_demo
 from edge.app import EdgeNode
 from edge.config import NodeConfig, parse_config
+from tests.central.staff import auth, staff_accounts
 from tests.helpers import MosquittoServer, wait_for
 
 DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -39,6 +40,7 @@ def _central(tmp_path: Path, database_url: str, port: int) -> CentralConfig:
             },
             "sites": {"changxing": {"name_zh": "长兴扬子鳄国家级自然保护区"}},
             "alerts": {"duty_phones": ["13900000000"]},
+            "staff": staff_accounts(),
         }
     )
 
@@ -73,6 +75,7 @@ def test_edge_run_to_central_row(
         cameras=[{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
         poll_s=0.1,
         settle_s=0.1,
+        quarantine_grace_s=0.5,  # broken.jpg is complete: no need to wait for a stalled upload
     )
     central = CentralService(central_cfg, serve_http=False)
     central.start()
@@ -183,12 +186,14 @@ def test_reviewer_marks_a_box_as_background_and_the_node_masks_it(
         url = f"/api/events/{dog_obs.event_id}/background"
         with TestClient(central.app) as client:  # the photo shows two "dogs": both statues
             for index in (0, 1):
-                body = {"box_index": index, "reviewer": "张三", "note": "雕塑，不是真狗"}
-                reply = client.post(url, json=body)
+                body = {"box_index": index, "note": "雕塑，不是真狗"}
+                reply = client.post(url, json=body, headers=auth("王五"))
                 assert reply.status_code == 200, reply.text
-            assert client.post(url, json={"box_index": 5, "reviewer": "张三"}).status_code == 422
+            bad = client.post(url, json={"box_index": 5}, headers=auth("王五"))
+            assert bad.status_code == 422
+            assert client.post(url, json={"box_index": 0}).status_code == 401
         assert reply.json()["review_status"] == "dismissed"
-        assert reply.json()["reviewer"] == "张三"
+        assert reply.json()["reviewer"] == "王五"  # the token's owner
         assert wait_for(lambda: node.commands.backgrounds == 2, 10)
         second = tmp_path / "dog2.jpg"  # the same view a minute later: the statue is still there
         second.write_bytes(picture + b"\x00")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from central import evidence, messages
-from central.config import CentralConfig
+from central.api import texts
+from central.config import CentralConfig, StaffConfig
+
+log = logging.getLogger(__name__)
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -38,6 +43,31 @@ def get_command_sender(request: Request) -> CommandSender:
 SessionDep = Annotated[Session, Depends(get_db)]
 ConfigDep = Annotated[CentralConfig, Depends(get_config)]
 
+# auto_error=False: a missing or malformed header gets our 401 (Chinese first), not FastAPI's 403.
+staff_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="StaffToken",
+    description="工作人员令牌 / staff token (config `staff[].token_sha256` holds its sha256)",
+)
+
+
+def get_current_staff(
+    request: Request,
+    config: ConfigDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(staff_bearer)],
+) -> StaffConfig:
+    """The staff member whose bearer token the request carries; 401 without a known one."""
+    member = config.staff_for_token(credentials.credentials) if credentials else None
+    if member is None:
+        client = request.client.host if request.client else "-"
+        log.warning(
+            "staff token refused for %s %s from %s", request.method, request.url.path, client
+        )
+        raise HTTPException(
+            401, detail=texts.STAFF_TOKEN_INVALID, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return member
+
 
 def get_uploader(
     config: ConfigDep, authorization: Annotated[str | None, Header()] = None
@@ -49,5 +79,6 @@ def get_uploader(
         raise HTTPException(exc.status, detail=exc.detail, headers=exc.headers) from exc
 
 
+CurrentStaff = Annotated[StaffConfig, Depends(get_current_staff)]
 UploaderDep = Annotated[tuple[str, str], Depends(get_uploader)]
 CommandDep = Annotated[CommandSender, Depends(get_command_sender)]

@@ -16,7 +16,12 @@ DEAD_LETTER_MAX_REASON = 1000
 DEAD_LETTER_MAX_TOPIC = 255
 
 REVIEW_UNREVIEWED = "unreviewed"
+REVIEW_CONFIRMED = "confirmed"
 REVIEW_DISMISSED = "dismissed"
+
+# How a decision was made (event_reviews.action): POST .../review, or .../background (dismissed).
+REVIEW_ACTION_REVIEW = "review"
+REVIEW_ACTION_BACKGROUND = "background"
 
 SMS_PENDING = "pending"
 SMS_SENDING = "sending"
@@ -108,6 +113,21 @@ class Event(Base):
     evidence: Mapped[list[EvidenceFile]] = relationship(
         lazy="selectin", order_by="EvidenceFile.name", viewonly=True
     )
+
+
+class EventReview(Base):
+    """One staff decision on an event, kept for good; the event row carries the latest one."""
+
+    __tablename__ = "event_reviews"
+    __table_args__ = (sa.Index("ix_event_reviews_event_id_reviewed_at", "event_id", "reviewed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    decision: Mapped[str] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    reviewer: Mapped[str] = mapped_column(sa.String(64))
+    note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DeadLetter(Base):

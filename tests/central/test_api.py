@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import crud
+from central.api.routes.events import MAX_OFFSET, MAX_PAGE
 from central.app import create_app
 from central.config import CentralConfig
 from tests.central.conftest import make_event
+from tests.central.staff import auth, with_staff
 
 
 @pytest.fixture()
@@ -40,8 +43,8 @@ def client(
     with session_factory.begin() as session:
         for event in events:
             crud.insert_event(session=session, payload=event, received_at=now)
-    app = create_app(config=central_config, session_factory=session_factory)
-    with TestClient(app) as test_client:
+    app = create_app(config=with_staff(central_config), session_factory=session_factory)
+    with TestClient(app, headers=auth()) as test_client:
         test_client.events = events  # type: ignore[attr-defined]
         yield test_client
 
@@ -80,8 +83,50 @@ def test_detail_and_404(client: TestClient) -> None:
     missing = client.get("/api/events/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
     assert "未找到" in missing.json()["detail"] and "not found" in missing.json()["detail"]
+    assert client.get("/api/events/not-an-event-id").status_code == 422
 
 
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "野生动物" in client.get("/openapi.json").json()["info"]["title"]
+
+
+def _refused(response: httpx.Response) -> str:
+    """The message of a 422 on one query parameter."""
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    return str(error["msg"])
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"until": "9999-12-31T23:59:59-14:00"}, "2000-01-01"),  # was a 500 (overflow to UTC)
+        ({"since": "0001-01-01T00:00:00+08:00"}, "2100-12-31"),  # was a 500
+        ({"since": "1999-12-31T23:59:59Z"}, "时间须在"),
+        ({"until": "2101-01-01T00:00:00Z"}, "时间须在"),
+        ({"since": "0"}, "时间须在"),  # a number is read as 1970 UTC
+        ({"since": "2026-11-21T01:00:00"}, "时区"),
+        ({"offset": str(10**20)}, "since/until"),  # was a 500 (beyond 64-bit OFFSET)
+        ({"offset": str(MAX_OFFSET + 1)}, "since/until"),
+        ({"offset": "-1"}, "greater than or equal"),
+        ({"limit": str(MAX_PAGE + 1)}, "less than or equal"),
+        ({"category": "dragon"}, "bird"),
+        ({"kind": "rumour"}, "anomaly"),
+        ({"severity": "panic"}, "critical"),
+        ({"site": "Bad Site" * 100}, "pattern"),
+        ({"rule": "x" * 500}, "pattern"),
+    ],
+)
+def test_out_of_range_query_is_422(client: TestClient, params: dict[str, str], says: str) -> None:
+    message = _refused(client.get("/api/events", params=params))
+    assert says in message
+    if not message.isascii():
+        assert not message[0].isascii(), "our own messages put Chinese first"
+
+
+def test_bounds_themselves_are_accepted(client: TestClient) -> None:
+    edges = {"since": "2000-01-01T00:00:00Z", "until": "2100-12-31T23:59:59Z"}
+    body = client.get("/api/events", params={**edges, "offset": MAX_OFFSET}).json()
+    assert body == {"data": [], "count": 3}
+    assert client.get("/api/events", params={"until": "2100-12-31T23:59:59Z"}).json()["count"] == 3

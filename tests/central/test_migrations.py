@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from central import crud, messages
 from central.db.migrate import alembic_config, upgrade
-from central.db.models import Base
-from central.db.session import make_engine
+from central.db.models import Base, Event
+from central.db.session import make_engine, make_session_factory
+from tests.central.conftest import make_event
 
 
 def test_upgrade_creates_schema_matching_models(database_url: str) -> None:
@@ -25,6 +30,7 @@ def test_upgrade_creates_schema_matching_models(database_url: str) -> None:
             "nodes",
             "seq_gaps",
             "sms_messages",
+            "event_reviews",
             "alembic_version",
         } <= tables
         index_names = {ix["name"] for ix in inspector.get_indexes("events")}
@@ -36,5 +42,56 @@ def test_upgrade_creates_schema_matching_models(database_url: str) -> None:
                 MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
             )
         assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_review_history_starts_with_the_reviews_made_before_it(database_url: str) -> None:
+    """0006 turns each event's latest decision into the first entry of its history; downgrade
+    drops the history and leaves the events as they were."""
+    upgrade(database_url, "0005")
+    engine = make_engine(database_url)
+    at = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
+    events = [make_event(seq=n, kind="anomaly", rule="free_roaming_dog") for n in (1, 2, 3)]
+    ids = [str(e.event_id) for e in events]
+    reviews = [
+        ("confirmed", "张三", "已现场核实"),
+        ("dismissed", "李四", messages.BACKGROUND_NOTE.format(note="树桩")),
+    ]
+    try:
+        with make_session_factory(engine).begin() as session:
+            for event in events:
+                crud.insert_event(session=session, payload=event, received_at=at)
+            for event_id, (status, reviewer, note) in zip(ids, reviews, strict=False):
+                session.execute(
+                    sa.update(Event)
+                    .where(Event.event_id == event_id)
+                    .values(
+                        review_status=status, reviewer=reviewer, review_note=note, reviewed_at=at
+                    )
+                )
+        upgrade(database_url)
+        query = sa.text(
+            "SELECT event_id, decision, action, reviewer, note FROM event_reviews ORDER BY id"
+        )
+        with engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        assert sorted(rows) == sorted(
+            [
+                (ids[0], "confirmed", "review", "张三", "已现场核实"),
+                (ids[1], "dismissed", "background", "李四", reviews[1][2]),
+            ]
+        )
+        with make_session_factory(engine)() as session:
+            (first,) = crud.list_reviews(session=session, event_id=ids[0])
+            assert first.reviewed_at == at  # aware UTC, as every other column
+
+        engine.dispose()
+        command.downgrade(alembic_config(database_url), "0005")
+        assert "event_reviews" not in sa.inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            kept = conn.scalar(sa.text("SELECT count(*) FROM events WHERE reviewer IS NOT NULL"))
+        assert kept == 2
+        upgrade(database_url)  # and up again
     finally:
         engine.dispose()

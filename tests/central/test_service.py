@@ -11,6 +11,7 @@ from broker.validate import encode
 from central.app import CentralService
 from central.config import CentralConfig
 from tests.central.conftest import make_event
+from tests.central.staff import auth, with_staff
 from tests.helpers import free_port, wait_for
 
 
@@ -18,8 +19,10 @@ def test_service_runs_everything(
     central_config: CentralConfig, publisher: Callable[[str, bytes], None]
 ) -> None:
     port = free_port()
-    cfg = central_config.model_copy(
-        update={"http": central_config.http.model_copy(update={"port": port})}
+    cfg = with_staff(
+        central_config.model_copy(
+            update={"http": central_config.http.model_copy(update={"port": port})}
+        )
     )
     service = CentralService(cfg)
     service.start()
@@ -39,7 +42,7 @@ def test_service_runs_everything(
         assert "【WildWatch紧急】" in cfg.sms_file.read_text(encoding="utf-8")
         base = f"http://127.0.0.1:{port}"
         assert wait_for(lambda: _ok(f"{base}/healthz"), 10)
-        body = httpx.get(f"{base}/api/events").json()
+        body = httpx.get(f"{base}/api/events", headers=auth()).json()
         assert body["count"] == 1 and body["data"][0]["event_id"] == str(alert.event_id)
         assert service.counters.stored == 1
     finally:

@@ -29,6 +29,7 @@ from edge.outbox import Outbox
 from edge.outbox.sqlite import UPLOAD_DONE, UPLOAD_FAILED, EvidenceUpload
 from edge.publish.evidence import EvidenceUploader, UploadRefused
 from tests.central.conftest import make_event
+from tests.central.staff import auth, staff_accounts
 from tests.helpers import free_port, wait_for
 
 TOKEN_A = "token-of-cx-01-0123456789"
@@ -72,6 +73,8 @@ def central(
                     {"site": "xiazhuhu", "node": "xz-01", "token_env": "WW_TOKEN_XZ01"},
                 ]
             },
+            "alerts": {"duty_phones": ["13900000000"]},
+            "staff": staff_accounts(),
         }
     )
     upgrade(database_url)
@@ -140,7 +143,7 @@ def test_interrupted_upload_resumes_at_central_offset(central: Central, tmp_path
     client.close()
     puts = [r for r in ranges if r]
     assert puts == ["bytes 16384-32767/40000", "bytes 32768-39999/40000"]
-    served = httpx.get(f"{central.url}/api/evidence/{event.event_id}/a.jpg")
+    served = httpx.get(f"{central.url}/api/evidence/{event.event_id}/a.jpg", headers=auth())
     assert hashlib.sha256(served.content).digest() == hashlib.sha256(data).digest()
     assert uploaded == [tmp_path / "ev" / "a.jpg"]
     outbox.close()

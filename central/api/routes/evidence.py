@@ -1,4 +1,5 @@
-"""Evidence images: resumable authenticated uploads from the nodes, and the images for review."""
+"""Evidence images: resumable uploads from the nodes (node token), and the images for review
+(staff token)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from fastapi.responses import FileResponse
 
 from broker.payloads import EVIDENCE_NAME_PATTERN
 from central import evidence, messages
-from central.api.deps import ConfigDep, SessionDep, UploaderDep
+from central.api.deps import ConfigDep, CurrentStaff, SessionDep, UploaderDep
 from central.schemas import UploadStatusPublic
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
 
 NameParam = Annotated[str, Path(pattern=EVIDENCE_NAME_PATTERN, description="file name")]
+# "bytes start-end/total" with three numbers far larger than any evidence file fits in 80
+# characters; the bound also keeps int() away from numbers thousands of digits long.
+MAX_CONTENT_RANGE = 80
 
 
 def _http(exc: evidence.EvidenceError) -> HTTPException:
@@ -50,7 +54,9 @@ async def upload_chunk(
     uploader: UploaderDep,
     event_id: uuid.UUID,
     name: NameParam,
-    content_range: Annotated[str, Header(description="bytes start-end/total")],
+    content_range: Annotated[
+        str, Header(max_length=MAX_CONTENT_RANGE, description="bytes start-end/total")
+    ],
     x_content_sha256: Annotated[str, Header(description="sha256 of the whole file (hex)")],
 ) -> UploadStatusPublic:
     """Append one chunk; the last one is checked against the whole file's sha256 and stored."""
@@ -77,9 +83,13 @@ async def upload_chunk(
 
 @router.get("/{event_id}/{name}", response_class=FileResponse)
 def read_evidence(
-    session: SessionDep, config: ConfigDep, event_id: uuid.UUID, name: NameParam
+    session: SessionDep,
+    config: ConfigDep,
+    staff: CurrentStaff,
+    event_id: uuid.UUID,
+    name: NameParam,
 ) -> FileResponse:
-    """The stored JPEG; 404 until it has been uploaded and checked."""
+    """The stored JPEG for a staff member; 404 until it has been uploaded and checked."""
     path = evidence.evidence_file(session=session, config=config, event_id=str(event_id), name=name)
     if path is None:
         raise HTTPException(status_code=404, detail=messages.EVIDENCE_NOT_FOUND)
