@@ -42,27 +42,68 @@ def serve_cmd(config_path: Path) -> None:
     "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
 )
 @click.option(
-    "--date", "day", required=True, help="report day YYYY-MM-DD (window ends at its cut-off)"
+    "--date",
+    "day",
+    default=None,
+    help="报告日期 report day YYYY-MM-DD (window ends at its cut-off); "
+    "default: the most recent closed window",
+)
+@click.option(
+    "--catch-up",
+    is_flag=True,
+    help="补报漏报日 every closed window since the last report on file that has no report yet "
+    "(what the timer runs; does nothing when all are done)",
+)
+@click.option(
+    "--grace-minutes",
+    type=click.IntRange(0, 24 * 60),
+    default=None,
+    help="a window counts as closed this long after its cut-off, so events still in node "
+    "outboxes arrive first (default: report.grace_minutes of the config)",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-def report_cmd(config_path: Path, day: str, out_dir: Path | None) -> None:
-    """Write the daily report (JSON + XLSX) and print the paths."""
+def report_cmd(
+    config_path: Path,
+    day: str | None,
+    catch_up: bool,
+    grace_minutes: int | None,
+    out_dir: Path | None,
+) -> None:
+    """生成日报 Write the daily report (JSON + XLSX) and print the paths."""
+    from datetime import UTC
+
     from central.db.migrate import upgrade
     from central.db.session import make_engine, make_session_factory
-    from central.reports.daily import build_daily_report
-    from central.reports.xlsx import write_daily_report
+    from central.reports.daily import latest_closed_day, produce
+    from central.reports.record import due_days
 
-    try:
-        the_day: date = datetime.strptime(day, "%Y-%m-%d").date()
-    except ValueError as exc:
-        raise click.BadParameter(f"{day!r} is not YYYY-MM-DD", param_hint="--date") from exc
+    if day is not None and catch_up:
+        raise click.UsageError("--date 与 --catch-up 不能同时使用 / give --date or --catch-up")
     cfg = _config(config_path)
+    if grace_minutes is not None:  # bounded like the config field by click.IntRange
+        report = cfg.report.model_copy(update={"grace_minutes": grace_minutes})
+        cfg = cfg.model_copy(update={"report": report})
+    target = out_dir or cfg.report_dir
+    closed = latest_closed_day(datetime.now(UTC), cfg)
+    if day is not None:
+        try:
+            days: list[date] = [datetime.strptime(day, "%Y-%m-%d").date()]
+        except ValueError as exc:
+            raise click.BadParameter(f"{day!r} is not YYYY-MM-DD", param_hint="--date") from exc
+    elif catch_up:
+        days = due_days(target, closed, max_days=cfg.report.max_catch_up_days)
+    else:
+        days = [closed]
+    if not days:  # the timer's usual case: stay quiet
+        logging.getLogger(__name__).info("no report due: %s and earlier are on file", closed)
+        return
     upgrade(cfg.database_url)
     engine = make_engine(cfg.database_url)
     try:
-        with make_session_factory(engine)() as session:
-            report = build_daily_report(session=session, config=cfg, day=the_day)
+        for the_day in days:  # oldest first: each report's late additions start after the last
+            with make_session_factory(engine)() as session:
+                paths = produce(session=session, config=cfg, day=the_day, out_dir=target)
+            for path in paths:
+                click.echo(str(path))
     finally:
         engine.dispose()
-    for path in write_daily_report(report, out_dir or cfg.report_dir):
-        click.echo(str(path))

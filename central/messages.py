@@ -84,38 +84,140 @@ NO_ANOMALY = "无异常"
 ZERO_REPORT = "无异常（零报告）"
 YES = "是"
 NO = "否"
-ANOMALY_SUMMARY = "发现异常 {count} 起"
+DISEASE_SUMMARY = "发现疫病异常 {count} 起"
+DISEASE_SUMMARY_LATE = "发现疫病异常 {count} 起（含补报 {late} 起）"
+OTHER_SUMMARY = "其他情况 {count} 起"
+EQUIPMENT_SUMMARY = "设备故障 {count} 起"
+LATE_OTHER_SUMMARY = "补报其他情况/设备故障 {count} 起"
 UNCONFIGURED_SITE = "未配置站点 {site}"
 NONE_SEEN = "未见"
+OBSERVED_BY_CAMERA = "摄像机 camera"
+PHOTO_NOT_UPLOADED = "（未上传 not uploaded）"
+PROVISIONAL = "临时报告：生成时时段尚未结束 / provisional: generated before the window closed"
+LATE_SINCE_PREVIOUS = (
+    "{day} 日报生成（{at}）后到达中心 / arrived after the {day} report was generated at {at}"
+)
+LATE_SINCE_WINDOW = (
+    "无更早的日报记录，自上一截止时间加宽限期 {at} 起计 / "
+    "no earlier report on file; counted from the previous cut-off plus the grace, {at}"
+)
 
-SHEET_SUMMARY = "日报汇总"
-SHEET_ANOMALIES = "异常明细"
 REPORT_TITLE = "{station}陆生野生动物疫源疫病监测日报 {day}"
+REPORT_TITLE_EN = "Terrestrial wildlife epidemic-source and disease monitoring daily report"
 REPORT_WINDOW = "{start} 至 {end}"
+
+# Sections of a report (rule → section lives in central.reports.model).
+SECTIONS_ZH: dict[str, tuple[str, str]] = {
+    "disease": ("疫病异常", "wildlife epidemic abnormality"),
+    "other": ("其他情况", "other findings"),
+    "equipment": ("设备故障", "equipment faults"),
+}
+
+SHEET_INFO = "报告信息"
+SHEET_SUMMARY = "日报汇总"
+SHEET_SPECIES = "物种统计"
+SHEET_DISEASE = "疫病异常"
+SHEET_OTHER = "其他情况"
+SHEET_EQUIPMENT = "设备故障"
+SHEET_LATE = "补报（迟到数据）"
+
+INFO_HEADERS: list[tuple[str, int]] = [("项目 Item", 26), ("内容 Value", 80)]
+INFO_TITLE = "标题 Title"
+INFO_STATION = "监测站 Station"
+INFO_STATION_CODE = "监测站代码 Station code"
+INFO_DAY = "报告日期 Report day"
+INFO_WINDOW = "时段 Window"
+INFO_CUTOFF = "截止时间 Cut-off"
+INFO_GENERATED = "生成时间 Generated at"
+INFO_ABNORMAL = "是否发现疫病异常 Abnormal (wildlife epidemic)"
+INFO_SUMMARY = "报告结论 Summary"
+INFO_LATE_SINCE = "补报起算 Late additions counted from"
+INFO_STATUS = "报告状态 Status"
+INFO_FINAL = "正式报告（时段已结束）/ final (window closed)"
 
 SUMMARY_HEADERS: list[tuple[str, int]] = [  # (header, column width)
     ("监测站 Station", 34),
     ("站点代码 Code", 14),
+    ("纬度 Latitude", 12),
+    ("经度 Longitude", 12),
     ("时段 Window", 36),
-    ("是否异常 Abnormal", 12),
-    ("异常数 Anomalies", 12),
+    ("是否异常（疫病）Abnormal", 14),
+    ("疫病异常数 Epidemic", 12),
+    ("其他情况数 Other", 12),
+    ("设备故障数 Equipment", 12),
+    ("补报数 Late", 10),
+    ("观测事件数 Observation events", 14),
     ("物种/类别与数量 Species/Category counts", 60),
-    ("报告 Summary", 20),
+    ("报告 Summary", 30),
+]
+
+SPECIES_HEADERS: list[tuple[str, int]] = [
+    ("监测站 Station", 34),
+    ("站点代码 Code", 14),
+    ("物种 Species", 20),
+    ("学名 Scientific name", 28),
+    ("累计数量 Count (sum over images)", 16),
+    ("单张最多 Max in one image", 14),
+    ("观测方式 How observed", 16),
+    ("摄像机 Cameras", 24),
 ]
 
 ANOMALY_HEADERS: list[tuple[str, int]] = [
     ("监测站 Station", 34),
+    ("站点代码 Code", 14),
+    ("纬度 Latitude", 12),
+    ("经度 Longitude", 12),
+    ("所属日报 Report day", 12),
+    ("板块 Section", 12),
     ("发现时间 Time", 20),
+    ("接收时间 Received", 20),
     ("摄像机 Camera", 14),
+    ("节点 Node", 12),
     ("异常类型 Rule", 32),
     ("类别 Category", 10),
-    ("物种 Species", 24),
-    ("数量 Count", 10),
+    ("物种 Species", 20),
+    ("学名 Scientific name", 26),
+    ("数量 Count", 8),
     ("级别 Severity", 10),
     ("审核 Review", 10),
+    ("审核人 Reviewer", 12),
+    ("审核时间 Reviewed at", 20),
+    ("审核意见 Review note", 30),
     ("描述 Message", 50),
+    ("照片 Photos", 40),
     ("事件编号 Event ID", 38),
 ]
+
+
+def section_zh(section: str) -> str:
+    """Chinese name of a report section (disease / other / equipment)."""
+    return SECTIONS_ZH.get(section, (section, ""))[0]
+
+
+def report_title(*, station: str, code: str, day: str) -> str:
+    """'湖州市监测站（ZJ-HZ-001）陆生野生动物疫源疫病监测日报 2026-11-22'."""
+    label = f"{station}（{code}）" if station and code else station or code
+    return REPORT_TITLE.format(station=label, day=day)
+
+
+def verdict(
+    *, disease: int, late_disease: int, other: int, equipment: int, late_other: int, zero: str
+) -> str:
+    """'无异常…' (`zero`) unless a wildlife epidemic abnormality was found (counts include late
+    additions), then the other sections: equipment faults never turn a day abnormal."""
+    if disease == 0:
+        parts = [zero]
+    elif late_disease:
+        parts = [DISEASE_SUMMARY_LATE.format(count=disease, late=late_disease)]
+    else:
+        parts = [DISEASE_SUMMARY.format(count=disease)]
+    if other:
+        parts.append(OTHER_SUMMARY.format(count=other))
+    if equipment:
+        parts.append(EQUIPMENT_SUMMARY.format(count=equipment))
+    if late_other:
+        parts.append(LATE_OTHER_SUMMARY.format(count=late_other))
+    return "；".join(parts)
 
 
 def review_zh(status: str) -> str:
@@ -156,8 +258,3 @@ def sms_alert(
         count=f"×{count}",
         confidence=confidence,
     )
-
-
-def anomaly_summary(count: int) -> str:
-    """The per-site verdict: '无异常' or '发现异常 n 起'."""
-    return NO_ANOMALY if count == 0 else ANOMALY_SUMMARY.format(count=count)

@@ -2,91 +2,48 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from central import crud, messages
 from central.config import CentralConfig
 from central.db.models import REVIEW_DISMISSED, Event
+from central.reports import record
+from central.reports.model import (
+    AnomalyItem,
+    CategoryCount,
+    DailyReport,
+    Photo,
+    Section,
+    SiteSection,
+    SpeciesCount,
+    section_of,
+)
 
+__all__ = [
+    "AnomalyItem",
+    "DailyReport",
+    "SiteSection",
+    "build_daily_report",
+    "latest_closed_day",
+    "report_day_for",
+    "report_window",
+    "write_daily_report",
+]
 
-class CategoryCount(BaseModel):
-    """Sum of `count` over observation events of one category."""
+log = logging.getLogger(__name__)
 
-    category: str
-    category_zh: str
-    count: int
-
-
-class SpeciesCount(BaseModel):
-    """Sum of `count` over observation events naming one species."""
-
-    scientific_name: str
-    chinese_name: str
-    count: int
-
-
-class AnomalyItem(BaseModel):
-    """One abnormal finding in the window."""
-
-    event_id: str
-    time: datetime = Field(description="capture time in the report's timezone")
-    camera: str
-    node: str
-    rule: str | None
-    rule_zh: str
-    category: str
-    category_zh: str
-    species_scientific: str | None
-    species_chinese: str | None
-    count: int
-    severity: str
-    severity_zh: str
-    review_status: str
-    review_zh: str
-    message: str
-
-
-class SiteSection(BaseModel):
-    """The report of one monitoring point."""
-
-    site: str
-    name_zh: str
-    name_en: str
-    station_code: str
-    latitude: float | None = None
-    longitude: float | None = None
-    window_start: datetime
-    window_end: datetime
-    observation_events: int
-    categories: list[CategoryCount]
-    species: list[SpeciesCount]
-    anomalies: list[AnomalyItem]
-    abnormal: bool
-    abnormal_zh: str = Field(description="是 / 否")
-    summary_zh: str = Field(description="无异常 or 发现异常 n 起")
-
-
-class DailyReport(BaseModel):
-    """The 15:00 report: one section per configured site (plus any unconfigured site with data)."""
-
-    day: date
-    station_name: str
-    station_code: str
-    timezone: str
-    cutoff: str
-    window_start: datetime
-    window_end: datetime
-    generated_at: datetime
-    abnormal: bool
-    zero_report: bool = Field(description="true when no site had anything abnormal (无异常)")
-    summary_zh: str
-    sites: list[SiteSection]
+# Late additions are looked for from this long before the previous report's as-of time, minus
+# the anomalies that report already listed: an event received just before a report was built but
+# committed just after (ingest batches and retries) is then neither in that report nor lost.
+LATE_OVERLAP = timedelta(minutes=30)
 
 
 def report_window(*, config: CentralConfig, day: date) -> tuple[datetime, datetime]:
@@ -97,10 +54,38 @@ def report_window(*, config: CentralConfig, day: date) -> tuple[datetime, dateti
     return start, end
 
 
-def _anomaly(event: Event, tz: ZoneInfo) -> AnomalyItem:
+def report_day_for(moment: datetime, config: CentralConfig) -> date:
+    """The report day whose window contains `moment` (at or after the cut-off → the next day)."""
+    local = moment.astimezone(ZoneInfo(config.timezone))
+    if local.time() >= config.report.cutoff_time:
+        return local.date() + timedelta(days=1)
+    return local.date()
+
+
+def latest_closed_day(now: datetime, config: CentralConfig) -> date:
+    """The most recent report day whose window ended at least report.grace_minutes before `now`
+    (what arrives later still is not lost: the next report lists it under 补报（迟到数据）)."""
+    return report_day_for(now - config.report.grace, config) - timedelta(days=1)
+
+
+def _photos(event: Event) -> list[Photo]:
+    """The evidence the event lists, each marked uploaded or not (uploads trail the event)."""
+    stored = {f.name: f.path for f in event.evidence}
+    listed = [str(ref.get("name", "")) for ref in (event.payload or {}).get("evidence", [])]
+    names = listed + sorted(n for n in stored if n not in listed)
+    return [Photo(name=n, uploaded=n in stored, path=stored.get(n)) for n in names if n]
+
+
+def _anomaly(event: Event, tz: ZoneInfo, config: CentralConfig, *, late: bool) -> AnomalyItem:
+    section = section_of(event.rule)
     return AnomalyItem(
         event_id=event.event_id,
+        section=section,
+        section_zh=messages.section_zh(section),
+        report_day=report_day_for(event.captured_at, config),
+        late=late,
         time=event.captured_at.astimezone(tz),
+        received_at=event.received_at.astimezone(tz),
         camera=event.camera,
         node=event.node,
         rule=event.rule,
@@ -114,33 +99,61 @@ def _anomaly(event: Event, tz: ZoneInfo) -> AnomalyItem:
         severity_zh=messages.severity_zh(event.severity),
         review_status=event.review_status,
         review_zh=messages.review_zh(event.review_status),
+        reviewer=event.reviewer,
+        reviewed_at=event.reviewed_at.astimezone(tz) if event.reviewed_at else None,
+        review_note=event.review_note,
         message=event.message_zh or event.message_en,
+        photos=_photos(event),
     )
+
+
+def _species(events: list[Event]) -> list[SpeciesCount]:
+    total: dict[tuple[str, str], int] = defaultdict(int)
+    most: dict[tuple[str, str], int] = defaultdict(int)
+    cameras: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for e in events:
+        if e.kind == "observation" and e.species_scientific:
+            key = (e.species_scientific, e.species_chinese or "")
+            total[key] += e.count
+            most[key] = max(most[key], e.count)
+            cameras[key].add(e.camera)
+    return [
+        SpeciesCount(
+            scientific_name=sci,
+            chinese_name=zh,
+            count=n,
+            max_count=most[(sci, zh)],
+            method_zh=messages.OBSERVED_BY_CAMERA,
+            cameras=sorted(cameras[(sci, zh)]),
+        )
+        for (sci, zh), n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 def _section(
     *,
     site: str,
     events: list[Event],
+    late: list[Event],
     config: CentralConfig,
     start: datetime,
     end: datetime,
 ) -> SiteSection:
     tz = ZoneInfo(config.timezone)
     categories: dict[str, int] = defaultdict(int)
-    species: dict[tuple[str, str], int] = defaultdict(int)
     observations = 0
     anomalies: list[AnomalyItem] = []
     for event in events:
         if event.kind == "observation":
             observations += 1
             categories[event.category] += event.count
-            if event.species_scientific:
-                species[(event.species_scientific, event.species_chinese or "")] += event.count
         elif event.kind == "anomaly" and event.review_status != REVIEW_DISMISSED:
-            anomalies.append(_anomaly(event, tz))
+            anomalies.append(_anomaly(event, tz, config, late=False))
+    late_items = [_anomaly(e, tz, config, late=True) for e in late]
+    disease = sum(a.section is Section.DISEASE for a in anomalies)
+    late_disease = sum(a.section is Section.DISEASE for a in late_items)
     cfg = config.sites.get(site)
-    abnormal = bool(anomalies)
+    abnormal = disease + late_disease > 0
     return SiteSection(
         site=site,
         name_zh=cfg.name_zh if cfg else messages.UNCONFIGURED_SITE.format(site=site),
@@ -155,54 +168,149 @@ def _section(
             CategoryCount(category=c, category_zh=messages.category_zh(c), count=n)
             for c, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
-        species=[
-            SpeciesCount(scientific_name=sci, chinese_name=zh, count=n)
-            for (sci, zh), n in sorted(species.items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
+        species=_species(events),
         anomalies=anomalies,
+        late_additions=late_items,
         abnormal=abnormal,
         abnormal_zh=messages.YES if abnormal else messages.NO,
-        summary_zh=messages.anomaly_summary(len(anomalies)),
+        summary_zh=messages.verdict(
+            disease=disease + late_disease,
+            late_disease=late_disease,
+            other=sum(a.section is Section.OTHER for a in anomalies),
+            equipment=sum(a.section is Section.EQUIPMENT for a in anomalies),
+            late_other=len(late_items) - late_disease,
+            zero=messages.NO_ANOMALY,
+        ),
     )
 
 
-def report_day_for(moment: datetime, config: CentralConfig) -> date:
-    """The report day whose window contains `moment` (at or after the cut-off → the next day)."""
-    local = moment.astimezone(ZoneInfo(config.timezone))
-    if local.time() >= config.report.cutoff_time:
-        return local.date() + timedelta(days=1)
-    return local.date()
+def late_anomalies(
+    *, session: Session, captured_before: datetime, stored_since: datetime, exclude: frozenset[str]
+) -> Sequence[Event]:
+    """Anomalies captured before a window but received from `stored_since` on, not dismissed and
+    not already listed (`exclude`), oldest capture first."""
+    rows = session.scalars(
+        sa.select(Event)
+        .where(
+            Event.kind == "anomaly",
+            Event.captured_at < captured_before,
+            Event.received_at >= stored_since,
+            Event.review_status != REVIEW_DISMISSED,
+        )
+        .order_by(Event.captured_at, Event.id)
+    ).all()
+    return [e for e in rows if e.event_id not in exclude]
 
 
-def write_daily_report(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
-    """Write daily_report_<day>.json and .xlsx (see central.reports.xlsx); returns (json, xlsx)."""
-    from central.reports import xlsx
+def build_daily_report(
+    *,
+    session: Session,
+    config: CentralConfig,
+    day: date,
+    reports: Mapping[date, record.ReportRecord] | None = None,
+    now: datetime | None = None,
+) -> DailyReport:
+    """Build the report due at `day`'s cut-off; every configured site gets a section.
 
-    return xlsx.write_daily_report(report, out_dir)
-
-
-def build_daily_report(*, session: Session, config: CentralConfig, day: date) -> DailyReport:
-    """Build the report due at `day`'s cut-off; every configured site gets a section."""
+    `reports` are the reports on file: anomalies of earlier windows stored after the last report
+    before this one was built, and listed in none, are late additions. Without an earlier report
+    the previous one is taken to have been built report.grace_minutes after the previous cut-off
+    (the timer).
+    """
+    tz = ZoneInfo(config.timezone)
+    as_of = (now or datetime.now(UTC)).astimezone(tz)  # before the queries: nothing falls between
     start, end = report_window(config=config, day=day)
     by_site: dict[str, list[Event]] = {site: [] for site in config.sites}
     for event in crud.events_in_window(session=session, start=start, end=end):
         by_site.setdefault(event.site, []).append(event)
+    earlier = {d: r for d, r in (reports or {}).items() if d < day}
+    previous = earlier[max(earlier)] if earlier else None
+    if previous is not None:
+        since = previous.generated_at - LATE_OVERLAP
+        since_zh = messages.LATE_SINCE_PREVIOUS.format(
+            day=previous.day.isoformat(),
+            at=messages.long_time(previous.generated_at.astimezone(tz)),
+        )
+    else:
+        since = start + config.report.grace
+        since_zh = messages.LATE_SINCE_WINDOW.format(at=messages.long_time(since))
+    # Any report built from `since` on may have listed some of them (catch-up builds several
+    # reports within seconds); one built earlier cannot have.
+    exclude = frozenset().union(*(r.event_ids for r in earlier.values() if r.generated_at >= since))
+    late_by_site: dict[str, list[Event]] = defaultdict(list)
+    for event in late_anomalies(
+        session=session, captured_before=start, stored_since=since, exclude=exclude
+    ):
+        late_by_site[event.site].append(event)
+        by_site.setdefault(event.site, [])
     sections = [
-        _section(site=site, events=events, config=config, start=start, end=end)
+        _section(
+            site=site,
+            events=events,
+            late=late_by_site.get(site, []),
+            config=config,
+            start=start,
+            end=end,
+        )
         for site, events in by_site.items()
     ]
-    total = sum(len(s.anomalies) for s in sections)
+    window = [a for s in sections for a in s.anomalies]
+    late = [a for s in sections for a in s.late_additions]
+    disease = sum(a.section is Section.DISEASE for a in window)
+    late_disease = sum(a.section is Section.DISEASE for a in late)
+    abnormal = disease + late_disease > 0
+    station = config.report.station_name
     return DailyReport(
         day=day,
-        station_name=config.report.station_name,
+        title=messages.report_title(
+            station=station, code=config.report.station_code, day=day.isoformat()
+        ),
+        title_en=messages.REPORT_TITLE_EN,
+        station_name=station,
         station_code=config.report.station_code,
         timezone=config.timezone,
         cutoff=config.report.cutoff,
         window_start=start,
         window_end=end,
-        generated_at=datetime.now(UTC).astimezone(ZoneInfo(config.timezone)),
-        abnormal=total > 0,
-        zero_report=total == 0,
-        summary_zh=messages.ZERO_REPORT if total == 0 else messages.anomaly_summary(total),
+        generated_at=as_of,
+        provisional=as_of < end,
+        late_since=since.astimezone(tz),
+        late_since_zh=since_zh,
+        abnormal=abnormal,
+        zero_report=not abnormal,
+        summary_zh=messages.verdict(
+            disease=disease + late_disease,
+            late_disease=late_disease,
+            other=sum(a.section is Section.OTHER for a in window),
+            equipment=sum(a.section is Section.EQUIPMENT for a in window),
+            late_other=len(late) - late_disease,
+            zero=messages.ZERO_REPORT,
+        ),
         sites=sections,
     )
+
+
+def produce(
+    *,
+    session: Session,
+    config: CentralConfig,
+    day: date,
+    out_dir: Path,
+    now: datetime | None = None,
+) -> tuple[Path, Path]:
+    """Build the report of `day` against the report on file before it, and write it."""
+    report = build_daily_report(
+        session=session,
+        config=config,
+        day=day,
+        reports=record.records(out_dir),
+        now=now,
+    )
+    paths = record.write_report(report, out_dir)
+    log.info("daily report %s written (%s): %s", day, report.summary_zh, paths[0])
+    return paths
+
+
+def write_daily_report(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
+    """Write daily_report_<day>.json and .xlsx into out_dir; returns (json, xlsx)."""
+    return record.write_report(report, out_dir)

@@ -1,4 +1,4 @@
-"""Writes a DailyReport as XLSX (sheets 日报汇总 and 异常明细) and JSON for re-keying upstream."""
+"""Writes a DailyReport as XLSX: one sheet per table of central.reports.tables, header in row 1."""
 
 from __future__ import annotations
 
@@ -9,80 +9,35 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from central import messages
-from central.reports.daily import DailyReport, SiteSection
+from central.reports.model import DailyReport
+from central.reports.tables import Table, report_tables
 
 HEADER_FONT = Font(bold=True)
 WRAP = Alignment(wrap_text=True, vertical="top")
 
 
-def _counts_text(section: SiteSection) -> str:
-    parts = [f"{c.category_zh} {c.count}" for c in section.categories]
-    parts += [f"{s.chinese_name or s.scientific_name} {s.count}" for s in section.species]
-    return "；".join(parts) if parts else messages.NONE_SEEN
-
-
-def _window_text(section: SiteSection) -> str:
-    return messages.REPORT_WINDOW.format(
-        start=messages.long_time(section.window_start), end=messages.long_time(section.window_end)
-    )
-
-
-def _sheet(ws: Worksheet, headers: list[tuple[str, int]], rows: list[list[object]]) -> None:
-    for col, (title, width) in enumerate(headers, start=1):
-        cell = ws.cell(row=1, column=col, value=title)
+def _sheet(ws: Worksheet, table: Table, title: str) -> None:
+    for col, (header, width) in enumerate(table.headers, start=1):
+        cell = ws.cell(row=1, column=col, value=header)
         cell.font = HEADER_FONT
         ws.column_dimensions[get_column_letter(col)].width = width
-    for r, row in enumerate(rows, start=2):
+    for r, row in enumerate(table.rows, start=2):
         for col, value in enumerate(row, start=1):
             ws.cell(row=r, column=col, value=value).alignment = WRAP
     ws.freeze_panes = "A2"
+    ws.oddHeader.center.text = title  # printed pages say which report they belong to
+    ws.print_title_rows = "1:1"
 
 
 def write_xlsx(report: DailyReport, path: Path) -> Path:
-    """Write the two-sheet workbook."""
+    """Write the workbook: 报告信息, 日报汇总, 物种统计, 疫病异常, 其他情况, 设备故障, 补报."""
     wb = Workbook()
-    summary = wb.active
-    assert summary is not None
-    summary.title = messages.SHEET_SUMMARY
-    _sheet(
-        summary,
-        messages.SUMMARY_HEADERS,
-        [
-            [
-                s.name_zh,
-                s.station_code,
-                _window_text(s),
-                s.abnormal_zh,
-                len(s.anomalies),
-                _counts_text(s),
-                s.summary_zh,
-            ]
-            for s in report.sites
-        ],
-    )
-    details = wb.create_sheet(messages.SHEET_ANOMALIES)
-    _sheet(
-        details,
-        messages.ANOMALY_HEADERS,
-        [
-            [
-                s.name_zh,
-                messages.long_time(a.time),
-                a.camera,
-                a.rule_zh,
-                a.category_zh,
-                a.species_chinese or a.species_scientific or "",
-                a.count,
-                a.severity_zh,
-                a.review_zh,
-                a.message,
-                a.event_id,
-            ]
-            for s in report.sites
-            for a in s.anomalies
-        ],
-    )
+    first = wb.active
+    assert first is not None
+    for i, table in enumerate(report_tables(report)):
+        ws = first if i == 0 else wb.create_sheet()
+        ws.title = table.title
+        _sheet(ws, table, report.title)
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     return path
@@ -90,9 +45,6 @@ def write_xlsx(report: DailyReport, path: Path) -> Path:
 
 def write_daily_report(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
     """Write daily_report_<day>.json and .xlsx into out_dir; returns (json, xlsx)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"daily_report_{report.day.isoformat()}"
-    json_path = out_dir / f"{stem}.json"
-    json_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    xlsx_path = write_xlsx(report, out_dir / f"{stem}.xlsx")
-    return json_path, xlsx_path
+    from central.reports.record import write_report
+
+    return write_report(report, out_dir)

@@ -1,12 +1,14 @@
-"""The 15:00 daily report: window, per-site sections, zero report, XLSX and JSON."""
+"""The 15:00 daily report: window, per-site sections, the three sections, zero report, XLSX."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from openpyxl import load_workbook
@@ -15,27 +17,61 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import crud
 from central.commands import cli
 from central.config import CentralConfig
-from central.db.models import Event
-from central.reports.daily import build_daily_report, report_day_for, report_window
+from central.db.models import Event, EvidenceFile
+from central.reports.daily import (
+    build_daily_report,
+    latest_closed_day,
+    report_day_for,
+    report_window,
+)
+from central.reports.model import Section, section_of
 from central.reports.xlsx import write_daily_report
 from tests.central.conftest import make_event
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 22)
+SHEETS = [
+    "报告信息",
+    "日报汇总",
+    "物种统计",
+    "疫病异常",
+    "其他情况",
+    "设备故障",
+    "补报（迟到数据）",
+]
+EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
+CRANE = {"scientific_name": "Grus japonensis", "chinese_name": "丹顶鹤", "confidence": 0.9}
+SHA = "0" * 64
 
 
 def _at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=SH)
 
 
+def _with(config: CentralConfig, **report: Any) -> CentralConfig:
+    """The test config with coordinates for changxing and report settings changed."""
+    data = config.model_dump(mode="json", exclude={"mqtt": {"password"}})
+    data["sites"]["changxing"].update(latitude=31.03, longitude=119.72)
+    data["report"].update(report)
+    return CentralConfig.model_validate(data)
+
+
+def _store(session_factory: sessionmaker[Session], events: dict[str, Any], at: datetime) -> None:
+    with session_factory.begin() as session:
+        for event in events.values():
+            crud.insert_event(session=session, payload=event, received_at=at)
+
+
+def _anomaly(hour: int, rule: str, category: str = "bird", **kw: Any) -> Any:
+    return make_event(captured_at=_at(22, hour), kind="anomaly", category=category, rule=rule, **kw)
+
+
 def _seed(session_factory: sessionmaker[Session]) -> dict[str, str]:
-    crane = {"scientific_name": "Grus japonensis", "chinese_name": "丹顶鹤", "confidence": 0.9}
-    egret = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
     events = {
         "before": make_event(captured_at=_at(21, 14, 59, 59), count=100),  # previous report
-        "start": make_event(captured_at=_at(21, 15), count=2, species=egret),
-        "obs": make_event(captured_at=_at(22, 8), count=3, species=egret),
-        "crane": make_event(captured_at=_at(22, 9), count=1, species=crane),
+        "start": make_event(captured_at=_at(21, 15), count=2, species=EGRET),
+        "obs": make_event(captured_at=_at(22, 8), count=3, species=EGRET, camera="cam2"),
+        "crane": make_event(captured_at=_at(22, 9), count=1, species=CRANE),
         "person": make_event(captured_at=_at(22, 1), category="person", count=1),
         "anomaly": make_event(
             captured_at=_at(22, 2, 13),
@@ -43,25 +79,48 @@ def _seed(session_factory: sessionmaker[Session]) -> dict[str, str]:
             category="bird",
             rule="motionless_bird",
             severity="alert",
-            species=egret,
+            species=EGRET,
             message_zh="白鹭卧地不动超过30分钟",
+            evidence=[
+                {"name": "cam1-0213.jpg", "sha256": SHA, "size": 10},
+                {"name": "cam1-0243.jpg", "sha256": SHA, "size": 10},
+            ],
         ),
-        "dismissed": make_event(
-            captured_at=_at(22, 3), kind="anomaly", category="dog", rule="free_roaming_dog"
-        ),
+        "dismissed": _anomaly(3, "free_roaming_dog", "dog"),
+        "intrusion": _anomaly(4, "night_intrusion", "person"),
+        "camera": _anomaly(5, "camera_health", "camera"),
+        "storage": _anomaly(6, "storage_low", "camera"),
         "cutoff": make_event(  # exactly 15:00: belongs to the next report
             captured_at=_at(22, 15), kind="anomaly", category="person", rule="night_intrusion"
         ),
     }
+    _store(session_factory, events, _at(22, 15))
+    ids = {k: str(v.event_id) for k, v in events.items()}
     with session_factory.begin() as session:
-        for event in events.values():
-            crud.insert_event(session=session, payload=event, received_at=_at(22, 15))
         session.execute(
             sa.update(Event)
-            .where(Event.event_id == str(events["dismissed"].event_id))
+            .where(Event.event_id == ids["dismissed"])
             .values(review_status="dismissed")
         )
-    return {k: str(v.event_id) for k, v in events.items()}
+        crud.review_event(
+            session=session,
+            event_id=ids["anomaly"],
+            decision="confirmed",
+            reviewer="张三",
+            note="已现场核实，已采样送检",
+            at=_at(22, 9, 30),
+        )
+        session.add(
+            EvidenceFile(
+                event_id=ids["anomaly"],
+                name="cam1-0213.jpg",
+                sha256=SHA,
+                size=10,
+                path="changxing/cam1-0213.jpg",
+                received_at=_at(22, 3),
+            )
+        )
+    return ids
 
 
 def test_window_and_report_day(central_config: CentralConfig) -> None:
@@ -71,24 +130,81 @@ def test_window_and_report_day(central_config: CentralConfig) -> None:
     assert report_day_for(_at(22, 15), central_config) == date(2026, 11, 23)
 
 
+def test_latest_closed_window_follows_cutoff_and_grace(central_config: CentralConfig) -> None:
+    # The old timer's bug: a run after boot at 09:00 took the boot date, whose window is open.
+    assert latest_closed_day(_at(22, 9), central_config) == date(2026, 11, 21)
+    assert latest_closed_day(_at(22, 15, 9, 59), central_config) == date(2026, 11, 21)
+    assert latest_closed_day(_at(22, 15, 10), central_config) == DAY
+    assert latest_closed_day(_at(22, 15), _with(central_config, grace_minutes=0)) == DAY
+    morning = _with(central_config, cutoff="10:00")
+    assert report_window(config=morning, day=DAY) == (_at(21, 10), _at(22, 10))
+    assert latest_closed_day(_at(22, 10, 10), morning) == DAY
+    assert latest_closed_day(_at(22, 10, 9), morning) == date(2026, 11, 21)
+
+
+@pytest.mark.parametrize(
+    ("grace_minutes", "at_15_05", "at_15_20"),
+    [
+        (0, DAY, DAY),  # closed at the cut-off itself
+        (10, date(2026, 11, 21), DAY),  # the default
+        (30, date(2026, 11, 21), date(2026, 11, 21)),  # still waiting for late outboxes
+    ],
+)
+def test_latest_closed_window_follows_the_configured_grace(
+    central_config: CentralConfig, grace_minutes: int, at_15_05: date, at_15_20: date
+) -> None:
+    config = _with(central_config, grace_minutes=grace_minutes)
+    assert config.report.grace == timedelta(minutes=grace_minutes)
+    assert latest_closed_day(_at(22, 15, 5), config) == at_15_05
+    assert latest_closed_day(_at(22, 15, 20), config) == at_15_20
+
+
+def test_rules_map_to_sections() -> None:
+    disease = ["motionless_bird", "mortality_cluster", "abnormal_count", "high_risk_species"]
+    assert {section_of(r) for r in disease} == {Section.DISEASE}
+    assert {section_of(r) for r in ("night_intrusion", "free_roaming_dog")} == {Section.OTHER}
+    assert {section_of(r) for r in ("camera_health", "storage_low")} == {Section.EQUIPMENT}
+    assert section_of("some_new_rule") is Section.DISEASE  # unknown: never hide it in 零报告
+
+
 def test_day_with_anomalies(
     central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
+    config = _with(central_config)
     ids = _seed(session_factory)
     with session_factory() as session:
-        report = build_daily_report(session=session, config=central_config, day=DAY)
-    assert report.abnormal and not report.zero_report
+        report = build_daily_report(session=session, config=config, day=DAY, now=_at(22, 15, 10))
+    assert report.abnormal and not report.zero_report and not report.provisional
+    assert report.title == "湖州市监测站（ZJ-HZ-001）陆生野生动物疫源疫病监测日报 2026-11-22"
+    assert report.generated_at == _at(22, 15, 10)
+    assert report.summary_zh == "发现疫病异常 1 起；其他情况 1 起；设备故障 2 起"
     assert [s.site for s in report.sites] == ["changxing", "xiazhuhu"]
     cx, xz = report.sites
     assert cx.name_zh == "长兴扬子鳄国家级自然保护区" and cx.station_code == "ZJ-HZ-CX"
     assert cx.abnormal and cx.abnormal_zh == "是"
-    assert [a.event_id for a in cx.anomalies] == [ids["anomaly"]]  # not dismissed, not 15:00
+    assert [a.event_id for a in cx.in_section(Section.DISEASE)] == [ids["anomaly"]]
+    assert [a.event_id for a in cx.in_section(Section.OTHER)] == [ids["intrusion"]]
+    assert [a.event_id for a in cx.in_section(Section.EQUIPMENT)] == [ids["camera"], ids["storage"]]
+    assert ids["dismissed"] not in {a.event_id for a in cx.anomalies}
+    assert ids["cutoff"] not in {a.event_id for a in cx.anomalies}
     anomaly = cx.anomalies[0]
-    assert anomaly.rule_zh == "静止鸟类（疑似死亡或患病）"
-    assert anomaly.species_chinese == "白鹭"
-    assert anomaly.time == _at(22, 2, 13)
+    assert anomaly.rule_zh == "静止鸟类（疑似死亡或患病）" and anomaly.section_zh == "疫病异常"
+    assert anomaly.species_chinese == "白鹭" and anomaly.time == _at(22, 2, 13)
     assert anomaly.message == "白鹭卧地不动超过30分钟"
+    assert (anomaly.reviewer, anomaly.review_note) == ("张三", "已现场核实，已采样送检")
+    assert anomaly.reviewed_at == _at(22, 9, 30) and anomaly.review_zh == "已确认"
+    assert [(p.name, p.uploaded) for p in anomaly.photos] == [
+        ("cam1-0213.jpg", True),
+        ("cam1-0243.jpg", False),
+    ]
     assert {c.category: c.count for c in cx.categories} == {"bird": 6, "person": 1}
+    egret = next(s for s in cx.species if s.chinese_name == "白鹭")
+    assert (egret.count, egret.max_count, egret.method, egret.cameras) == (
+        5,
+        3,
+        "camera",
+        ["cam1", "cam2"],
+    )
     assert {s.chinese_name: s.count for s in cx.species} == {"白鹭": 5, "丹顶鹤": 1}
     assert not xz.abnormal and xz.summary_zh == "无异常" and xz.abnormal_zh == "否"
     assert xz.categories == [] and xz.anomalies == []
@@ -98,19 +214,80 @@ def test_day_with_anomalies(
     assert xlsx_path.name == "daily_report_2026-11-22.xlsx"
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert data["sites"][1]["summary_zh"] == "无异常"
+    assert data["title"] == report.title and data["generated_at"].startswith("2026-11-22T15:10")
+    assert data["sites"][0]["latitude"] == 31.03
+    assert data["sites"][0]["anomalies"][0]["photos"][0]["name"] == "cam1-0213.jpg"
+    assert data["sites"][0]["anomalies"][0]["reviewer"] == "张三"
+
     wb = load_workbook(xlsx_path)
-    assert wb.sheetnames == ["日报汇总", "异常明细"]
+    assert wb.sheetnames == SHEETS
+    info = dict(wb["报告信息"].iter_rows(min_row=2, values_only=True))
+    assert info["标题 Title"].startswith(report.title)
+    assert (info["监测站 Station"], info["监测站代码 Station code"]) == (
+        "湖州市监测站",
+        "ZJ-HZ-001",
+    )
+    assert info["生成时间 Generated at"] == "2026-11-22 15:10:00"
+    assert info["是否发现疫病异常 Abnormal (wildlife epidemic)"] == "是"
     summary = list(wb["日报汇总"].iter_rows(values_only=True))
     assert summary[0][0].startswith("监测站")
-    assert summary[1][0] == "长兴扬子鳄国家级自然保护区" and summary[1][3] == "是"
-    assert "白鹭 5" in summary[1][5]
-    assert summary[2][3] == "否" and summary[2][6] == "无异常"
-    assert "2026-11-21 15:00:00" in summary[1][2]
-    details = list(wb["异常明细"].iter_rows(values_only=True))
-    assert len(details) == 2
-    assert details[1][3] == "静止鸟类（疑似死亡或患病）"
-    assert details[1][1] == "2026-11-22 02:13:00"
+    assert summary[1][:4] == ("长兴扬子鳄国家级自然保护区", "ZJ-HZ-CX", 31.03, 119.72)
+    assert "2026-11-21 15:00:00" in summary[1][4]
+    assert summary[1][5:10] == ("是", 1, 1, 2, 0)
+    assert "白鹭 5" in summary[1][11]
+    assert summary[2][5] == "否" and summary[2][12] == "无异常"
+    species = list(wb["物种统计"].iter_rows(min_row=2, values_only=True))
+    assert ("长兴扬子鳄国家级自然保护区", "ZJ-HZ-CX", "白鹭", "Egretta garzetta", 5, 3) in [
+        r[:6] for r in species
+    ]
+    assert all(r[6] == "摄像机 camera" for r in species)
+    disease = list(wb["疫病异常"].iter_rows(values_only=True))
+    assert len(disease) == 2
+    row = dict(zip(disease[0], disease[1], strict=True))
+    assert row["异常类型 Rule"] == "静止鸟类（疑似死亡或患病）"
+    assert row["发现时间 Time"] == "2026-11-22 02:13:00"
+    assert (row["纬度 Latitude"], row["经度 Longitude"]) == (31.03, 119.72)
+    assert (row["审核人 Reviewer"], row["审核时间 Reviewed at"]) == ("张三", "2026-11-22 09:30:00")
+    assert row["审核意见 Review note"] == "已现场核实，已采样送检"
+    assert row["照片 Photos"] == "cam1-0213.jpg；cam1-0243.jpg（未上传 not uploaded）"
+    assert row["事件编号 Event ID"] == ids["anomaly"]
+    other = list(wb["其他情况"].iter_rows(min_row=2, values_only=True))
+    assert [r[10] for r in other] == ["夜间人员/车辆闯入（疑似盗猎）"]
+    equipment = list(wb["设备故障"].iter_rows(min_row=2, values_only=True))
+    assert [r[10] for r in equipment] == ["摄像机故障", "节点存储空间不足"]
+    assert wb["补报（迟到数据）"].max_row == 1
     assert wb["日报汇总"].column_dimensions["A"].width > 20
+
+
+def test_equipment_fault_and_intruder_keep_the_zero_report(
+    central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A power blip (camera_health) on a quiet day is not a wildlife abnormality."""
+    events = {
+        "blip": _anomaly(3, "camera_health", "camera", node="cx-02"),
+        "dog": _anomaly(4, "free_roaming_dog", "dog"),
+        "egret": make_event(captured_at=_at(22, 8), count=4, species=EGRET),
+    }
+    _store(session_factory, events, _at(22, 12))
+    with session_factory() as session:
+        report = build_daily_report(
+            session=session, config=central_config, day=DAY, now=_at(22, 15, 10)
+        )
+    assert report.zero_report and not report.abnormal
+    assert report.summary_zh == "无异常（零报告）；其他情况 1 起；设备故障 1 起"
+    cx = report.sites[0]
+    assert not cx.abnormal and cx.summary_zh == "无异常；其他情况 1 起；设备故障 1 起"
+    _json, xlsx_path = write_daily_report(report, tmp_path)
+    wb = load_workbook(xlsx_path)
+    info = dict(wb["报告信息"].iter_rows(min_row=2, values_only=True))
+    assert info["是否发现疫病异常 Abnormal (wildlife epidemic)"] == "否"
+    assert info["报告结论 Summary"].startswith("无异常（零报告）")
+    assert wb["疫病异常"].max_row == 1
+    blip = list(wb["设备故障"].iter_rows(min_row=2, values_only=True))
+    assert [(r[9], r[10]) for r in blip] == [("cx-02", "摄像机故障")]
+    assert [r[10] for r in wb["其他情况"].iter_rows(min_row=2, values_only=True)] == [
+        "流浪犬进入保护区"
+    ]
 
 
 def test_day_without_anything_is_a_zero_report(
@@ -120,13 +297,14 @@ def test_day_without_anything_is_a_zero_report(
     with session_factory() as session:
         report = build_daily_report(session=session, config=central_config, day=date(2026, 11, 25))
     assert report.zero_report and not report.abnormal
-    assert "无异常" in report.summary_zh
+    assert report.summary_zh == "无异常（零报告）"
     assert len(report.sites) == 2
     assert all(s.summary_zh == "无异常" and not s.anomalies for s in report.sites)
     _json, xlsx_path = write_daily_report(report, tmp_path)
     wb = load_workbook(xlsx_path)
-    assert wb["异常明细"].max_row == 1  # header only
-    assert [r[3] for r in wb["日报汇总"].iter_rows(min_row=2, values_only=True)] == ["否", "否"]
+    for sheet in SHEETS[2:]:
+        assert wb[sheet].max_row == 1, sheet  # header only
+    assert [r[5] for r in wb["日报汇总"].iter_rows(min_row=2, values_only=True)] == ["否", "否"]
 
 
 def test_next_day_report_gets_the_cutoff_event(
@@ -136,9 +314,11 @@ def test_next_day_report_gets_the_cutoff_event(
     with session_factory() as session:
         report = build_daily_report(session=session, config=central_config, day=date(2026, 11, 23))
     assert [a.event_id for a in report.sites[0].anomalies] == [ids["cutoff"]]
+    assert report.sites[0].anomalies[0].section is Section.OTHER
+    assert report.zero_report  # a night intruder is 其他情况, not a wildlife abnormality
 
 
-def test_report_command(
+def test_report_command_with_a_date(
     central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     _seed(session_factory)
@@ -157,5 +337,11 @@ def test_report_command(
         str(out / "daily_report_2026-11-22.json"),
         str(out / "daily_report_2026-11-22.xlsx"),
     ]
+    assert load_workbook(paths[1]).sheetnames == SHEETS
+    assert sorted(p.name for p in out.iterdir()) == [Path(p).name for p in paths]  # no temp files
     bad = CliRunner().invoke(cli, ["report", "--config", str(config_file), "--date", "22/11/2026"])
-    assert bad.exit_code != 0
+    assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
+    both = CliRunner().invoke(
+        cli, ["report", "--config", str(config_file), "--date", "2026-11-22", "--catch-up"]
+    )
+    assert both.exit_code != 0 and "--catch-up" in both.output

@@ -1,0 +1,146 @@
+"""The daily report as data: what every renderer (XLSX now, PDF later) and the JSON record share."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Section(StrEnum):
+    """Which part of the report an anomaly belongs to."""
+
+    DISEASE = "disease"  # 疫病异常: the only section that makes a day abnormal
+    OTHER = "other"  # 其他情况: people, vehicles and dogs in the reserve
+    EQUIPMENT = "equipment"  # 设备故障: cameras and nodes
+
+
+# Rule names from broker/vocabulary.py (raised by edge/rules and central/nodes, surveillance).
+RULE_SECTIONS: dict[str, Section] = {
+    "motionless_bird": Section.DISEASE,
+    "mortality_cluster": Section.DISEASE,
+    "abnormal_count": Section.DISEASE,
+    "high_risk_species": Section.DISEASE,
+    "night_intrusion": Section.OTHER,
+    "free_roaming_dog": Section.OTHER,
+    "camera_health": Section.EQUIPMENT,
+    "storage_low": Section.EQUIPMENT,
+}
+
+
+def section_of(rule: str | None) -> Section:
+    """The section of an anomaly's rule; a rule this table does not know counts as a wildlife
+    epidemic abnormality, because a false 零报告 costs more than a false alarm."""
+    return RULE_SECTIONS.get(rule or "", Section.DISEASE)
+
+
+class CategoryCount(BaseModel):
+    """Sum of `count` over observation events of one category."""
+
+    category: str
+    category_zh: str
+    count: int
+
+
+class SpeciesCount(BaseModel):
+    """Observation events naming one species: how many, and how they were observed."""
+
+    scientific_name: str
+    chinese_name: str
+    count: int = Field(description="sum of the count over all images (one bird may be in many)")
+    max_count: int = Field(description="most individuals in one image (MaxN)")
+    method: str = Field("camera", description="how observed: camera (patrols are not recorded)")
+    method_zh: str
+    cameras: list[str]
+
+
+class Photo(BaseModel):
+    """One evidence image an event lists."""
+
+    name: str
+    uploaded: bool = Field(description="the node has uploaded it to central")
+    path: str | None = Field(None, description="relative to the evidence directory")
+
+
+class AnomalyItem(BaseModel):
+    """One abnormal finding."""
+
+    event_id: str
+    section: Section
+    section_zh: str
+    report_day: date = Field(description="the report whose window holds the capture time")
+    late: bool = Field(False, description="captured in an earlier window, stored after its report")
+    time: datetime = Field(description="capture time in the report's timezone")
+    received_at: datetime = Field(description="when central received it, report's timezone")
+    camera: str
+    node: str
+    rule: str | None
+    rule_zh: str
+    category: str
+    category_zh: str
+    species_scientific: str | None
+    species_chinese: str | None
+    count: int
+    severity: str
+    severity_zh: str
+    review_status: str
+    review_zh: str
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
+    message: str
+    photos: list[Photo] = Field(default_factory=list)
+
+
+class SiteSection(BaseModel):
+    """The report of one monitoring point."""
+
+    site: str
+    name_zh: str
+    name_en: str
+    station_code: str
+    latitude: float | None = None
+    longitude: float | None = None
+    window_start: datetime
+    window_end: datetime
+    observation_events: int
+    categories: list[CategoryCount]
+    species: list[SpeciesCount]
+    anomalies: list[AnomalyItem] = Field(description="captured in the window, every section")
+    late_additions: list[AnomalyItem] = Field(
+        default_factory=list, description="captured in an earlier window, stored after its report"
+    )
+    abnormal: bool = Field(description="a wildlife epidemic abnormality (late additions included)")
+    abnormal_zh: str = Field(description="是 / 否")
+    summary_zh: str = Field(description="无异常 or 发现疫病异常 n 起, then the other sections")
+
+    def in_section(self, section: Section, *, late: bool = False) -> list[AnomalyItem]:
+        """The anomalies of one section, in the window or (late=True) late additions."""
+        return [
+            a for a in (self.late_additions if late else self.anomalies) if a.section is section
+        ]
+
+
+class DailyReport(BaseModel):
+    """The 15:00 report: one section per configured site (plus any unconfigured site with data)."""
+
+    day: date
+    title: str = ""
+    title_en: str = ""
+    station_name: str
+    station_code: str
+    timezone: str
+    cutoff: str
+    window_start: datetime
+    window_end: datetime
+    generated_at: datetime = Field(description="when the data was read (the report's as-of time)")
+    provisional: bool = Field(False, description="generated before the window closed")
+    late_since: datetime | None = Field(
+        None, description="late additions are anomalies stored from this time on"
+    )
+    late_since_zh: str = ""
+    abnormal: bool
+    zero_report: bool = Field(description="true when no site had a wildlife epidemic abnormality")
+    summary_zh: str
+    sites: list[SiteSection]

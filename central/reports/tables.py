@@ -1,0 +1,164 @@
+"""The daily report laid out as titled tables of text and numbers, for any renderer (XLSX, PDF).
+
+Each table has one header row and flat cells so a person can copy a row into the national web
+system (陆生野生动物疫源疫病监测防控信息管理系统) field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from central import messages
+from central.reports.model import AnomalyItem, DailyReport, Section, SiteSection
+
+Cell = str | int | float | None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One sheet (XLSX) or one table (PDF): a title, (header, width) pairs and rows."""
+
+    title: str
+    headers: list[tuple[str, int]]
+    rows: list[list[Cell]]
+
+
+def _time(value: datetime | None) -> str:
+    return messages.long_time(value) if value is not None else ""
+
+
+def _window(start: datetime, end: datetime) -> str:
+    return messages.REPORT_WINDOW.format(start=_time(start), end=_time(end))
+
+
+def _counts_text(section: SiteSection) -> str:
+    parts = [f"{c.category_zh} {c.count}" for c in section.categories]
+    parts += [f"{s.chinese_name or s.scientific_name} {s.count}" for s in section.species]
+    return "；".join(parts) if parts else messages.NONE_SEEN
+
+
+def _photos_text(item: AnomalyItem) -> str:
+    return "；".join(
+        p.name if p.uploaded else f"{p.name}{messages.PHOTO_NOT_UPLOADED}" for p in item.photos
+    )
+
+
+def info_table(report: DailyReport) -> Table:
+    """Title, station, window, generation time and the verdict, one item per row."""
+    rows: list[list[Cell]] = [
+        [messages.INFO_TITLE, f"{report.title} / {report.title_en}"],
+        [messages.INFO_STATION, report.station_name],
+        [messages.INFO_STATION_CODE, report.station_code],
+        [messages.INFO_DAY, report.day.isoformat()],
+        [messages.INFO_WINDOW, _window(report.window_start, report.window_end)],
+        [messages.INFO_CUTOFF, f"{report.cutoff} ({report.timezone})"],
+        [messages.INFO_GENERATED, _time(report.generated_at)],
+        [messages.INFO_STATUS, messages.PROVISIONAL if report.provisional else messages.INFO_FINAL],
+        [messages.INFO_ABNORMAL, messages.YES if report.abnormal else messages.NO],
+        [messages.INFO_SUMMARY, report.summary_zh],
+        [messages.INFO_LATE_SINCE, report.late_since_zh],
+    ]
+    return Table(messages.SHEET_INFO, messages.INFO_HEADERS, rows)
+
+
+def summary_table(report: DailyReport) -> Table:
+    """One row per site."""
+    rows: list[list[Cell]] = [
+        [
+            s.name_zh,
+            s.station_code,
+            s.latitude,
+            s.longitude,
+            _window(s.window_start, s.window_end),
+            s.abnormal_zh,
+            len(s.in_section(Section.DISEASE)),
+            len(s.in_section(Section.OTHER)),
+            len(s.in_section(Section.EQUIPMENT)),
+            len(s.late_additions),
+            s.observation_events,
+            _counts_text(s),
+            s.summary_zh,
+        ]
+        for s in report.sites
+    ]
+    return Table(messages.SHEET_SUMMARY, messages.SUMMARY_HEADERS, rows)
+
+
+def species_table(report: DailyReport) -> Table:
+    """One row per site and species, with how it was observed."""
+    rows: list[list[Cell]] = [
+        [
+            s.name_zh,
+            s.station_code,
+            sp.chinese_name,
+            sp.scientific_name,
+            sp.count,
+            sp.max_count,
+            sp.method_zh,
+            "、".join(sp.cameras),
+        ]
+        for s in report.sites
+        for sp in s.species
+    ]
+    return Table(messages.SHEET_SPECIES, messages.SPECIES_HEADERS, rows)
+
+
+def _anomaly_row(s: SiteSection, a: AnomalyItem) -> list[Cell]:
+    return [
+        s.name_zh,
+        s.station_code,
+        s.latitude,
+        s.longitude,
+        a.report_day.isoformat(),
+        a.section_zh,
+        _time(a.time),
+        _time(a.received_at),
+        a.camera,
+        a.node,
+        a.rule_zh,
+        a.category_zh,
+        a.species_chinese or "",
+        a.species_scientific or "",
+        a.count,
+        a.severity_zh,
+        a.review_zh,
+        a.reviewer or "",
+        _time(a.reviewed_at),
+        a.review_note or "",
+        a.message,
+        _photos_text(a),
+        a.event_id,
+    ]
+
+
+SECTION_SHEETS: list[tuple[Section, str]] = [
+    (Section.DISEASE, messages.SHEET_DISEASE),
+    (Section.OTHER, messages.SHEET_OTHER),
+    (Section.EQUIPMENT, messages.SHEET_EQUIPMENT),
+]
+
+
+def anomaly_tables(report: DailyReport) -> list[Table]:
+    """疫病异常, 其他情况, 设备故障 (captured in the window), then 补报（迟到数据）."""
+    tables = [
+        Table(
+            title,
+            messages.ANOMALY_HEADERS,
+            [_anomaly_row(s, a) for s in report.sites for a in s.in_section(section)],
+        )
+        for section, title in SECTION_SHEETS
+    ]
+    late = [_anomaly_row(s, a) for s in report.sites for a in s.late_additions]
+    tables.append(Table(messages.SHEET_LATE, messages.ANOMALY_HEADERS, late))
+    return tables
+
+
+def report_tables(report: DailyReport) -> list[Table]:
+    """Every table of the report, in reading order."""
+    return [
+        info_table(report),
+        summary_table(report),
+        species_table(report),
+        *anomaly_tables(report),
+    ]
