@@ -78,7 +78,8 @@ def test_every_api_route_refuses_a_request_without_token(client: TestClient) -> 
             assert response.status_code == 401, f"{method} {path}: {response.status_code}"
             assert response.headers["WWW-Authenticate"] == "Bearer"
             checked += 1
-    assert checked == 8  # events list/detail/reviews/review/background, evidence status/upload/image
+    # events: list, detail, reviews, review, background; evidence: status, upload, image
+    assert checked == 8
     assert client.get("/healthz").status_code == 200
 
 
