@@ -21,6 +21,13 @@ from broker.validate import encode
 
 log = logging.getLogger(__name__)
 
+# Columns evidence_uploads gained after its first release: added when an older outbox is opened.
+_UPLOAD_COLUMNS = {
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "retry_at": "REAL NOT NULL DEFAULT 0",
+    "reason": "TEXT NOT NULL DEFAULT ''",
+}
+
 # Acknowledged events are pruned at most this often (a DELETE per PUBACK round would be wasteful).
 PRUNE_EVERY_S = 10.0
 
@@ -52,6 +59,9 @@ CREATE TABLE IF NOT EXISTS evidence_uploads (
     restarts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
     created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at REAL NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
     UNIQUE (event_id, name)
 );
 CREATE INDEX IF NOT EXISTS ix_evidence_uploads_state ON evidence_uploads (state, id);
@@ -60,8 +70,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', 0);
 """
 
 
-# Evidence upload states: pending until central holds the file; done, failed (hash refused twice)
-# and lost (the file was pruned or removed before it went) are final.
+# Evidence upload states: pending until central holds the file; done, failed (hash refused twice,
+# or unreadable / refused by central on every attempt) and lost (the file was pruned or removed
+# before it went) are final. `reason` says why an upload failed, was lost or waits to retry.
 UPLOAD_PENDING = "pending"
 UPLOAD_DONE = "done"
 UPLOAD_FAILED = "failed"
@@ -87,6 +98,7 @@ class EvidenceUpload:
     id: int = 0
     uploaded: int = 0  # bytes central confirmed last time
     restarts: int = 0  # times the file was sent again from 0 after a refused hash
+    attempts: int = 0  # failed attempts (unreadable, refused by central) so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,10 @@ class Outbox:
             "CREATE INDEX IF NOT EXISTS ix_outbox_acked_at ON outbox (acked_at)"
             " WHERE acked_at IS NOT NULL"
         )
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(evidence_uploads)")}
+        for column, spec in _UPLOAD_COLUMNS.items():
+            if column not in have:  # an outbox written by an older version
+                self._db.execute(f"ALTER TABLE evidence_uploads ADD COLUMN {column} {spec}")
 
     def close(self) -> None:
         """Close the database."""
@@ -188,13 +204,15 @@ class Outbox:
                 self._added.notify_all()
         return stored
 
-    def evidence_pending(self, *, limit: int = 100) -> list[EvidenceUpload]:
-        """Evidence files not uploaded yet, oldest first."""
+    def evidence_pending(
+        self, *, limit: int = 100, now: float | None = None
+    ) -> list[EvidenceUpload]:
+        """Evidence files not uploaded yet and not waiting to retry later, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, event_id, name, path, sha256, size, uploaded, restarts"
-                " FROM evidence_uploads WHERE state=? ORDER BY id LIMIT ?",
-                (UPLOAD_PENDING, limit),
+                "SELECT id, event_id, name, path, sha256, size, uploaded, restarts, attempts"
+                " FROM evidence_uploads WHERE state=? AND retry_at<=? ORDER BY id LIMIT ?",
+                (UPLOAD_PENDING, time.time() if now is None else now, limit),
             ).fetchall()
         return [
             EvidenceUpload(
@@ -206,6 +224,7 @@ class Outbox:
                 size=int(r[5]),
                 uploaded=int(r[6]),
                 restarts=int(r[7]),
+                attempts=int(r[8]),
             )
             for r in rows
         ]
@@ -218,10 +237,29 @@ class Outbox:
                 (uploaded, restarts, upload_id),
             )
 
-    def evidence_finish(self, upload_id: int, state: str) -> None:
-        """Give an upload its final state (done, failed or lost)."""
+    def evidence_finish(self, upload_id: int, state: str, *, reason: str = "") -> None:
+        """Give an upload its final state (done, failed or lost) and, when not done, why."""
         with self._lock:
-            self._db.execute("UPDATE evidence_uploads SET state=? WHERE id=?", (state, upload_id))
+            self._db.execute(
+                "UPDATE evidence_uploads SET state=?, reason=? WHERE id=?",
+                (state, reason, upload_id),
+            )
+
+    def evidence_retry_later(self, upload_id: int, *, reason: str, retry_at: float) -> None:
+        """Count a failed attempt of an upload, say why, and leave it until `retry_at`."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE evidence_uploads SET attempts=attempts+1, retry_at=?, reason=? WHERE id=?",
+                (retry_at, reason, upload_id),
+            )
+
+    def evidence_problems(self) -> list[tuple[str, str, str]]:
+        """(name, state, reason) of the uploads that failed, were lost or wait to retry."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, state, reason FROM evidence_uploads WHERE reason != '' ORDER BY id"
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def evidence_counts(self) -> dict[str, int]:
         """Evidence uploads by state."""

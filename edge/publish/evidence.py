@@ -4,19 +4,26 @@ Each file goes in chunks (`PUT .../api/evidence/{event_id}/{name}` with `Content
 sending, the uploader asks central how many bytes it already holds, so an interrupted upload
 resumes there. Central checks the sha256 of the whole file; a refused file is sent once more from
 0, then given up with an error.
+
+One file's trouble never stops the others: a file gone from disk is given up (lost), a file that
+cannot be read or that central refuses waits and is tried again later, and an outbox that cannot
+be written (disk full) pauses the thread, which carries on when it can. The reason is kept with
+the upload in the outbox (`Outbox.evidence_problems`).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from edge.config import EvidenceUploadSettings
-from edge.outbox import Outbox
+from edge.outbox import Outbox, is_disk_full
 from edge.outbox.sqlite import UPLOAD_DONE, UPLOAD_FAILED, UPLOAD_LOST, EvidenceUpload
 
 log = logging.getLogger(__name__)
@@ -24,10 +31,25 @@ log = logging.getLogger(__name__)
 HASH_MISMATCH = "sha256"  # X-Evidence-Error value central sends when the whole-file hash differs
 MAX_RESTARTS = 1  # a refused hash is retried from 0 once; twice means the file itself is bad
 BATCH = 20
+# A file tried again later (unreadable, refused by central) waits retry_s, then twice as long
+# after each failure up to this: an operator has hours to fix permissions or a failing card, and
+# a file that stays bad costs a warning an hour, not one a round.
+MAX_RETRY_LATER_S = 3600.0
+
+# Why an upload was given up or waits, kept in the outbox for the operator (Chinese first).
+REASON_MISSING = "文件不存在（已清理或被删除）/ file missing (pruned or deleted): {path}"
+REASON_UNREADABLE = "文件无法读取 / file unreadable: {error}"
+REASON_REFUSED = "中心拒收（HTTP {status}）/ refused by central (HTTP {status}): {detail}"
+REASON_HASH = "中心两次校验 SHA-256 不符 / central found a different sha256 twice"
 
 
 class UploadRefused(Exception):
     """Central refused the upload in a way retrying soon will not fix (auth, unknown event)."""
+
+
+class FileRefused(Exception):
+    """Central refused one file (too large, not listed by its event, bad request): that file
+    waits and is tried again later; the others go on."""
 
 
 class EvidenceUploader:
@@ -68,15 +90,23 @@ class EvidenceUploader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                busy = self.step()
-            except (httpx.HTTPError, UploadRefused) as exc:
-                log.warning("evidence upload paused %.0fs: %s", self._settings.retry_s, exc)
-                busy = False
-                self._stop.wait(self._settings.retry_s)
-                continue
-            if not busy:
-                self._stop.wait(min(self._settings.retry_s, 5.0))
+            self._stop.wait(self._round())
+
+    def _round(self) -> float:
+        """One step, never raising; returns the pause before the next."""
+        pause = self._settings.retry_s
+        try:
+            busy = self.step()
+        except (httpx.HTTPError, UploadRefused) as exc:  # central away or refusing this node
+            log.warning("evidence upload paused %.0fs: %s", pause, exc)
+        except sqlite3.Error as exc:  # the outbox cannot be read or written: every file waits
+            what = "disk full" if is_disk_full(exc) else "error"
+            log.error("evidence upload paused %.0fs: outbox %s (%s)", pause, what, exc)
+        except Exception:  # a bug hit by one round must not end evidence uploads for good
+            log.exception("evidence upload paused %.0fs", pause)
+        else:
+            return 0.0 if busy else min(pause, 5.0)
+        return pause
 
     def step(self, *, max_chunks: int | None = None) -> bool:
         """Upload queued files (at most `max_chunks` requests); True when any work was done."""
@@ -85,8 +115,50 @@ class EvidenceUploader:
         for upload in self._outbox.evidence_pending(limit=BATCH):
             if self._stop.is_set() or budget[0] == 0:
                 break
-            progressed = self._upload(upload, budget) or progressed
+            try:
+                progressed = self._upload(upload, budget) or progressed
+            except FileNotFoundError:
+                log.warning(
+                    "evidence %s of event %s: file gone before upload (pruned or deleted); "
+                    "given up",
+                    upload.path,
+                    upload.event_id,
+                )
+                reason = REASON_MISSING.format(path=upload.path)
+                self._outbox.evidence_finish(upload.id, UPLOAD_LOST, reason=reason)
+                progressed = True
+            except OSError as exc:
+                self._retry_later(upload, REASON_UNREADABLE.format(error=exc))
+                progressed = True
+            except FileRefused as exc:
+                self._retry_later(upload, str(exc))
+                progressed = True
         return progressed
+
+    def _retry_later(self, upload: EvidenceUpload, reason: str) -> None:
+        """Leave a file that failed for later, after a doubling pause; give it up (failed) after
+        `max_attempts` failures."""
+        attempts = upload.attempts + 1
+        if attempts >= self._settings.max_attempts:
+            log.error(
+                "evidence %s of event %s given up after %d attempts: %s",
+                upload.path,
+                upload.event_id,
+                attempts,
+                reason,
+            )
+            self._outbox.evidence_finish(upload.id, UPLOAD_FAILED, reason=reason)
+            return
+        pause = min(self._settings.retry_s * 2 ** (attempts - 1), MAX_RETRY_LATER_S)
+        log.warning(
+            "evidence %s of event %s: attempt %d failed, retrying in %.0fs: %s",
+            upload.path,
+            upload.event_id,
+            attempts,
+            pause,
+            reason,
+        )
+        self._outbox.evidence_retry_later(upload.id, reason=reason, retry_at=time.time() + pause)
 
     def _url(self, upload: EvidenceUpload) -> str:
         return f"{self._base}/api/evidence/{upload.event_id}/{upload.name}"
@@ -94,12 +166,7 @@ class EvidenceUploader:
     def _upload(self, upload: EvidenceUpload, budget: list[int]) -> bool:
         """Send what central lacks of one file; True when anything changed."""
         path = Path(upload.path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            log.warning("evidence %s gone before upload (pruned?); not sent", path)
-            self._outbox.evidence_finish(upload.id, UPLOAD_LOST)
-            return True
+        data = path.read_bytes()  # OSError: handled per file in step()
         offset = self._received(upload)
         restarts = upload.restarts
         progressed = False
@@ -126,7 +193,7 @@ class EvidenceUploader:
                     log.error(
                         "evidence %s refused by central twice (sha256 mismatch): given up", path
                     )
-                    self._outbox.evidence_finish(upload.id, UPLOAD_FAILED)
+                    self._outbox.evidence_finish(upload.id, UPLOAD_FAILED, reason=REASON_HASH)
                     return True
                 restarts += 1
                 log.warning("evidence %s: central saw a different sha256; sending again", path)
@@ -143,7 +210,10 @@ class EvidenceUploader:
         self.uploaded += 1
         log.info("evidence %s uploaded (%d bytes)", path.name, len(data))
         if self._on_uploaded is not None:
-            self._on_uploaded(path)
+            try:
+                self._on_uploaded(path)
+            except (OSError, sqlite3.Error) as exc:  # central holds it: only pruning order suffers
+                log.warning("evidence %s uploaded but not marked so locally: %s", path.name, exc)
         return True
 
     def _received(self, upload: EvidenceUpload) -> int | None:
@@ -158,6 +228,20 @@ class EvidenceUploader:
         if response.status_code == 404:  # the event has not reached central over MQTT yet
             log.info("evidence for %s: event not at central yet; later", upload.event_id)
             return None
+        if 400 <= response.status_code < 500:  # about this file; 5xx is central's trouble
+            raise FileRefused(
+                REASON_REFUSED.format(status=response.status_code, detail=_detail(response))
+            )
         response.raise_for_status()
         body = response.json()
         return upload.size if body.get("complete") else int(body["received"])
+
+
+def _detail(response: httpx.Response) -> str:
+    """Central's explanation of a refusal (its `detail`), else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return str(detail if detail is not None else response.text)[:300]

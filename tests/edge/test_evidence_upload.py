@@ -26,10 +26,11 @@ from edge.detect import Detection
 from edge.evidence import EvidenceStore
 from edge.ingest import load_image
 from edge.outbox import Outbox
-from edge.outbox.sqlite import UPLOAD_DONE, UPLOAD_FAILED, EvidenceUpload
-from edge.publish.evidence import EvidenceUploader, UploadRefused
+from edge.outbox.sqlite import UPLOAD_DONE, UPLOAD_FAILED, UPLOAD_LOST, EvidenceUpload
+from edge.publish.evidence import REASON_MISSING, EvidenceUploader, UploadRefused
 from tests.central.conftest import make_event
 from tests.central.staff import auth, staff_accounts
+from tests.edge.conftest import TinyDisk
 from tests.helpers import free_port, wait_for
 
 TOKEN_A = "token-of-cx-01-0123456789"
@@ -89,10 +90,16 @@ def central(
 
 
 def queue_file(
-    outbox: Outbox, tmp_path: Path, event: EventPayload, data: bytes, *, sha256: str = ""
+    outbox: Outbox,
+    tmp_path: Path,
+    event: EventPayload,
+    data: bytes,
+    *,
+    sha256: str = "",
+    name: str = "a.jpg",
 ) -> EvidenceUpload:
     """Write a file and queue it with its event, as the node does."""
-    path = tmp_path / "ev" / "a.jpg"
+    path = tmp_path / "ev" / name
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(data)
     upload = EvidenceUpload(
@@ -106,9 +113,17 @@ def queue_file(
     return upload
 
 
-def settings(url: str) -> EvidenceUploadSettings:
+def settings(url: str, **over: float) -> EvidenceUploadSettings:
     """16 KiB chunks and short pauses."""
-    return EvidenceUploadSettings(central_url=url, chunk_kib=16, retry_s=0.1, timeout_s=10)
+    values: dict[str, float] = {"chunk_kib": 16, "retry_s": 0.1, "timeout_s": 10, **over}
+    return EvidenceUploadSettings(central_url=url, **values)  # type: ignore[arg-type]
+
+
+def served(central: Central, event: EventPayload, name: str) -> bytes:
+    """The file central serves for an event."""
+    response = httpx.get(f"{central.url}/api/evidence/{event.event_id}/{name}", headers=auth())
+    assert response.status_code == 200, response.text
+    return response.content
 
 
 def test_interrupted_upload_resumes_at_central_offset(central: Central, tmp_path: Path) -> None:
@@ -189,6 +204,108 @@ def test_event_not_at_central_yet_waits(central: Central, tmp_path: Path) -> Non
     assert uploader.step()
     uploader.stop()
     assert outbox.evidence_counts() == {UPLOAD_DONE: 1}
+    outbox.close()
+
+
+def test_a_deleted_file_is_given_up_and_later_files_still_go(
+    central: Central, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A queued file deleted before its upload is given up (lost) with its reason, logged with
+    its path; the running uploader goes on and the next file reaches central."""
+    gone, later = make_event(seq=1), make_event(seq=2)
+    for event in (gone, later):
+        central.add_event(event)
+    outbox = Outbox(tmp_path / "outbox.db")
+    missing = Path(queue_file(outbox, tmp_path, gone, os.urandom(1000), name="gone.jpg").path)
+    missing.unlink()
+    data = os.urandom(20_000)
+    queue_file(outbox, tmp_path, later, data, name="later.jpg")
+    uploader = EvidenceUploader(outbox, settings(central.url), TOKEN_A)
+    with caplog.at_level(logging.WARNING, logger="edge.publish.evidence"):
+        uploader.start()
+        assert wait_for(lambda: outbox.evidence_counts() == {UPLOAD_LOST: 1, UPLOAD_DONE: 1}, 10)
+        uploader.stop()
+    assert served(central, later, "later.jpg") == data
+    assert outbox.evidence_problems() == [
+        ("gone.jpg", UPLOAD_LOST, REASON_MISSING.format(path=missing))
+    ]
+    assert any(
+        str(missing) in r.getMessage() and "given up" in r.getMessage() for r in caplog.records
+    )
+    outbox.close()
+
+
+def test_an_unreadable_file_waits_and_the_others_still_go(central: Central, tmp_path: Path) -> None:
+    """A file that cannot be read keeps its place for a later try, with the reason, while the
+    files behind it are sent; once readable it goes too. The unreadable file is a directory
+    where the image should be: a real IsADirectoryError (root reads any file mode)."""
+    stuck, later = make_event(seq=1), make_event(seq=2)
+    for event in (stuck, later):
+        central.add_event(event)
+    outbox = Outbox(tmp_path / "outbox.db")
+    data = os.urandom(20_000)
+    path = Path(queue_file(outbox, tmp_path, stuck, data, name="stuck.jpg").path)
+    path.unlink()
+    path.mkdir()
+    queue_file(outbox, tmp_path, later, os.urandom(1000), name="later.jpg")
+    uploader = EvidenceUploader(outbox, settings(central.url), TOKEN_A)
+    uploader.start()
+    assert wait_for(lambda: outbox.evidence_counts().get(UPLOAD_DONE) == 1, 10)
+    ((name, state, reason),) = outbox.evidence_problems()
+    assert (name, state) == ("stuck.jpg", "pending") and "file unreadable" in reason, reason
+    path.rmdir()
+    path.write_bytes(data)
+    assert wait_for(lambda: outbox.evidence_counts() == {UPLOAD_DONE: 2}, 20)
+    uploader.stop()
+    assert served(central, stuck, "stuck.jpg") == data
+    assert outbox.evidence_problems() == []  # the reason goes once it is sent
+    outbox.close()
+
+
+def test_a_file_central_refuses_is_given_up_after_its_attempts(
+    central: Central, tmp_path: Path
+) -> None:
+    """Central refuses a file its event does not list (422): that file alone is tried again
+    later and, after max_attempts, given up with central's reason; the next file goes."""
+    other = {"name": "other.jpg", "sha256": "0" * 64, "size": 5}
+    refused, later = make_event(seq=1, evidence=[other]), make_event(seq=2)
+    for event in (refused, later):
+        central.add_event(event)
+    outbox = Outbox(tmp_path / "outbox.db")
+    queue_file(outbox, tmp_path, refused, os.urandom(1000), name="refused.jpg")
+    data = os.urandom(1000)
+    queue_file(outbox, tmp_path, later, data, name="later.jpg")
+    uploader = EvidenceUploader(outbox, settings(central.url, max_attempts=2), TOKEN_A)
+    uploader.start()
+    assert wait_for(lambda: outbox.evidence_counts() == {UPLOAD_FAILED: 1, UPLOAD_DONE: 1}, 10)
+    uploader.stop()
+    assert served(central, later, "later.jpg") == data
+    ((name, state, reason),) = outbox.evidence_problems()
+    assert (name, state) == ("refused.jpg", UPLOAD_FAILED)
+    assert "HTTP 422" in reason and "事件未列出此证据" in reason, reason
+    outbox.close()
+
+
+def test_a_full_outbox_disk_pauses_uploads_until_there_is_room(
+    central: Central, tmp_path: Path, tiny_disk: TinyDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outbox lives on a card that fills up: recording the upload fails with a real
+    SQLITE_FULL. The uploader pauses instead of ending, and finishes once there is room."""
+    event = make_event()
+    central.add_event(event)
+    outbox = Outbox(tiny_disk.root / "outbox.db")
+    data = os.urandom(40_000)
+    queue_file(outbox, tmp_path, event, data)
+    tiny_disk.fill()
+    uploader = EvidenceUploader(outbox, settings(central.url), TOKEN_A)
+    with caplog.at_level(logging.ERROR, logger="edge.publish.evidence"):
+        uploader.start()
+        assert wait_for(lambda: "outbox disk full" in caplog.text, 10), caplog.text
+        assert outbox.evidence_counts() == {"pending": 1}
+        tiny_disk.free()
+        assert wait_for(lambda: outbox.evidence_counts() == {UPLOAD_DONE: 1}, 10)
+        uploader.stop()
+    assert served(central, event, "a.jpg") == data
     outbox.close()
 
 

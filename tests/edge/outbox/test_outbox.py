@@ -59,3 +59,28 @@ def test_full_disk_raises_the_real_error_and_stores_nothing(tiny_disk: TinyDisk)
     assert [e.seq for e in box.add([make_event()], media_sha256="dd")] == [2]
     assert box.seen_media("dd") and box.depth() == 2
     box.close()
+
+
+def test_an_older_outbox_gains_the_upload_retry_columns(tmp_path: Path) -> None:
+    """An outbox written before uploads kept attempts and reasons still opens and uploads."""
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as old:  # evidence_uploads as the first release made it
+        old.execute(
+            "CREATE TABLE evidence_uploads (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
+            " name TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+            " uploaded INTEGER NOT NULL DEFAULT 0, restarts INTEGER NOT NULL DEFAULT 0,"
+            " state TEXT NOT NULL DEFAULT 'pending', created_at REAL NOT NULL,"
+            " UNIQUE (event_id, name))"
+        )
+        old.execute(
+            "INSERT INTO evidence_uploads (event_id, name, path, sha256, size, created_at)"
+            " VALUES ('e1', 'a.jpg', '/x/a.jpg', 'ab', 10, 0)"
+        )
+    old.close()
+    box = Outbox(path)
+    (upload,) = box.evidence_pending()
+    assert (upload.name, upload.attempts) == ("a.jpg", 0)
+    box.evidence_retry_later(upload.id, reason="unreadable", retry_at=2e9)
+    assert box.evidence_pending() == []  # waits until retry_at
+    assert box.evidence_problems() == [("a.jpg", "pending", "unreadable")]
+    box.close()
