@@ -55,9 +55,11 @@ def _default_catalogue() -> Catalogue:
 def site_deaths(
     session: Session, *, site: str, after: datetime, before: datetime, catalogue: Catalogue
 ) -> list[Death]:
-    """Stored motionless_bird anomalies of a site that died in (after, before), not dismissed.
+    """Stored motionless_bird anomalies of a site that died in [after, before], not dismissed.
 
-    A death's time is the end of its capture window (when the bird was last seen still)."""
+    Both ends count, as on the edge (edge.rules.clusters.find_clusters): deaths exactly
+    window_h apart are in one window. A death's time is the end of its capture window (when
+    the bird was last seen still)."""
     died = sa.func.coalesce(Event.captured_until, Event.captured_at)
     rows = session.scalars(
         sa.select(Event)
@@ -66,9 +68,9 @@ def site_deaths(
             Event.rule == MOTIONLESS,
             Event.kind == EventKind.ANOMALY.value,
             Event.review_status != REVIEW_DISMISSED,
-            Event.captured_at < before,  # the index; captured_at <= the death time
-            died > after,
-            died < before,
+            Event.captured_at <= before,  # the index; captured_at <= the death time
+            died >= after,
+            died <= before,
         )
         .order_by(died, Event.id)
     ).all()
@@ -187,7 +189,7 @@ def evaluate_site(
     )
     free = [d for d in deaths if d.ref not in counted]
     out: list[EventPayload] = []
-    for end in sorted({d.t for d in free if at <= d.t < at + window}):
+    for end in sorted({d.t for d in free if at <= d.t <= at + window}):
         # One cluster at a time: two groupings (a species and its risk group) may share deaths.
         while (c := _cross_node(free, end, config)) is not None:
             out.append(_raise(session, site, c, config))

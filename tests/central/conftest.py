@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,36 @@ def make_event(**overrides: Any) -> EventPayload:
     }
     data.update(overrides)
     return EventPayload.model_validate(data)
+
+
+T0 = datetime(2026, 11, 21, 6, tzinfo=UTC)  # the first death of the mortality tests
+EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
+
+
+def make_death(*, node: str, at: datetime, seq: int, **overrides: Any) -> EventPayload:
+    """A motionless_bird anomaly at changxing: an egret seen still for 12 minutes until `at`
+    (its death time). Severity warning, which pages no one, unless overridden."""
+    data: dict[str, Any] = {
+        "kind": "anomaly",
+        "rule": "motionless_bird",
+        "severity": "warning",
+        "node": node,
+        "seq": seq,
+        "captured_at": at - timedelta(minutes=12),
+        "captured_until": at,
+        "species": EGRET,
+    }
+    data.update(overrides)
+    return make_event(**data)
+
+
+def three_deaths() -> list[EventPayload]:
+    """Three dead egrets within an hour from two nodes (cx-01 at T0 and +30 min, cx-02 at
+    +60 min): a cluster only central, which sees both nodes, can raise."""
+    return [
+        make_death(node=node, at=T0 + timedelta(minutes=minutes), seq=seq)
+        for node, minutes, seq in [("cx-01", 0, 1), ("cx-01", 30, 2), ("cx-02", 60, 1)]
+    ]
 
 
 @pytest.fixture()

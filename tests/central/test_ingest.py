@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from broker.validate import encode
 from central.db.models import DeadLetter, Event, Node
 from central.db.session import database_unavailable
 from edge.rules.settings import MortalityClusterSettings
-from tests.central.conftest import IngestorFactory, make_event
+from tests.central.conftest import IngestorFactory, make_event, three_deaths
 from tests.helpers import wait_for
 
 Publish = Callable[[str, bytes], None]
@@ -151,6 +152,19 @@ def test_heartbeat_and_status_update_nodes(
     assert node.last_heartbeat is not None and node.last_heartbeat["uptime_s"] == 10
 
 
+@contextmanager
+def _events_table_away(engine: sa.Engine) -> Iterator[None]:
+    """A database outage for ingest: the events table "disappears" (renamed), so every batch
+    fails, until the block ends."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE events RENAME TO events_away"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE events_away RENAME TO events"))
+
+
 def test_database_outage_retries_and_never_acks_before_commit(
     start_ingestor: IngestorFactory,
     publisher: Publish,
@@ -158,15 +172,12 @@ def test_database_outage_retries_and_never_acks_before_commit(
     engine: sa.Engine,
 ) -> None:
     ingestor = start_ingestor()
-    with engine.begin() as conn:  # the events table "disappears": every batch fails
-        conn.execute(sa.text("ALTER TABLE events RENAME TO events_away"))
     event = make_event(event_id=uuid.uuid4())
-    publisher(TOPIC, encode(event))
-    assert wait_for(lambda: ingestor.counters.db_errors >= 2, 10), "no retry happened"
-    assert ingestor.counters.stored == 0
-    ingestor.stop()  # gives up without acknowledging
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE events_away RENAME TO events"))
+    with _events_table_away(engine):
+        publisher(TOPIC, encode(event))
+        assert wait_for(lambda: ingestor.counters.db_errors >= 2, 10), "no retry happened"
+        assert ingestor.counters.stored == 0
+        ingestor.stop()  # gives up without acknowledging
     restarted = start_ingestor(probe=False)  # same client id: the broker redelivers
     assert wait_for(lambda: restarted.counters.stored == 1, 15)
     with session_factory() as s:
@@ -180,12 +191,9 @@ def test_outage_while_running_recovers_without_restart(
     engine: sa.Engine,
 ) -> None:
     ingestor = start_ingestor()
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE events RENAME TO events_away"))
-    publisher(TOPIC, encode(make_event()))
-    assert wait_for(lambda: ingestor.counters.db_errors >= 1, 10)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE events_away RENAME TO events"))
+    with _events_table_away(engine):
+        publisher(TOPIC, encode(make_event()))
+        assert wait_for(lambda: ingestor.counters.db_errors >= 1, 10)
     assert wait_for(lambda: ingestor.counters.stored == 1, 10)
     assert _count(session_factory, Event) == 1
 
@@ -308,21 +316,8 @@ def test_fallback_one_by_one_still_raises_the_cross_node_cluster(
     ingestor = start_ingestor(clusters=clusters, batch_wait_s=1.0)
     _refuse_camera(engine, "bad-cam")
     ingestor.stop()  # the messages queue up in the broker for the persistent session ...
-    t0 = datetime(2026, 11, 21, 6, tzinfo=UTC)
-    egret = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
-    for node, minutes, seq in [("cx-01", 0, 1), ("cx-01", 30, 2), ("cx-02", 60, 1)]:
-        t = t0 + timedelta(minutes=minutes)
-        death = make_event(
-            kind="anomaly",
-            rule="motionless_bird",
-            severity="warning",
-            node=node,
-            seq=seq,
-            captured_at=t - timedelta(minutes=12),
-            captured_until=t,
-            species=egret,
-        )
-        publisher(event_topic("changxing", node), encode(death))
+    for death in three_deaths():
+        publisher(event_topic(death.site, death.node), encode(death))
     publisher(TOPIC, encode(make_event(seq=3, camera="bad-cam")))
     caplog.set_level(logging.WARNING, logger="central.ingest")
     restarted = start_ingestor(clusters=clusters, batch_wait_s=1.0, probe=False)  # ... one batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,28 +14,19 @@ from central import crud
 from central.db.models import ClusterMember, Event
 from central.surveillance import CENTRAL_NODE, evaluate_site
 from edge.rules.settings import MortalityClusterSettings
-from tests.central.conftest import make_event
+from tests.central.conftest import T0, make_death, make_event, three_deaths
 from tests.helpers import wait_for
-
-T0 = datetime(2026, 11, 21, 6, tzinfo=UTC)
-EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
 
 
 def _dead(session: Session, node: str, minutes: int, seq: int, **fields: object) -> None:
     t = T0 + timedelta(minutes=minutes)
-    data: dict[str, object] = {
-        "kind": "anomaly",
-        "rule": "motionless_bird",
-        "severity": "alert",
-        "node": node,
-        "seq": seq,
-        "captured_at": t - timedelta(minutes=12),
-        "captured_until": t,
-        "species": EGRET,
-        "source": f"{node}_{minutes}.jpg",
-    }
-    data.update(fields)
-    crud.insert_event(session=session, payload=make_event(**data), received_at=t)
+    death = make_death(
+        node=node,
+        at=t,
+        seq=seq,
+        **{"severity": "alert", "source": f"{node}_{minutes}.jpg", **fields},
+    )
+    crud.insert_event(session=session, payload=death, received_at=t)
 
 
 def test_cluster_across_nodes_raised_once(session_factory: sessionmaker[Session]) -> None:
@@ -121,19 +112,8 @@ def test_ingest_raises_the_cross_node_cluster_and_pages_once(
     assert isinstance(central_config, CentralConfig)
     ingest = start_ingestor(clusters=MortalityClusterSettings())  # type: ignore[operator]
     publish: Callable[[str, bytes], None] = publisher  # type: ignore[assignment]
-    for node, minutes, seq in [("cx-01", 0, 1), ("cx-01", 30, 2), ("cx-02", 60, 1)]:
-        t = T0 + timedelta(minutes=minutes)
-        ev = make_event(
-            kind="anomaly",
-            rule="motionless_bird",
-            severity="warning",
-            node=node,
-            seq=seq,
-            captured_at=t - timedelta(minutes=12),
-            captured_until=t,
-            species=EGRET,
-        )
-        publish(event_topic("changxing", node), encode(ev))
+    for death in three_deaths():
+        publish(event_topic(death.site, death.node), encode(death))
 
     def clusters() -> list[Event]:
         with session_factory() as session:
@@ -185,6 +165,27 @@ def test_a_late_death_completes_the_cluster(session_factory: sessionmaker[Sessio
             )
         ).all()
     assert len(members) == 3
+
+
+@pytest.mark.parametrize(
+    "arrivals",
+    [
+        [("cx-01", 0, 1), ("cx-02", 12 * 60, 1), ("cx-01", 24 * 60, 2)],
+        [("cx-01", 24 * 60, 2), ("cx-02", 12 * 60, 1), ("cx-01", 0, 1)],  # the first one late
+    ],
+)
+def test_deaths_exactly_a_window_apart_make_one_cluster(
+    session_factory: sessionmaker[Session], arrivals: list[tuple[str, int, int]]
+) -> None:
+    """The 24 h window holds both its ends, as on the edge (find_clusters): deaths at 0, 12 and
+    24 h from two nodes are one cluster, whichever of them arrives last."""
+    with session_factory.begin() as session:
+        *first, last = arrivals
+        for node, minutes, seq in first:
+            assert _arrive(session, node, minutes, seq) == []
+        (ev,) = _arrive(session, *last)
+    assert ev.count == 3 and (ev.captured_at, ev.captured_until) == (_at(0), _at(24 * 60))
+    assert "cx-01、cx-02" in ev.message_zh
 
 
 def test_late_deaths_never_count_twice(session_factory: sessionmaker[Session]) -> None:
