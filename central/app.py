@@ -11,7 +11,10 @@ from types import FrameType
 
 import sqlalchemy as sa
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +31,7 @@ from central.db.migrate import upgrade
 from central.db.models import Event
 from central.db.session import make_engine, make_session_factory
 from central.ingest import IngestCounters, Ingestor
+from central.schemas import ValidationProblem
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,13 @@ DB_WAIT_MIN_S = 0.5
 DB_WAIT_MAX_S = 15.0
 DB_WAIT_TOTAL_S = 120.0
 BROKER_WAIT_S = 10.0
+
+# Where a request value came from, left out of the summary people read ("limit", not "query.limit").
+_SOURCES = {"query", "path", "header", "cookie", "body"}
+# Routes with inputs document the 422 the handler below sends instead of FastAPI's own.
+_VALIDATION_RESPONSES: dict[int | str, dict[str, object]] = {
+    422: {"model": ValidationProblem, "description": messages.REQUEST_INVALID.format(problems="…")}
+}
 
 
 def create_app(
@@ -50,10 +61,32 @@ def create_app(
     app.state.config = config
     app.state.session_factory = session_factory
     app.state.send_command = send_command
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)
-    app.include_router(events.router)
-    app.include_router(evidence.router)
+    app.include_router(events.router, responses=_VALIDATION_RESPONSES)
+    app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
     return app
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 with a summary people can read, Chinese first, in `detail`; the errors
+    themselves, as FastAPI reports them, under `errors`."""
+    if not isinstance(exc, RequestValidationError):  # registered for that class only
+        raise exc
+    errors = jsonable_encoder(exc.errors())
+    problems = "; ".join(f"{_where(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    return JSONResponse(
+        status_code=422,
+        content={"detail": messages.REQUEST_INVALID.format(problems=problems), "errors": errors},
+    )
+
+
+def _where(loc: list[object] | tuple[object, ...]) -> str:
+    """'limit' for ('query', 'limit'), 'items.0.x' for ('body', 'items', 0, 'x')."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in _SOURCES:
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts) or "-"
 
 
 def _upgrade_with_retry(database_url: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from central.api import texts
+from central import messages
 
 # Times a query may name: far enough either side of any real capture, and safely inside the range
 # datetime can shift between zones (year 1 or 9999 at an extreme offset overflowed into a 500).
@@ -19,11 +19,11 @@ LATEST_TIME = datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)
 def _query_time(value: datetime) -> datetime:
     """Refuse naive times (no one should guess a zone) and times outside 2000..2100."""
     if value.utcoffset() is None:
-        raise PydanticCustomError("naive_time", texts.NAIVE_TIME)
+        raise PydanticCustomError("naive_time", messages.NAIVE_TIME)
     if not EARLIEST_TIME <= value <= LATEST_TIME:
         raise PydanticCustomError(
             "time_out_of_range",
-            texts.TIME_OUT_OF_RANGE.format(
+            messages.TIME_OUT_OF_RANGE.format(
                 earliest=f"{EARLIEST_TIME:%Y-%m-%d}", latest=f"{LATEST_TIME:%Y-%m-%d}"
             ),
         )
@@ -152,3 +152,12 @@ class HealthPublic(BaseModel):
     status: str
     database: str
     time: datetime
+
+
+class ValidationProblem(BaseModel):
+    """A refused request (422): a summary for people, Chinese first, and the errors for programs."""
+
+    detail: str = Field(description="请求参数有误 / invalid request: <where>: <problem>; …")
+    errors: list[dict[str, Any]] = Field(
+        description="each problem as FastAPI reports it: loc, msg, type (and input, ctx)"
+    )

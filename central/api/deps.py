@@ -11,7 +11,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from central import evidence, messages
-from central.api import texts
 from central.config import CentralConfig, StaffConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def get_current_staff(
             "staff token refused for %s %s from %s", request.method, request.url.path, client
         )
         raise HTTPException(
-            401, detail=texts.STAFF_TOKEN_INVALID, headers={"WWW-Authenticate": "Bearer"}
+            401, detail=messages.STAFF_TOKEN_INVALID, headers={"WWW-Authenticate": "Bearer"}
         )
     return member
 

@@ -94,7 +94,7 @@ def test_openapi_docs(client: TestClient) -> None:
 def _refused(response: httpx.Response) -> str:
     """The message of a 422 on one query parameter."""
     assert response.status_code == 422, response.text
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     return str(error["msg"])
 
 
@@ -130,3 +130,30 @@ def test_bounds_themselves_are_accepted(client: TestClient) -> None:
     body = client.get("/api/events", params={**edges, "offset": MAX_OFFSET}).json()
     assert body == {"data": [], "count": 3}
     assert client.get("/api/events", params={"until": "2100-12-31T23:59:59Z"}).json()["count"] == 3
+
+
+def test_a_refused_request_says_why_chinese_first(client: TestClient) -> None:
+    """FastAPI's own 422 carries a summary people read, Chinese first, in `detail`, and keeps
+    the errors programs read under `errors`."""
+    response = client.get("/api/events", params={"limit": -1})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"].startswith("请求参数有误 / invalid request: limit: "), body
+    assert "greater than or equal to 1" in body["detail"]
+    (error,) = body["errors"]
+    assert (error["loc"], error["type"], error["input"]) == (
+        ["query", "limit"],
+        "greater_than_equal",
+        "-1",
+    )
+    event = client.events[0]  # type: ignore[attr-defined]
+    body = client.post(f"/api/events/{event.event_id}/review", json={"decision": "maybe"}).json()
+    assert body["detail"].startswith("请求参数有误 / invalid request: decision: "), body
+    assert [e["loc"] for e in body["errors"]] == [["body", "decision"]]
+    naive = client.get("/api/events", params={"since": "2026-11-21T01:00:00", "limit": 0}).json()
+    assert naive["detail"].startswith("请求参数有误 / invalid request: since: 时间必须带时区")
+    assert "; limit: " in naive["detail"] and len(naive["errors"]) == 2
+    documented = client.get("/openapi.json").json()["paths"]["/api/events"]["get"]["responses"]
+    assert documented["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ValidationProblem"
+    )

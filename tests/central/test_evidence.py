@@ -168,4 +168,4 @@ def test_oversized_content_range_is_refused(
         },
     )
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["header", "content-range"]
+    assert response.json()["errors"][0]["loc"] == ["header", "content-range"]

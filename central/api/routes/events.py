@@ -16,7 +16,6 @@ from broker.payloads import Box, Category, CommandName, CommandPayload, EventKin
 from broker.topics import ID_PATTERN, command_topic
 from broker.validate import encode
 from central import crud, messages
-from central.api import texts
 from central.api.deps import CommandDep, CurrentStaff, SessionDep, get_current_staff
 from central.db.models import REVIEW_ACTION_BACKGROUND, REVIEW_DISMISSED
 from central.schemas import (
@@ -42,7 +41,9 @@ RULE_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"  # as broker.payloads.RuleName
 
 def _offset(value: int) -> int:
     if value > MAX_OFFSET:
-        raise PydanticCustomError("offset_too_large", texts.OFFSET_TOO_LARGE.format(max=MAX_OFFSET))
+        raise PydanticCustomError(
+            "offset_too_large", messages.OFFSET_TOO_LARGE.format(max=MAX_OFFSET)
+        )
     return value
 
 
