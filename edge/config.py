@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from broker.topics import ID_PATTERN
 from edge.classify import ClassifierSettings
@@ -23,6 +24,12 @@ from edge.track.iou_tracker import TrackerSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
 EVIDENCE_TOKEN_ENV = "WILDWATCH_NODE_EVIDENCE_TOKEN"
+
+# Operator-facing config errors, Chinese first.
+UNKNOWN_RULE_CAMERA = (
+    "{key} 中的相机 {ids} 不在本节点的 cameras 中（已有：{known}）/ "
+    "{key} names camera(s) {ids} this node does not have (cameras: {known})"
+)
 
 
 class ConfigError(ValueError):
@@ -64,6 +71,14 @@ class EvidenceUploadSettings(_Model):
     )
     timeout_s: float = Field(30.0, gt=0, le=600, description="one HTTP request")
     retry_s: float = Field(30.0, gt=0, le=3600, description="pause after a failed round")
+    max_attempts: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="tries of a file that cannot be read or that central refuses before it is "
+        "given up; the pause doubles from retry_s after each (up to an hour), so the defaults "
+        "give an operator about three hours to fix it",
+    )
 
     @property
     def token(self) -> str | None:
@@ -151,9 +166,7 @@ class NodeConfig(_Model):
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique, got {ids}")
         _separate_drop_folders(self.cameras)
-        unknown = sorted(set(self.rules.cameras) - set(ids))
-        if unknown:
-            raise ValueError(f"rules.cameras names unknown camera(s) {unknown}")
+        _known_rule_cameras(self.rules, ids)
         return self
 
     @property
@@ -183,6 +196,24 @@ def _separate_drop_folders(cameras: list[CameraSettings]) -> None:
                     f"drop folder {inner} of camera {inner_id!r} is inside drop folder {outer} of"
                     f" camera {outer_id!r}; give each camera a folder of its own"
                 )
+
+
+def _known_rule_cameras(rules: RuleSettings, ids: list[str]) -> None:
+    """Every camera the rules name (per-camera settings, same_view groups) is one of the node's:
+    a misspelt id would otherwise be ignored without a word."""
+    named = {"rules.cameras": list(rules.cameras)}
+    for i, group in enumerate(rules.mortality_cluster.same_view):
+        named[f"rules.mortality_cluster.same_view[{i}]"] = group
+    for key, cameras in named.items():
+        unknown = sorted(set(cameras) - set(ids))
+        if unknown:
+            # a custom error, not ValueError: the message then starts in Chinese, without
+            # pydantic's "Value error, " in front
+            raise PydanticCustomError(
+                "unknown_camera",
+                UNKNOWN_RULE_CAMERA,
+                {"key": key, "ids": ", ".join(map(repr, unknown)), "known": ", ".join(ids)},
+            )
 
 
 def describe(exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -102,3 +103,31 @@ def test_drop_folder_timing_and_capture_floor_are_configurable() -> None:
         parse_config(
             {"site": "cx", "node": "n1", "cameras": [{"id": "c"}], "quarantine_grace_s": -1}
         )
+
+
+@pytest.mark.parametrize(
+    ("rules", "key", "unknown"),
+    [
+        ({"cameras": {"cam9": {"disabled": ["free_roaming_dog"]}}}, "rules.cameras", "'cam9'"),
+        (
+            {"mortality_cluster": {"same_view": [["north", "south"], ["south", "cam9", "cam0"]]}},
+            r"rules.mortality_cluster.same_view\[1\]",
+            "'cam0', 'cam9'",
+        ),
+    ],
+)
+def test_rules_name_only_cameras_of_the_node(
+    rules: dict[str, object], key: str, unknown: str
+) -> None:
+    """A misspelt camera id in the rules would be silently ignored: start-up refuses it, naming
+    the id, Chinese first."""
+    data = {"site": "cx", "node": "n1", "cameras": [{"id": "north"}, {"id": "south"}]}
+    with pytest.raises(ConfigError) as refused:
+        parse_config({**data, "rules": rules})
+    message = str(refused.value)
+    assert re.search(f"{key} 中的相机 {unknown} 不在本节点的 cameras 中", message), message
+    assert re.search(f"/ {key} names camera\\(s\\) {unknown} this node does not have", message)
+    fine = {"cameras": {"south": {}}, "mortality_cluster": {"same_view": [["north", "south"]]}}
+    assert parse_config({**data, "rules": fine}).rules.mortality_cluster.same_view == [
+        ["north", "south"]
+    ]
