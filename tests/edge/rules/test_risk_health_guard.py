@@ -89,7 +89,7 @@ def test_settings_refuse_typos_and_bad_bounds() -> None:
         RuleSettings.model_validate({"motionless_bird": {"still_minutes": 5}})
     with pytest.raises(ValidationError):
         AbnormalCountSettings(z_on=2, z_off=3)
-    with pytest.raises(ConfigError, match="unknown camera"):
+    with pytest.raises(ConfigError, match="不在本节点的 cameras 中"):
         parse_config(
             {"site": "cx", "node": "n1", "cameras": [{"id": "a"}], "rules": {"cameras": {"b": {}}}}
         )
