@@ -21,6 +21,7 @@ SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BOXES = 200
 MAX_TEXT = 500
+MAX_SOURCE = 255  # a media path or stream name (events.source is VARCHAR(255))
 MAX_EVIDENCE = 8  # the annotated frame and up to seven crops per event
 EVIDENCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # a plain file name, no path
 # Counters and sequence numbers stay well inside a signed 64-bit column (BIGINT, SQLite INTEGER).
@@ -31,12 +32,13 @@ MAX_SEQ = 2**62
 # stored and reviewed than refused.
 WIRE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 WIRE_TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+RULE_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"  # a rule name (events.rule is VARCHAR(48))
 
 Slug = Annotated[str, Field(pattern=ID_PATTERN, description="site/node id (lower-case slug)")]
 CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+RuleName = Annotated[str, Field(pattern=RULE_PATTERN)]
 
 
 def _storable_time(value: datetime) -> datetime:
@@ -144,7 +146,9 @@ class EventPayload(_Strict):
     boxes: list[Box] = Field(default_factory=list, max_length=MAX_BOXES)
     message_zh: Text = ""
     message_en: Text = ""
-    source: Annotated[str, Field(max_length=255)] = Field("", description="media file or stream")
+    source: Annotated[str, Field(max_length=MAX_SOURCE)] = Field(
+        "", description="media file or stream"
+    )
     model: Annotated[str, Field(max_length=64)] = ""
     evidence: list[EvidenceRef] = Field(
         default_factory=list, max_length=MAX_EVIDENCE, description="images uploaded separately"

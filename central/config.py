@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -23,8 +24,9 @@ from pydantic import (
 
 from broker.payloads import Severity
 from broker.topics import ID_PATTERN
+from central import messages
 from edge.rules.settings import MortalityClusterSettings
-from models.species import CatalogueError, load_catalogue
+from models.species import Catalogue, CatalogueError, load_catalogue
 
 PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -34,31 +36,6 @@ STAFF_TOKEN_BYTES = 32  # new_staff_token(): 256 random bits, so a plain sha256 
 # Keys the SMS back-ends in central/alerts register under. Kept here as plain names so loading the
 # config imports no gateway SDK; tests/central/test_config.py keeps it equal to the registry.
 SMS_BACKENDS = ("file",)
-
-# Operator-facing config errors, Chinese first (to move into central/messages.py).
-SMS_BACKEND_UNKNOWN = (
-    "未知的短信后端 {key!r}（可用：{known}）/ unknown SMS backend {key!r} (known: {known})"
-)
-NO_DUTY_PHONES = (
-    "duty_phones 为空：异常将无人接收短信；确需如此请设置 allow_no_duty_phones: true / "
-    "duty_phones is empty, so no one is paged about anomalies; "
-    "set allow_no_duty_phones: true if that is intended"
-)
-CATALOGUE_UNREADABLE = "物种名录 {path} 无法使用 / species catalogue unusable: {error}"
-UPLOAD_TOKEN_UNSET = (
-    "节点 {node} 的上传令牌 ${env} 未设置 / upload token ${env} of {node} is not set"
-)
-UPLOAD_TOKEN_SHORT = (
-    "节点 {node} 的上传令牌 ${env} 过短（至少 {min} 个字符）/ "
-    "upload token ${env} of {node} is too short (at least {min} characters)"
-)
-UPLOAD_TOKEN_SHARED = (
-    "节点 {node} 与 {other} 使用同一个上传令牌 / {node} and {other} share one upload token"
-)
-STAFF_DUPLICATE = "staff 中 {what} 重复：{value} / duplicate {what} in staff: {value}"
-STAFF_TOKEN_IS_UPLOAD_TOKEN = (
-    "工作人员 {name} 的令牌与节点上传令牌相同 / staff {name} uses a node's upload token"
-)
 
 SiteId = Annotated[str, Field(pattern=ID_PATTERN)]
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]
@@ -207,10 +184,12 @@ class AlertConfig(_Section):
     def _backend_and_phones(self) -> AlertConfig:
         if self.sms_backend not in SMS_BACKENDS:
             raise ValueError(
-                SMS_BACKEND_UNKNOWN.format(key=self.sms_backend, known=", ".join(SMS_BACKENDS))
+                messages.SMS_BACKEND_UNKNOWN.format(
+                    key=self.sms_backend, known=", ".join(SMS_BACKENDS)
+                )
             )
         if not self.duty_phones and not self.allow_no_duty_phones:
-            raise ValueError(NO_DUTY_PHONES)
+            raise ValueError(messages.NO_DUTY_PHONES)
         return self
 
 
@@ -272,13 +251,17 @@ class EvidenceConfig(_Section):
         for u in self.uploaders:
             node, token = f"{u.site}/{u.node}", os.environ.get(u.token_env, "")
             if not token:
-                problems.append(UPLOAD_TOKEN_UNSET.format(node=node, env=u.token_env))
+                problems.append(messages.UPLOAD_TOKEN_UNSET.format(node=node, env=u.token_env))
             elif len(token) < MIN_TOKEN_CHARS:
                 problems.append(
-                    UPLOAD_TOKEN_SHORT.format(node=node, env=u.token_env, min=MIN_TOKEN_CHARS)
+                    messages.UPLOAD_TOKEN_SHORT.format(
+                        node=node, env=u.token_env, min=MIN_TOKEN_CHARS
+                    )
                 )
             elif token in owner_of:
-                problems.append(UPLOAD_TOKEN_SHARED.format(node=node, other=owner_of[token]))
+                problems.append(
+                    messages.UPLOAD_TOKEN_SHARED.format(node=node, other=owner_of[token])
+                )
             else:
                 owner_of[token] = node
         if problems:
@@ -346,6 +329,7 @@ class CentralConfig(_Section):
         max_length=500,
         description="people allowed to use the API; removing an entry (and restarting) revokes it",
     )
+    _catalogue: Catalogue | None = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -361,9 +345,11 @@ class CentralConfig(_Section):
     def _catalogue_loads(cls, path: Path | None) -> Path | None:
         if path is not None:
             try:
-                load_catalogue(path)
+                load_catalogue(path)  # refused at start-up, not when the first bird arrives
             except CatalogueError as exc:
-                raise ValueError(CATALOGUE_UNREADABLE.format(path=path, error=exc)) from exc
+                raise ValueError(
+                    messages.CATALOGUE_UNREADABLE.format(path=path, error=exc)
+                ) from exc
         return path
 
     @model_validator(mode="after")
@@ -392,11 +378,13 @@ class CentralConfig(_Section):
         ):
             repeated = sorted({v for v in values if values.count(v) > 1})
             if repeated:
-                raise ValueError(STAFF_DUPLICATE.format(what=what, value=", ".join(repeated)))
+                raise ValueError(
+                    messages.STAFF_DUPLICATE.format(what=what, value=", ".join(repeated))
+                )
         upload_hashes = {token_sha256(t) for t in self.evidence.tokens()}
         for member in self.staff:
             if member.token_sha256 in upload_hashes:
-                raise ValueError(STAFF_TOKEN_IS_UPLOAD_TOKEN.format(name=member.name))
+                raise ValueError(messages.STAFF_TOKEN_IS_UPLOAD_TOKEN.format(name=member.name))
 
     def staff_for_token(self, token: str) -> StaffConfig | None:
         """The staff member whose token this is, or None (every entry compared in constant time)."""
@@ -406,6 +394,14 @@ class CentralConfig(_Section):
             if hmac.compare_digest(member.token_sha256.encode(), digest):
                 found = member
         return found
+
+    @property
+    def species_catalogue(self) -> Catalogue:
+        """The station's species catalogue, parsed on first use and shared by every ingest
+        worker of this config (the packaged one when none is configured)."""
+        if self._catalogue is None:
+            self._catalogue = load_catalogue(self.catalogue)
+        return self._catalogue
 
     @property
     def evidence_dir(self) -> Path:

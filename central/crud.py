@@ -91,20 +91,24 @@ def insert_events(*, session: Session, events: Sequence[tuple[EventPayload, date
     return {str(v) for v in result.scalars()}
 
 
+def _storable_text(text: str) -> str:
+    """`text` with NUL replaced: PostgreSQL text columns refuse it (and a reason may quote it)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def insert_dead_letter(
     *, session: Session, topic: str, payload: bytes, reason: str, received_at: datetime
 ) -> None:
-    """Keep a message that broke the contract, truncated, with the reason."""
-    text = (
-        payload[:DEAD_LETTER_MAX_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    )
+    """Keep a message that broke the contract, truncated, with the reason; any text is stored."""
     session.add(
         DeadLetter(
             received_at=received_at,
-            topic=topic[:DEAD_LETTER_MAX_TOPIC],
-            payload=text,
+            topic=_storable_text(topic[:DEAD_LETTER_MAX_TOPIC]),
+            payload=_storable_text(
+                payload[:DEAD_LETTER_MAX_BYTES].decode("utf-8", errors="replace")
+            ),
             payload_size=len(payload),
-            reason=reason[:DEAD_LETTER_MAX_REASON],
+            reason=_storable_text(reason[:DEAD_LETTER_MAX_REASON]),
         )
     )
 

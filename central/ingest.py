@@ -6,9 +6,11 @@ many messages. A message is acknowledged to the broker only after the transactio
 broker redelivers it, and the unique event_id makes the redelivery harmless.
 
 Only an unavailable database (central.db.session.database_unavailable) makes a batch wait and
-retry. Anything else the database or the driver refuses is blamed on a message: the batch is
-stored again one message per transaction and the refused message is dead-lettered with the
-reason, so one poisoned message can never hold up the others.
+retry. Anything else the database or the driver refuses (an SQLAlchemyError) is blamed on a
+message: the batch is stored again one message per transaction and the refused message is
+dead-lettered with the reason, so one poisoned message can never hold up the others. Any other
+exception is a bug of ours, not of a message: the batch is left unacknowledged, so the broker
+delivers it again (after a reconnect) instead of its valid events being set aside.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -34,7 +37,7 @@ from central.config import CentralConfig
 from central.db.session import database_unavailable
 from central.surveillance import evaluate_site, lock_sites
 from edge.rules.settings import MortalityClusterSettings
-from models.species import Catalogue, load_catalogue
+from models.species import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ class Ingestor:
             share_group=mqtt.share_group,
             name=f"ingest-{worker}",
             clusters=config.mortality_cluster,
-            catalogue=load_catalogue(config.catalogue),
+            catalogue=config.species_catalogue,  # parsed once, when the config was loaded
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -250,10 +253,14 @@ class Ingestor:
         delay = self._retry_min_s
         one_by_one = False
         while True:
+            # Only what the database or driver raised is sorted here. A bad value reaches us as an
+            # SQLAlchemyError too (the contract bounds every integer and time, pydantic refuses
+            # unpaired surrogates, a NUL in text is PostgreSQL's DataError); anything else is a
+            # bug of ours and leaves the batch unacked (_run) to be delivered again.
             try:
                 outcome = self._store_each(batch) if one_by_one else self._store(batch)
                 break
-            except Exception as exc:  # sorted below: an outage or a message's fault
+            except SQLAlchemyError as exc:  # sorted below: an outage or a message's fault
                 if not database_unavailable(exc):
                     if one_by_one:
                         raise  # a dead letter itself was refused: a bug, left unacked
@@ -314,22 +321,27 @@ class Ingestor:
             outcome.duplicates += len(events) - len(new)
             for ev in new:
                 seqs.setdefault((ev.site, ev.node), []).append(ev.seq)
-                self._stored(session, ev, outcome)
+            self._stored(session, new, outcome)
             self._track(session, seqs)
         return outcome
 
-    def _stored(self, session: Session, event: EventPayload, outcome: IngestCounters) -> None:
-        """What follows storing a new event, in its transaction: alerts, cross-node clusters."""
-        outcome.stored += 1
-        self._alert(session, event, outcome)
-        if event.rule == MOTIONLESS_BIRD and self._clusters is not None:
-            # the cross-node view: deaths at one site seen by different nodes
+    def _stored(
+        self, session: Session, events: list[EventPayload], outcome: IngestCounters
+    ) -> None:
+        """What follows storing new events, in their transaction: alerts, cross-node clusters."""
+        deaths: dict[str, list[datetime]] = defaultdict(list)
+        for event in events:
+            outcome.stored += 1
+            self._alert(session, event, outcome)
+            if event.rule == MOTIONLESS_BIRD:
+                deaths[event.site].append(event.captured_until or event.captured_at)
+        if self._clusters is None:
+            return
+        # The cross-node view: deaths at one site seen by different nodes. Each site is
+        # evaluated once for all its new deaths, not once per death.
+        for site, times in sorted(deaths.items()):
             for raised in evaluate_site(
-                session,
-                site=event.site,
-                at=event.captured_until or event.captured_at,
-                config=self._clusters,
-                catalogue=self._catalogue,
+                session, site=site, at=times, config=self._clusters, catalogue=self._catalogue
             ):
                 outcome.stored += 1
                 self._alert(session, raised, outcome)
@@ -354,7 +366,7 @@ class Ingestor:
             try:
                 with self._session_factory.begin() as session:
                     self._apply(session, item, one)
-            except Exception as exc:  # whatever a message causes: set it aside
+            except SQLAlchemyError as exc:  # what the database refuses: set the message aside
                 if database_unavailable(exc):
                     raise
                 log.error(
@@ -382,13 +394,13 @@ class Ingestor:
                 session=session,
                 topic=msg.topic,
                 payload=msg.payload,
-                reason=(item.error or "unknown").replace("\x00", "\ufffd"),
+                reason=item.error or "unknown",
                 received_at=item.received_at,
             )
             outcome.dead_lettered += 1
         elif isinstance(obj, EventPayload):
             if crud.insert_event(session=session, payload=obj, received_at=item.received_at):
-                self._stored(session, obj, outcome)
+                self._stored(session, [obj], outcome)
                 self._track(session, {(obj.site, obj.node): [obj.seq]})
             else:
                 outcome.duplicates += 1

@@ -42,6 +42,31 @@ def node_offline(*, node: str, silent_s: float | None) -> tuple[str, str]:
     )
 
 
+# -- Configuration (refused at start-up) ---------------------------------------------------------
+SMS_BACKEND_UNKNOWN = (
+    "未知的短信后端 {key!r}（可用：{known}）/ unknown SMS backend {key!r} (known: {known})"
+)
+NO_DUTY_PHONES = (
+    "duty_phones 为空：异常将无人接收短信；确需如此请设置 allow_no_duty_phones: true / "
+    "duty_phones is empty, so no one is paged about anomalies; "
+    "set allow_no_duty_phones: true if that is intended"
+)
+CATALOGUE_UNREADABLE = "物种名录 {path} 无法使用 / species catalogue unusable: {error}"
+UPLOAD_TOKEN_UNSET = (
+    "节点 {node} 的上传令牌 ${env} 未设置 / upload token ${env} of {node} is not set"
+)
+UPLOAD_TOKEN_SHORT = (
+    "节点 {node} 的上传令牌 ${env} 过短（至少 {min} 个字符）/ "
+    "upload token ${env} of {node} is too short (at least {min} characters)"
+)
+UPLOAD_TOKEN_SHARED = (
+    "节点 {node} 与 {other} 使用同一个上传令牌 / {node} and {other} share one upload token"
+)
+STAFF_DUPLICATE = "staff 中 {what} 重复：{value} / duplicate {what} in staff: {value}"
+STAFF_TOKEN_IS_UPLOAD_TOKEN = (
+    "工作人员 {name} 的令牌与节点上传令牌相同 / staff {name} uses a node's upload token"
+)
+
 # -- API ------------------------------------------------------------------------------------------
 API_TITLE = "WildWatch 陆生野生动物疫源疫病监测中心 / Wildlife Disease Surveillance Central"
 NO_BROKER = "未连接消息代理，无法通知节点 / No broker link to reach the node"

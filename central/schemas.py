@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from broker.payloads import WIRE_TIME_MAX, WIRE_TIME_MIN
 from central import messages
 
-# Times a query may name: far enough either side of any real capture, and safely inside the range
-# datetime can shift between zones (year 1 or 9999 at an extreme offset overflowed into a 500).
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Times a query may name: the times an event may carry on the wire, so every stored event can be
+# found by time; safely inside the range datetime can shift between zones (year 1 or 9999 at an
+# extreme offset overflowed into a 500).
+EARLIEST_TIME = WIRE_TIME_MIN
+LATEST_TIME = WIRE_TIME_MAX
 
 
 def _query_time(value: datetime) -> datetime:
-    """Refuse naive times (no one should guess a zone) and times outside 2000..2100."""
+    """Refuse naive times (no one should guess a zone) and times outside the wire's 1970..2100."""
     if value.utcoffset() is None:
         raise PydanticCustomError("naive_time", messages.NAIVE_TIME)
     if not EARLIEST_TIME <= value <= LATEST_TIME:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from broker.payloads import Category, EventKind, EventPayload, utc_now
 from central import crud
 from central.db.models import REVIEW_DISMISSED, ClusterMember, Event
-from edge.rules.mortality import (
+from edge.rules.clusters import (
     Cluster,
     Death,
     cluster_species,
@@ -53,13 +54,21 @@ def _default_catalogue() -> Catalogue:
 
 
 def site_deaths(
-    session: Session, *, site: str, after: datetime, before: datetime, catalogue: Catalogue
+    session: Session,
+    *,
+    site: str,
+    after: datetime,
+    before: datetime,
+    window: timedelta,
+    catalogue: Catalogue,
 ) -> list[Death]:
     """Stored motionless_bird anomalies of a site that died in [after, before], not dismissed.
 
     Both ends count, as on the edge (edge.rules.clusters.find_clusters): deaths exactly
     window_h apart are in one window. A death's time is the end of its capture window (when
-    the bird was last seen still)."""
+    the bird was last seen still). That capture window is taken to last at most one cluster
+    `window` (a node reports a bird once it has been still for still_min, 10 minutes by
+    default), which bounds the index range searched."""
     died = sa.func.coalesce(Event.captured_until, Event.captured_at)
     rows = session.scalars(
         sa.select(Event)
@@ -68,7 +77,9 @@ def site_deaths(
             Event.rule == MOTIONLESS,
             Event.kind == EventKind.ANOMALY.value,
             Event.review_status != REVIEW_DISMISSED,
-            Event.captured_at <= before,  # the index; captured_at <= the death time
+            # the index (site, captured_at); captured_at <= the death time <= captured_at + window
+            Event.captured_at >= after - window,
+            Event.captured_at <= before,
             died >= after,
             died <= before,
         )
@@ -90,13 +101,15 @@ def site_deaths(
 
 
 def counted_deaths(
-    session: Session, *, site: str, deaths: Iterable[Death], protected_alone: bool
+    session: Session, *, site: str, deaths: Iterable[Death], config: MortalityClusterSettings
 ) -> set[str]:
     """Refs of the deaths already counted in a cluster of the site.
 
     Central's clusters list their members. A cluster raised by a node (or by central before
-    members were recorded) covers the deaths of its groupings in its time span, of that node
-    only when a node raised it.
+    members were recorded) covers the deaths of its groupings (under `config`: its risk
+    groups, any_bird) in its time span, of that node only when a node raised it. A cluster
+    spans at most one window of deaths (a node's window_h taken to be central's), which bounds
+    the index range searched.
     """
     deaths = list(deaths)
     if not deaths:
@@ -108,10 +121,12 @@ def counted_deaths(
         )
     )
     first, last = min(d.t for d in deaths), max(d.t for d in deaths)
+    window = timedelta(hours=config.window_h)
     clusters = session.scalars(
         sa.select(Event).where(
             Event.site == site,
             Event.rule == CLUSTER,
+            Event.captured_at >= first - window,
             Event.captured_at <= last,
             sa.func.coalesce(Event.captured_until, Event.captured_at) >= first,
             ~sa.exists().where(ClusterMember.cluster_event_id == Event.event_id),
@@ -124,7 +139,7 @@ def counted_deaths(
             if (
                 c.captured_at <= d.t <= end
                 and (c.node == CENTRAL_NODE or c.node == d.node)
-                and keys.intersection(death_keys(d, protected_alone))
+                and keys.intersection(death_keys(d, config))
             ):
                 counted.add(d.ref)
     return counted
@@ -163,39 +178,50 @@ def evaluate_site(
     session: Session,
     *,
     site: str,
-    at: datetime,
+    at: datetime | Collection[datetime],
     config: MortalityClusterSettings,
     catalogue: Catalogue | None = None,
 ) -> list[EventPayload]:
-    """New cross-node mortality clusters of a site around a death at `at`, stored and returned.
+    """New cross-node mortality clusters of a site around new deaths, stored and returned.
 
-    Call after storing a motionless_bird event, with its death time (captured_until, else
-    captured_at) as `at`, in the same transaction. Every window of `config.window_h` hours that
-    contains `at` is checked, earliest first, so a death that arrives after later ones still
+    Call after storing motionless_bird events, in the same transaction, with their death times
+    (captured_until, else captured_at) as `at`: one, or those of every death a batch stored at
+    the site, so the site is read once. Every window of `config.window_h` hours that contains
+    one of them is checked, earliest first, so a death that arrives after later ones still
     completes their cluster. Idempotent: a death counts in one cluster only, so a cluster is
     never raised twice; clusters from fewer than `config.central_min_nodes` nodes are left to
     the edge.
     """
-    if not config.enabled:
+    times = sorted({at} if isinstance(at, datetime) else set(at))
+    if not config.enabled or not times:
         return []
     lock_sites(session, [site])
     catalogue = catalogue or _default_catalogue()
     window = timedelta(hours=config.window_h)
     deaths = site_deaths(
-        session, site=site, after=at - window, before=at + window, catalogue=catalogue
+        session,
+        site=site,
+        after=times[0] - window,
+        before=times[-1] + window,
+        window=window,
+        catalogue=catalogue,
     )
-    counted = counted_deaths(
-        session, site=site, deaths=deaths, protected_alone=config.protected_alone
-    )
+    counted = counted_deaths(session, site=site, deaths=deaths, config=config)
     free = [d for d in deaths if d.ref not in counted]
     out: list[EventPayload] = []
-    for end in sorted({d.t for d in free if at <= d.t <= at + window}):
+    for end in sorted({d.t for d in free if _ends_a_window_of(d.t, times, window)}):
         # One cluster at a time: two groupings (a species and its risk group) may share deaths.
         while (c := _cross_node(free, end, config)) is not None:
             out.append(_raise(session, site, c, config))
             members = {d.ref for d in c.deaths}
             free = [d for d in free if d.ref not in members]
     return out
+
+
+def _ends_a_window_of(end: datetime, times: list[datetime], window: timedelta) -> bool:
+    """Whether the window ending at `end` holds one of the sorted new death `times`."""
+    i = bisect_right(times, end)
+    return i > 0 and end - times[i - 1] <= window
 
 
 def _nodes(c: Cluster) -> list[str]:

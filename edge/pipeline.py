@@ -26,10 +26,11 @@ from edge.ingest import MediaError, MediaItem, load_image
 from edge.ingest.video import VIDEO_SUFFIXES, sample_video
 from edge.rules import Finding, Rule, Sighting
 from edge.rules.basic import FreeRoamingDogRule, NightIntrusionRule, ObservationRule
+from edge.rules.clusters import DeathLog
 from edge.rules.counts import AbnormalCountRule
 from edge.rules.guard import Guarded
 from edge.rules.health import CameraHealthRule
-from edge.rules.mortality import DeathLog, MortalityClusterRule, MotionlessBirdRule
+from edge.rules.mortality import MortalityClusterRule, MotionlessBirdRule
 from edge.rules.risk import HighRiskSpeciesRule
 from edge.rules.state import RuleState
 from models.species import Catalogue, load_catalogue

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from broker.payloads import MAX_SOURCE
 from broker.validate import encode
 from edge.config import NodeConfig
 from edge.detect import Detector
@@ -28,8 +29,6 @@ from edge.ingest.folder import scan_folder
 from edge.pipeline import Analysis, Look, Pipeline, build_pipeline
 
 log = logging.getLogger(__name__)
-
-SOURCE_MAX = 255  # EventPayload.source limit: a longer path keeps its tail (folder, file name)
 
 
 @dataclass
@@ -150,7 +149,7 @@ def _record(
         seq += 1
         update: dict[str, object] = {"seq": seq}
         if ev.source == item.path.name:
-            update["source"] = rel[-SOURCE_MAX:]
+            update["source"] = rel[-MAX_SOURCE:]  # a longer path keeps its tail (the file)
         ev = ev.model_copy(update=update)
         summary.events[ev.rule or ev.kind.value] += 1
         if events_out is not None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from broker.payloads import SpeciesGuess
+from broker.payloads import MAX_SOURCE, SpeciesGuess
 from edge.rules import messages
 from edge.rules.geometry import NormBox, box_iou
 from edge.rules.settings import MortalityClusterSettings
@@ -119,16 +119,11 @@ class Cluster:
     @property
     def source(self) -> str:
         """The event source that records which groupings this cluster used up."""
-        return (CLUSTER_SOURCE + "|".join(self.keys))[:255]
+        return (CLUSTER_SOURCE + "|".join(self.keys))[:MAX_SOURCE]
 
 
-def death_keys(death: Death, settings: MortalityClusterSettings | bool) -> list[str]:
-    """Groupings a death counts in, most specific first.
-
-    `settings` may be just the protected_alone flag (the other settings at their defaults).
-    """
-    if isinstance(settings, bool):
-        settings = MortalityClusterSettings(protected_alone=settings)
+def death_keys(death: Death, settings: MortalityClusterSettings) -> list[str]:
+    """Groupings a death counts in under these settings, most specific first."""
     keys = []
     name = death.scientific_name
     if name and death.protection_level and settings.protected_alone:

@@ -1,7 +1,7 @@
 """Suspected deaths on the edge: motionless birds, static objects and mortality clusters.
 
 The deaths and the cluster logic themselves live in edge/rules/clusters.py (central uses them
-too); the names are re-exported here.
+too).
 """
 
 from __future__ import annotations
@@ -15,41 +15,12 @@ from broker.payloads import Category, EventKind, Severity, SpeciesGuess
 from edge.classify import Classification
 from edge.detect import Detection
 from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.clusters import (
-    CLUSTER_SOURCE,
-    Cluster,
-    Death,
-    DeathLog,
-    cluster_species,
-    cluster_text,
-    death_keys,
-    death_of,
-    distinct_count,
-    find_clusters,
-    keys_of_source,
-)
+from edge.rules.clusters import DeathLog, cluster_species, cluster_text, death_of, find_clusters
 from edge.rules.geometry import NormBox, box_iou
 from edge.rules.settings import MortalityClusterSettings, MotionlessBirdSettings
 from edge.rules.state import RuleState
 from edge.track import Track
 from models.species import Catalogue
-
-__all__ = [
-    "CLUSTER_SOURCE",
-    "STATIC_OBJECT",
-    "Cluster",
-    "Death",
-    "DeathLog",
-    "MortalityClusterRule",
-    "MotionlessBirdRule",
-    "cluster_species",
-    "cluster_text",
-    "death_keys",
-    "death_of",
-    "distinct_count",
-    "find_clusters",
-    "keys_of_source",
-]
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.payloads import WIRE_TIME_MAX, WIRE_TIME_MIN
 from central import crud
 from central.api.routes.events import MAX_OFFSET, MAX_PAGE
 from central.app import create_app
@@ -101,11 +102,11 @@ def _refused(response: httpx.Response) -> str:
 @pytest.mark.parametrize(
     ("params", "says"),
     [
-        ({"until": "9999-12-31T23:59:59-14:00"}, "2000-01-01"),  # was a 500 (overflow to UTC)
-        ({"since": "0001-01-01T00:00:00+08:00"}, "2100-12-31"),  # was a 500
-        ({"since": "1999-12-31T23:59:59Z"}, "时间须在"),
-        ({"until": "2101-01-01T00:00:00Z"}, "时间须在"),
-        ({"since": "0"}, "时间须在"),  # a number is read as 1970 UTC
+        ({"until": "9999-12-31T23:59:59-14:00"}, "1970-01-01"),  # was a 500 (overflow to UTC)
+        ({"since": "0001-01-01T00:00:00+08:00"}, "2100-01-01"),  # was a 500
+        ({"since": "1969-12-31T23:59:59Z"}, "时间须在"),
+        ({"until": "2100-01-01T00:00:01Z"}, "时间须在"),
+        ({"since": "-1"}, "时间须在"),  # a number is read as seconds from 1970 UTC
         ({"since": "2026-11-21T01:00:00"}, "时区"),
         ({"offset": str(10**20)}, "since/until"),  # was a 500 (beyond 64-bit OFFSET)
         ({"offset": str(MAX_OFFSET + 1)}, "since/until"),
@@ -126,10 +127,26 @@ def test_out_of_range_query_is_422(client: TestClient, params: dict[str, str], s
 
 
 def test_bounds_themselves_are_accepted(client: TestClient) -> None:
-    edges = {"since": "2000-01-01T00:00:00Z", "until": "2100-12-31T23:59:59Z"}
+    edges = {"since": "1970-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
     body = client.get("/api/events", params={**edges, "offset": MAX_OFFSET}).json()
     assert body == {"data": [], "count": 3}
-    assert client.get("/api/events", params={"until": "2100-12-31T23:59:59Z"}).json()["count"] == 3
+    assert client.get("/api/events", params={"until": "2100-01-01T00:00:00Z"}).json()["count"] == 3
+
+
+def test_every_time_the_wire_takes_can_be_queried(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    """A Raspberry Pi without network time stamps 1970, one just before the wire's end 2099:
+    both are stored, so a query by time must be able to name them."""
+    first, last = WIRE_TIME_MIN, WIRE_TIME_MAX - timedelta(seconds=1)
+    with session_factory.begin() as session:
+        for seq, at in ((4, first), (5, last)):
+            event = make_event(seq=seq, captured_at=at, created_at=at)
+            crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+    early = {"since": first.isoformat(), "until": (first + timedelta(days=1)).isoformat()}
+    assert [e["seq"] for e in client.get("/api/events", params=early).json()["data"]] == [4]
+    late = {"since": last.isoformat(), "until": WIRE_TIME_MAX.isoformat()}
+    assert [e["seq"] for e in client.get("/api/events", params=late).json()["data"]] == [5]
 
 
 def test_a_refused_request_says_why_chinese_first(client: TestClient) -> None:

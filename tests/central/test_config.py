@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.orm import sessionmaker
 
 from central.alerts import backend_keys
 from central.config import (
@@ -18,6 +19,8 @@ from central.config import (
     new_staff_token,
     token_sha256,
 )
+from central.ingest import Ingestor
+from models.species import Catalogue, load_catalogue
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "central" / "examples" / "central.yaml"
 SHIPPED_CATALOGUE = Path(__file__).resolve().parents[2] / "models" / "catalogue" / "species.csv"
@@ -208,3 +211,32 @@ def test_staff_accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_catalogue_is_parsed_once_for_every_ingest_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalogue is parsed at load time (to refuse a bad one) and once more on first use;
+    every ingest worker then shares that one catalogue instead of parsing the file itself."""
+    good = tmp_path / "species.csv"
+    good.write_text(SHIPPED_CATALOGUE.read_text(encoding="utf-8"), encoding="utf-8")
+    parsed: list[Path | None] = []
+
+    def counting(path: Path | None = None) -> Catalogue:
+        parsed.append(path)
+        return load_catalogue(path)
+
+    monkeypatch.setattr("central.config.load_catalogue", counting)
+    cfg = _load(
+        tmp_path,
+        f"catalogue: {good}\nalerts:\n  duty_phones: ['13800000000']\n"
+        "mqtt:\n  workers: 3\n  share_group: g\n",
+    )
+    workers = [
+        Ingestor.from_config(config=cfg, session_factory=sessionmaker(), worker=n)
+        for n in range(cfg.mqtt.workers)
+    ]
+    assert parsed == [good, good]  # the load-time check, then the shared copy
+    assert all(w._catalogue is cfg.species_catalogue for w in workers)
+    assert parsed == [good, good]
+    assert "Egretta garzetta" in cfg.species_catalogue

@@ -280,3 +280,53 @@ def test_two_workers_storing_deaths_at_once_raise_the_cluster(
     with session_factory() as session:
         (cluster,) = session.scalars(sa.select(Event).where(Event.rule == "mortality_cluster"))
     assert cluster.count == 3
+
+
+COOT, MOORHEN, CORMORANT, SPARROW = (
+    {"scientific_name": name, "chinese_name": zh, "confidence": 0.9}
+    for name, zh in [
+        ("Fulica atra", "白骨顶"),
+        ("Gallinula chloropus", "黑水鸡"),
+        ("Phalacrocorax carbo", "普通鸬鹚"),
+        ("Passer montanus", "麻雀"),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "grouping"),
+    [
+        (MortalityClusterSettings(any_bird=True), "any"),
+        (MortalityClusterSettings(groups=["A", "O"]), "group:O"),
+    ],
+)
+def test_a_node_cluster_of_a_configured_grouping_covers_its_deaths(
+    session_factory: sessionmaker[Session], cfg: MortalityClusterSettings, grouping: str
+) -> None:
+    """Central counts birds of any species together, or the catch-all risk group O: cx-01's
+    three dead birds of different species (group O) were reported by cx-01 itself in an
+    'any' or 'group:O' cluster. They stay counted, so one more death at cx-02 is no cluster;
+    three more from two other nodes are."""
+    with session_factory.begin() as session:
+        for minutes, seq, species in ((0, 1, COOT), (10, 2, MOORHEN), (20, 3, CORMORANT)):
+            _dead(session, "cx-01", minutes, seq, species=species)
+        edge_cluster = make_event(  # what cx-01 raised itself under the same settings
+            kind="anomaly",
+            rule="mortality_cluster",
+            severity="critical",
+            node="cx-01",
+            seq=4,
+            captured_at=_at(0),
+            captured_until=_at(20),
+            count=3,
+            source=f"mortality_cluster:{grouping}",
+        )
+        crud.insert_event(session=session, payload=edge_cluster, received_at=_at(20))
+        _dead(session, "cx-02", 30, 1, species=SPARROW)
+        assert evaluate_site(session, site="changxing", at=_at(30), config=cfg) == []
+        _dead(session, "cx-02", 40, 2, species=COOT)
+        assert evaluate_site(session, site="changxing", at=_at(40), config=cfg) == []
+        _dead(session, "cx-03", 50, 1, species=MOORHEN)
+        (ev,) = evaluate_site(session, site="changxing", at=_at(50), config=cfg)
+    assert ev.count == 3 and ev.source == f"mortality_cluster:{grouping}"
+    assert "cx-02、cx-03" in ev.message_zh and "cx-01" not in ev.message_zh

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from broker.payloads import Box, Category, CommandName, CommandPayload, EventKind, Severity
+from broker.payloads import (
+    RULE_PATTERN,
+    Box,
+    Category,
+    CommandName,
+    CommandPayload,
+    EventKind,
+    Severity,
+)
 from broker.topics import ID_PATTERN, command_topic
 from broker.validate import encode
 from central import crud, messages
@@ -36,7 +44,6 @@ MAX_PAGE = 1000
 # Deeper pages make the database walk and discard that many rows; a window (since/until) is
 # the way to reach old events, and the bound keeps the number inside a 64-bit OFFSET.
 MAX_OFFSET = 1_000_000
-RULE_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"  # as broker.payloads.RuleName
 
 
 def _offset(value: int) -> int:
@@ -60,7 +67,7 @@ def read_events(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0), AfterValidator(_offset)] = 0,
 ) -> EventsPublic:
-    """Events newest first; times need a UTC offset and must lie in 2000..2100."""
+    """Events newest first; times need a UTC offset and must lie in 1970..2100 (as on the wire)."""
     rows, total = crud.list_events(
         session=session,
         site=site,

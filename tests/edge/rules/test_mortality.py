@@ -13,18 +13,16 @@ from edge.classify import Classification, SpeciesCandidate, roll_up
 from edge.config import parse_config
 from edge.pipeline import build_rules
 from edge.rules import Finding, Rule, Sighting
-from edge.rules.guard import Guarded
-from edge.rules.mortality import (
-    STATIC_OBJECT,
+from edge.rules.clusters import (
     Death,
     DeathLog,
-    MortalityClusterRule,
-    MotionlessBirdRule,
     cluster_text,
     death_of,
     find_clusters,
     keys_of_source,
 )
+from edge.rules.guard import Guarded
+from edge.rules.mortality import STATIC_OBJECT, MortalityClusterRule, MotionlessBirdRule
 from edge.rules.settings import MortalityClusterSettings, MotionlessBirdSettings, RuleSettings
 from edge.rules.state import RuleState
 from edge.track import Track
