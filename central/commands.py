@@ -75,7 +75,7 @@ def report_cmd(
     from central.db.migrate import upgrade
     from central.db.session import make_engine, make_session_factory
     from central.reports.daily import latest_closed_day, produce
-    from central.reports.record import due_days
+    from central.reports.record import due_days, records
 
     if day is not None and catch_up:
         raise click.UsageError("--date 与 --catch-up 不能同时使用 / give --date or --catch-up")
@@ -84,6 +84,7 @@ def report_cmd(
         report = cfg.report.model_copy(update={"grace_minutes": grace_minutes})
         cfg = cfg.model_copy(update={"report": report})
     target = out_dir or cfg.report_dir
+    on_file = records(target)  # read once; produce adds each report it writes
     closed = latest_closed_day(datetime.now(UTC), cfg)
     if day is not None:
         try:
@@ -91,7 +92,7 @@ def report_cmd(
         except ValueError as exc:
             raise click.BadParameter(f"{day!r} is not YYYY-MM-DD", param_hint="--date") from exc
     elif catch_up:
-        days = due_days(target, closed, max_days=cfg.report.max_catch_up_days)
+        days = due_days(on_file, closed, max_days=cfg.report.max_catch_up_days)
     else:
         days = [closed]
     if not days:  # the timer's usual case: stay quiet
@@ -102,7 +103,9 @@ def report_cmd(
     try:
         for the_day in days:  # oldest first: each report's late additions start after the last
             with make_session_factory(engine)() as session:
-                paths = produce(session=session, config=cfg, day=the_day, out_dir=target)
+                paths = produce(
+                    session=session, config=cfg, day=the_day, out_dir=target, reports=on_file
+                )
             for path in paths:
                 click.echo(str(path))
     finally:

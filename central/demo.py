@@ -20,7 +20,8 @@ from PIL import Image
 from broker.embedded import EmbeddedBroker
 from central.app import CentralService
 from central.config import CentralConfig
-from central.reports.daily import build_daily_report, report_day_for, write_daily_report
+from central.reports.daily import build_daily_report, report_day_for
+from central.reports.record import write_report
 from edge.app import EdgeNode
 from edge.config import NodeConfig, parse_config
 from edge.detect import create as create_detector
@@ -192,7 +193,7 @@ def build_daily_report_for(config: CentralConfig, day: date) -> tuple[Path, Path
     try:
         with make_session_factory(engine)() as session:
             report = build_daily_report(session=session, config=config, day=day)
-        return write_daily_report(report, config.report_dir)
+        return write_report(report, config.report_dir)
     finally:
         engine.dispose()
 

@@ -145,19 +145,17 @@ REPORT_TITLE = "{station}陆生野生动物疫源疫病监测日报 {day}"
 REPORT_TITLE_EN = "Terrestrial wildlife epidemic-source and disease monitoring daily report"
 REPORT_WINDOW = "{start} 至 {end}"
 
-# Sections of a report (rule → section lives in central.reports.model).
-SECTIONS_ZH: dict[str, tuple[str, str]] = {
-    "disease": ("疫病异常", "wildlife epidemic abnormality"),
-    "other": ("其他情况", "other findings"),
-    "equipment": ("设备故障", "equipment faults"),
+# Sections of a report (rule → section lives in central.reports.model), each also the title of
+# its sheet.
+SECTIONS_ZH: dict[str, str] = {
+    "disease": "疫病异常",
+    "other": "其他情况",
+    "equipment": "设备故障",
 }
 
 SHEET_INFO = "报告信息"
 SHEET_SUMMARY = "日报汇总"
 SHEET_SPECIES = "物种统计"
-SHEET_DISEASE = "疫病异常"
-SHEET_OTHER = "其他情况"
-SHEET_EQUIPMENT = "设备故障"
 SHEET_LATE = "补报（迟到数据）"
 
 INFO_HEADERS: list[tuple[str, int]] = [("项目 Item", 26), ("内容 Value", 80)]
@@ -229,8 +227,8 @@ ANOMALY_HEADERS: list[tuple[str, int]] = [
 
 
 def section_zh(section: str) -> str:
-    """Chinese name of a report section (disease / other / equipment)."""
-    return SECTIONS_ZH.get(section, (section, ""))[0]
+    """Chinese name of a report section (disease / other / equipment), also its sheet's title."""
+    return SECTIONS_ZH.get(section, section)
 
 
 def report_title(*, station: str, code: str, day: str) -> str:

@@ -77,6 +77,7 @@ class Event(Base):
         sa.Index("ix_events_site_captured_at", "site", "captured_at"),
         sa.Index("ix_events_kind_captured_at", "kind", "captured_at"),
         sa.Index("ix_events_site_node_seq", "site", "node", "seq"),
+        sa.Index("ix_events_received_at", "received_at"),  # a report's late additions
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

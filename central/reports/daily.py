@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,7 +35,6 @@ __all__ = [
     "latest_closed_day",
     "report_day_for",
     "report_window",
-    "write_daily_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +129,24 @@ def _species(events: list[Event]) -> list[SpeciesCount]:
     ]
 
 
+def _verdict(
+    window: Sequence[AnomalyItem], late: Sequence[AnomalyItem], *, zero: str
+) -> tuple[bool, str]:
+    """(abnormal, summary) of anomalies captured in the window and late additions: only a
+    wildlife epidemic abnormality makes it abnormal; `zero` is the summary when none was found."""
+    disease = sum(a.section is Section.DISEASE for a in window)
+    late_disease = sum(a.section is Section.DISEASE for a in late)
+    summary = messages.verdict(
+        disease=disease + late_disease,
+        late_disease=late_disease,
+        other=sum(a.section is Section.OTHER for a in window),
+        equipment=sum(a.section is Section.EQUIPMENT for a in window),
+        late_other=len(late) - late_disease,
+        zero=zero,
+    )
+    return disease + late_disease > 0, summary
+
+
 def _section(
     *,
     site: str,
@@ -150,10 +167,8 @@ def _section(
         elif event.kind == "anomaly" and event.review_status != REVIEW_DISMISSED:
             anomalies.append(_anomaly(event, tz, config, late=False))
     late_items = [_anomaly(e, tz, config, late=True) for e in late]
-    disease = sum(a.section is Section.DISEASE for a in anomalies)
-    late_disease = sum(a.section is Section.DISEASE for a in late_items)
+    abnormal, summary = _verdict(anomalies, late_items, zero=messages.NO_ANOMALY)
     cfg = config.sites.get(site)
-    abnormal = disease + late_disease > 0
     return SiteSection(
         site=site,
         name_zh=cfg.name_zh if cfg else messages.UNCONFIGURED_SITE.format(site=site),
@@ -173,14 +188,7 @@ def _section(
         late_additions=late_items,
         abnormal=abnormal,
         abnormal_zh=messages.YES if abnormal else messages.NO,
-        summary_zh=messages.verdict(
-            disease=disease + late_disease,
-            late_disease=late_disease,
-            other=sum(a.section is Section.OTHER for a in anomalies),
-            equipment=sum(a.section is Section.EQUIPMENT for a in anomalies),
-            late_other=len(late_items) - late_disease,
-            zero=messages.NO_ANOMALY,
-        ),
+        summary_zh=summary,
     )
 
 
@@ -188,13 +196,18 @@ def late_anomalies(
     *, session: Session, captured_before: datetime, stored_since: datetime, exclude: frozenset[str]
 ) -> Sequence[Event]:
     """Anomalies captured before a window but received from `stored_since` on, not dismissed and
-    not already listed (`exclude`), oldest capture first."""
+    not already listed (`exclude`), oldest capture first.
+
+    A capture may be any number of windows old, so what bounds the rows read is when they arrived:
+    ix_events_received_at (PostgreSQL's planner takes it; SQLite's, without histograms, keeps to
+    ix_events_kind_captured_at). `exclude` (every anomaly of the reports built since, a whole
+    catch-up's) is applied here: in SQL it would be one bind parameter per id."""
     rows = session.scalars(
         sa.select(Event)
         .where(
+            Event.received_at >= stored_since,
             Event.kind == "anomaly",
             Event.captured_at < captured_before,
-            Event.received_at >= stored_since,
             Event.review_status != REVIEW_DISMISSED,
         )
         .order_by(Event.captured_at, Event.id)
@@ -254,11 +267,11 @@ def build_daily_report(
         )
         for site, events in by_site.items()
     ]
-    window = [a for s in sections for a in s.anomalies]
-    late = [a for s in sections for a in s.late_additions]
-    disease = sum(a.section is Section.DISEASE for a in window)
-    late_disease = sum(a.section is Section.DISEASE for a in late)
-    abnormal = disease + late_disease > 0
+    abnormal, summary = _verdict(
+        [a for s in sections for a in s.anomalies],
+        [a for s in sections for a in s.late_additions],
+        zero=messages.ZERO_REPORT,
+    )
     station = config.report.station_name
     return DailyReport(
         day=day,
@@ -278,14 +291,7 @@ def build_daily_report(
         late_since_zh=since_zh,
         abnormal=abnormal,
         zero_report=not abnormal,
-        summary_zh=messages.verdict(
-            disease=disease + late_disease,
-            late_disease=late_disease,
-            other=sum(a.section is Section.OTHER for a in window),
-            equipment=sum(a.section is Section.EQUIPMENT for a in window),
-            late_other=len(late) - late_disease,
-            zero=messages.ZERO_REPORT,
-        ),
+        summary_zh=summary,
         sites=sections,
     )
 
@@ -296,21 +302,13 @@ def produce(
     config: CentralConfig,
     day: date,
     out_dir: Path,
+    reports: MutableMapping[date, record.ReportRecord],
     now: datetime | None = None,
 ) -> tuple[Path, Path]:
-    """Build the report of `day` against the report on file before it, and write it."""
-    report = build_daily_report(
-        session=session,
-        config=config,
-        day=day,
-        reports=record.records(out_dir),
-        now=now,
-    )
+    """Build the report of `day` against `reports`, the reports in out_dir (record.records), and
+    write it; its record is added to `reports`, so a catch-up reads the folder only once."""
+    report = build_daily_report(session=session, config=config, day=day, reports=reports, now=now)
     paths = record.write_report(report, out_dir)
+    reports[day] = record.record_of(report)
     log.info("daily report %s written (%s): %s", day, report.summary_zh, paths[0])
     return paths
-
-
-def write_daily_report(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
-    """Write daily_report_<day>.json and .xlsx into out_dir; returns (json, xlsx)."""
-    return record.write_report(report, out_dir)

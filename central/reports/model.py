@@ -115,11 +115,9 @@ class SiteSection(BaseModel):
     abnormal_zh: str = Field(description="是 / 否")
     summary_zh: str = Field(description="无异常 or 发现疫病异常 n 起, then the other sections")
 
-    def in_section(self, section: Section, *, late: bool = False) -> list[AnomalyItem]:
-        """The anomalies of one section, in the window or (late=True) late additions."""
-        return [
-            a for a in (self.late_additions if late else self.anomalies) if a.section is section
-        ]
+    def in_section(self, section: Section) -> list[AnomalyItem]:
+        """The anomalies of one section captured in the window (late additions have their own)."""
+        return [a for a in self.anomalies if a.section is section]
 
 
 class DailyReport(BaseModel):

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,18 @@ def paths(out_dir: Path, day: date) -> tuple[Path, Path]:
     """(json, xlsx) paths of the report of `day`."""
     stem = STEM.format(day=day.isoformat())
     return out_dir / f"{stem}.json", out_dir / f"{stem}.xlsx"
+
+
+def record_of(report: DailyReport) -> ReportRecord:
+    """The record of a report just written: what read_record will read back from its JSON."""
+    return ReportRecord(
+        day=report.day,
+        generated_at=report.generated_at,
+        window_end=report.window_end,
+        event_ids=frozenset(
+            item.event_id for site in report.sites for item in site.anomalies + site.late_additions
+        ),
+    )
 
 
 def read_record(path: Path) -> ReportRecord | None:
@@ -77,12 +89,14 @@ def records(out_dir: Path) -> dict[date, ReportRecord]:
     return {r.day: r for r in found if r is not None}
 
 
-def due_days(out_dir: Path, latest_closed: date, *, max_days: int) -> list[date]:
-    """Closed days after the last final report that have no final report yet, oldest first.
+def due_days(
+    on_file: Mapping[date, ReportRecord], latest_closed: date, *, max_days: int
+) -> list[date]:
+    """Closed days after the last final report on file (`records`) that have no final report yet,
+    oldest first.
 
     With no final report on file, only `latest_closed` (when it started is unknown). At most the
     last `max_days` of them (config report.max_catch_up_days); older days need --date."""
-    on_file = records(out_dir)
     finals = [d for d, r in on_file.items() if r.final and d <= latest_closed]
     first = max(finals) + timedelta(days=1) if finals else latest_closed
     days = []

@@ -132,22 +132,15 @@ def _anomaly_row(s: SiteSection, a: AnomalyItem) -> list[Cell]:
     ]
 
 
-SECTION_SHEETS: list[tuple[Section, str]] = [
-    (Section.DISEASE, messages.SHEET_DISEASE),
-    (Section.OTHER, messages.SHEET_OTHER),
-    (Section.EQUIPMENT, messages.SHEET_EQUIPMENT),
-]
-
-
 def anomaly_tables(report: DailyReport) -> list[Table]:
     """疫病异常, 其他情况, 设备故障 (captured in the window), then 补报（迟到数据）."""
     tables = [
         Table(
-            title,
+            messages.section_zh(section),
             messages.ANOMALY_HEADERS,
             [_anomaly_row(s, a) for s in report.sites for a in s.in_section(section)],
         )
-        for section, title in SECTION_SHEETS
+        for section in Section  # in the order the enum declares them
     ]
     late = [_anomaly_row(s, a) for s in report.sites for a in s.late_additions]
     tables.append(Table(messages.SHEET_LATE, messages.ANOMALY_HEADERS, late))

@@ -41,10 +41,3 @@ def write_xlsx(report: DailyReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     return path
-
-
-def write_daily_report(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
-    """Write daily_report_<day>.json and .xlsx into out_dir; returns (json, xlsx)."""
-    from central.reports.record import write_report
-
-    return write_report(report, out_dir)

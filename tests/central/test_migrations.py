@@ -95,3 +95,24 @@ def test_review_history_starts_with_the_reviews_made_before_it(database_url: str
         upgrade(database_url)  # and up again
     finally:
         engine.dispose()
+
+
+def test_received_at_index_upgrades_and_downgrades(database_url: str) -> None:
+    """0007 adds the index the late additions of a report are looked up by; downgrade drops it."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+
+    def indexes() -> set[str]:
+        return {ix["name"] for ix in sa.inspect(engine).get_indexes("events") if ix["name"]}
+
+    try:
+        assert "ix_events_received_at" in indexes()
+        command.downgrade(alembic_config(database_url), "0006")
+        engine.dispose()
+        assert "ix_events_received_at" not in indexes()
+        assert "ix_events_captured_at" in indexes()
+        upgrade(database_url)  # and up again
+        engine.dispose()
+        assert "ix_events_received_at" in indexes()
+    finally:
+        engine.dispose()

@@ -43,7 +43,14 @@ def _produce(
     """Produce the report of `day` as the timer would: at cut-off + grace."""
     now = report_window(config=config, day=day)[1] + config.report.grace
     with session_factory() as session:
-        json_path, _xlsx = produce(session=session, config=config, day=day, out_dir=out, now=now)
+        json_path, _xlsx = produce(
+            session=session,
+            config=config,
+            day=day,
+            out_dir=out,
+            reports=record.records(out),
+            now=now,
+        )
     data: dict[str, Any] = json.loads(json_path.read_text(encoding="utf-8"))
     return data
 
@@ -135,7 +142,7 @@ def test_due_days_from_reports_on_file(
     closed = date(2026, 11, 25)
 
     def due(max_days: int = central_config.report.max_catch_up_days) -> list[date]:
-        return record.due_days(out, closed, max_days=max_days)
+        return record.due_days(record.records(out), closed, max_days=max_days)
 
     assert due() == [closed]  # nothing on file: only the latest
     _produce(session_factory, central_config, date(2026, 11, 21), out)
@@ -148,6 +155,7 @@ def test_due_days_from_reports_on_file(
             config=central_config,
             day=date(2026, 11, 23),
             out_dir=out,
+            reports=record.records(out),
             now=_at(23, 9),
         )
     provisional = record.read_record(out / "daily_report_2026-11-23.json")
@@ -262,6 +270,7 @@ def test_catch_up_lists_a_late_event_once(
         rule="motionless_bird",
     )
     found = {}
+    on_file = record.records(out)  # read once, as the catch-up command does
     for n, day in enumerate((23, 24, 25)):
         with session_factory() as session:
             json_path, _ = produce(
@@ -269,8 +278,31 @@ def test_catch_up_lists_a_late_event_once(
                 config=central_config,
                 day=date(2026, 11, day),
                 out_dir=out,
+                reports=on_file,
                 now=_at(25, 15, 21, n),
             )
         data = json.loads(json_path.read_text(encoding="utf-8"))
         found[day] = [a["event_id"] for a in data["sites"][0]["late_additions"]]
     assert found == {23: [late], 24: [], 25: []}
+
+
+def test_produce_keeps_the_records_as_the_folder_would_give_them(
+    central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The record produce adds to `reports` is the one the JSON it wrote reads back as, so a
+    catch-up that reads the folder once decides as one that reads it before every report."""
+    out = tmp_path / "reports"
+    bird = _store(session_factory, _at(22, 16), captured_at=_at(22, 14), rule="motionless_bird")
+    on_file: dict[date, record.ReportRecord] = {}
+    for day in (date(2026, 11, 22), date(2026, 11, 23)):
+        with session_factory() as session:
+            produce(
+                session=session,
+                config=central_config,
+                day=day,
+                out_dir=out,
+                reports=on_file,
+                now=_at(23, 15, 10),
+            )
+    assert on_file == record.records(out)
+    assert on_file[date(2026, 11, 22)].event_ids == {bird}

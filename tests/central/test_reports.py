@@ -25,7 +25,7 @@ from central.reports.daily import (
     report_window,
 )
 from central.reports.model import Section, section_of
-from central.reports.xlsx import write_daily_report
+from central.reports.record import write_report
 from tests.central.conftest import make_event
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -209,7 +209,7 @@ def test_day_with_anomalies(
     assert not xz.abnormal and xz.summary_zh == "无异常" and xz.abnormal_zh == "否"
     assert xz.categories == [] and xz.anomalies == []
 
-    json_path, xlsx_path = write_daily_report(report, tmp_path / "out")
+    json_path, xlsx_path = write_report(report, tmp_path / "out")
     assert json_path.name == "daily_report_2026-11-22.json"
     assert xlsx_path.name == "daily_report_2026-11-22.xlsx"
     data = json.loads(json_path.read_text(encoding="utf-8"))
@@ -277,7 +277,7 @@ def test_equipment_fault_and_intruder_keep_the_zero_report(
     assert report.summary_zh == "无异常（零报告）；其他情况 1 起；设备故障 1 起"
     cx = report.sites[0]
     assert not cx.abnormal and cx.summary_zh == "无异常；其他情况 1 起；设备故障 1 起"
-    _json, xlsx_path = write_daily_report(report, tmp_path)
+    _json, xlsx_path = write_report(report, tmp_path)
     wb = load_workbook(xlsx_path)
     info = dict(wb["报告信息"].iter_rows(min_row=2, values_only=True))
     assert info["是否发现疫病异常 Abnormal (wildlife epidemic)"] == "否"
@@ -300,7 +300,7 @@ def test_day_without_anything_is_a_zero_report(
     assert report.summary_zh == "无异常（零报告）"
     assert len(report.sites) == 2
     assert all(s.summary_zh == "无异常" and not s.anomalies for s in report.sites)
-    _json, xlsx_path = write_daily_report(report, tmp_path)
+    _json, xlsx_path = write_report(report, tmp_path)
     wb = load_workbook(xlsx_path)
     for sheet in SHEETS[2:]:
         assert wb[sheet].max_row == 1, sheet  # header only
