@@ -267,8 +267,8 @@ class EdgeNode:
         """
         if self.outbox.seen_media(item.sha256):
             log.info("%s: same content already processed, skipped", item.path.name)
-            self.duplicates += 1
             self._move(item, "duplicates")
+            self.duplicates += 1  # counted once the file has left the drop folder
             return 0
         try:
             analysis = self.pipeline.analyse(item)
@@ -302,7 +302,6 @@ class EdgeNode:
         stored = self.outbox.add(
             events, media_sha256=item.sha256, media_path=str(item.path), evidence=uploads
         )
-        self.processed += 1
         log.info(
             "%s: %d detections, %d events",
             item.path.name,
@@ -310,6 +309,7 @@ class EdgeNode:
             len(stored),
         )
         self._move(item, "archive")
+        self.processed += 1  # counted once the file has left the drop folder
         return len(stored)
 
     def _storage_warning(self, item: MediaItem) -> EventPayload:
