@@ -5,20 +5,27 @@ Edge explanations, central SMS and reports all take their wording of a code from
 
 from __future__ import annotations
 
-from broker.payloads import Category, Severity
+from broker.payloads import Category, RuleName, Severity
 
-RULES: dict[str, tuple[str, str]] = {
-    "motionless_bird": ("静止鸟类（疑似死亡或患病）", "motionless bird (suspected dead or sick)"),
-    "mortality_cluster": ("鸟类聚集性死亡", "bird mortality cluster"),
-    "abnormal_count": ("数量异常", "abnormal count"),
-    "night_intrusion": (
+RULES: dict[RuleName, tuple[str, str]] = {
+    RuleName.MOTIONLESS_BIRD: (
+        "静止鸟类（疑似死亡或患病）",
+        "motionless bird (suspected dead or sick)",
+    ),
+    RuleName.MORTALITY_CLUSTER: ("鸟类聚集性死亡", "bird mortality cluster"),
+    RuleName.ABNORMAL_COUNT: ("数量异常", "abnormal count"),
+    RuleName.NIGHT_INTRUSION: (
         "夜间人员/车辆闯入（疑似盗猎）",
         "person or vehicle at night (suspected poaching)",
     ),
-    "free_roaming_dog": ("流浪犬进入保护区", "free-roaming dog in the reserve"),
-    "high_risk_species": ("高风险物种靠近禽类/人群", "high-risk species near poultry or people"),
-    "camera_health": ("摄像机故障", "camera failure"),
-    "storage_low": ("节点存储空间不足", "node storage nearly full"),
+    RuleName.FREE_ROAMING_DOG: ("流浪犬进入保护区", "free-roaming dog in the reserve"),
+    RuleName.HIGH_RISK_SPECIES: (
+        "高风险物种靠近禽类/人群",
+        "high-risk species near poultry or people",
+    ),
+    RuleName.CAMERA_HEALTH: ("摄像机故障", "camera failure"),
+    RuleName.STORAGE_LOW: ("节点存储空间不足", "node storage nearly full"),
+    RuleName.STATIC_OBJECT: ("疑似静止物体（待审核）", "possible static object (to review)"),
 }
 
 CATEGORIES: dict[Category, tuple[str, str]] = {
@@ -40,7 +47,10 @@ SEVERITIES: dict[Severity, tuple[str, str]] = {
 
 def rule_zh(rule: str | None) -> str:
     """Chinese name of a rule (the code itself when unknown)."""
-    return RULES.get(rule or "", (rule or "", ""))[0]
+    try:
+        return RULES[RuleName(rule or "")][0]
+    except ValueError:
+        return rule or ""
 
 
 def category_zh(category: Category | str) -> str:

@@ -25,8 +25,8 @@ from pydantic import (
 from broker.payloads import Severity
 from broker.topics import ID_PATTERN
 from central import messages
-from edge.rules.settings import MortalityClusterSettings
 from models.species import Catalogue, CatalogueError, load_catalogue
+from surveillance.settings import MortalityClusterSettings
 
 PASSWORD_ENV = "WILDWATCH_CENTRAL_MQTT_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Shanghai"

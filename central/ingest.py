@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.client import BrokerAddress, Message, MqttLink
-from broker.payloads import EventPayload, HeartbeatPayload, StatusPayload
+from broker.payloads import EventPayload, HeartbeatPayload, RuleName, StatusPayload
 from broker.topics import TopicKind, shared_subscription, subscription
 from broker.validate import ContractError, parse_message
 from central import crud, nodes
@@ -36,12 +36,11 @@ from central.alerts.dispatcher import AlertDispatcher
 from central.config import CentralConfig
 from central.db.session import database_unavailable
 from central.surveillance import evaluate_site, lock_sites
-from edge.rules.settings import MortalityClusterSettings
 from models.species import Catalogue
+from surveillance.settings import MortalityClusterSettings
 
 log = logging.getLogger(__name__)
 
-MOTIONLESS_BIRD = "motionless_bird"  # a suspected death: may complete a cross-node cluster
 
 # Bounded hand-over from paho's thread. The broker already limits unacknowledged messages in flight
 # (mosquitto max_inflight_messages), so this only fills if that limit is raised a lot.
@@ -333,7 +332,7 @@ class Ingestor:
         for event in events:
             outcome.stored += 1
             self._alert(session, event, outcome)
-            if event.rule == MOTIONLESS_BIRD:
+            if event.rule == RuleName.MOTIONLESS_BIRD:
                 deaths[event.site].append(event.captured_until or event.captured_at)
         if self._clusters is None:
             return
@@ -419,7 +418,7 @@ def _death_sites(batch: list[_Item]) -> set[str]:
     return {
         item.parsed.site
         for item in batch
-        if isinstance(item.parsed, EventPayload) and item.parsed.rule == MOTIONLESS_BIRD
+        if isinstance(item.parsed, EventPayload) and item.parsed.rule == RuleName.MOTIONLESS_BIRD
     }
 
 

@@ -26,6 +26,7 @@ from broker.payloads import (
     EventPayload,
     HeartbeatPayload,
     NodeState,
+    RuleName,
     Severity,
     StatusPayload,
 )
@@ -34,7 +35,7 @@ from central.db.models import Event, Node, SeqGap
 
 # Rule and category of the outage event: the ones of the edge's camera_health events, so reports
 # and filters put a dark node with the dark cameras (equipment), not with the wildlife.
-OFFLINE_RULE = "camera_health"
+OFFLINE_RULE = RuleName.CAMERA_HEALTH
 OFFLINE_CATEGORY = Category.CAMERA
 # Central-made events carry no node sequence number; 0 keeps them out of every node's numbering.
 CENTRAL_SEQ = 0

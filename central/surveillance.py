@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from broker.payloads import Category, EventKind, EventPayload, utc_now
+from broker.payloads import Category, EventKind, EventPayload, RuleName, utc_now
 from central import crud
 from central.db.models import REVIEW_DISMISSED, ClusterMember, Event
-from edge.rules.clusters import (
+from models.species import Catalogue, load_catalogue
+from surveillance.clusters import (
     Cluster,
     Death,
     cluster_species,
@@ -31,8 +32,7 @@ from edge.rules.clusters import (
     find_clusters,
     keys_of_source,
 )
-from edge.rules.settings import MortalityClusterSettings
-from models.species import Catalogue, load_catalogue
+from surveillance.settings import MortalityClusterSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 # so no node's sequence numbers (and the gap detection on them) are disturbed.
 CENTRAL_NODE = "central"
 CENTRAL_MODEL = "central"
-MOTIONLESS = "motionless_bird"
-CLUSTER = "mortality_cluster"
+MOTIONLESS = RuleName.MOTIONLESS_BIRD
+CLUSTER = RuleName.MORTALITY_CLUSTER
 
 _catalogue: Catalogue | None = None
 
@@ -64,7 +64,7 @@ def site_deaths(
 ) -> list[Death]:
     """Stored motionless_bird anomalies of a site that died in [after, before], not dismissed.
 
-    Both ends count, as on the edge (edge.rules.clusters.find_clusters): deaths exactly
+    Both ends count, as on the edge (surveillance.clusters.find_clusters): deaths exactly
     window_h apart are in one window. A death's time is the end of its capture window (when
     the bird was last seen still). That capture window is taken to last at most one cluster
     `window` (a node reports a bird once it has been still for still_min, 10 minutes by

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from broker.payloads import RuleName
+
 
 class Section(StrEnum):
     """Which part of the report an anomaly belongs to."""
@@ -16,23 +18,26 @@ class Section(StrEnum):
     EQUIPMENT = "equipment"  # 设备故障: cameras and nodes
 
 
-# Rule names from broker/vocabulary.py (raised by edge/rules and central/nodes, surveillance).
-RULE_SECTIONS: dict[str, Section] = {
-    "motionless_bird": Section.DISEASE,
-    "mortality_cluster": Section.DISEASE,
-    "abnormal_count": Section.DISEASE,
-    "high_risk_species": Section.DISEASE,
-    "night_intrusion": Section.OTHER,
-    "free_roaming_dog": Section.OTHER,
-    "camera_health": Section.EQUIPMENT,
-    "storage_low": Section.EQUIPMENT,
+# Every anomaly rule of the contract (raised by edge/rules and central/nodes, surveillance).
+RULE_SECTIONS: dict[RuleName, Section] = {
+    RuleName.MOTIONLESS_BIRD: Section.DISEASE,
+    RuleName.MORTALITY_CLUSTER: Section.DISEASE,
+    RuleName.ABNORMAL_COUNT: Section.DISEASE,
+    RuleName.HIGH_RISK_SPECIES: Section.DISEASE,
+    RuleName.NIGHT_INTRUSION: Section.OTHER,
+    RuleName.FREE_ROAMING_DOG: Section.OTHER,
+    RuleName.CAMERA_HEALTH: Section.EQUIPMENT,
+    RuleName.STORAGE_LOW: Section.EQUIPMENT,
 }
 
 
 def section_of(rule: str | None) -> Section:
     """The section of an anomaly's rule; a rule this table does not know counts as a wildlife
     epidemic abnormality, because a false 零报告 costs more than a false alarm."""
-    return RULE_SECTIONS.get(rule or "", Section.DISEASE)
+    try:
+        return RULE_SECTIONS[RuleName(rule or "")]
+    except (KeyError, ValueError):
+        return Section.DISEASE
 
 
 class CategoryCount(BaseModel):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from broker.payloads import CameraState, Category, EventKind, Severity, SpeciesGuess
+from broker.payloads import CameraState, Category, EventKind, RuleName, Severity, SpeciesGuess
 from edge.classify import Classification
 from edge.detect import Detection
 from edge.track import Track
@@ -47,7 +47,7 @@ class Finding:
     count: int
     confidence: float
     detections: list[Detection] = field(default_factory=list)
-    rule: str | None = None
+    rule: RuleName | None = None
     message_zh: str = ""
     message_en: str = ""
     started_at: datetime | None = None  # start of the capture window (default: the sighting's)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import time
+from typing import ClassVar
 
-from broker.payloads import Category, EventKind, Severity, SpeciesGuess
+from broker.payloads import Category, EventKind, RuleName, Severity, SpeciesGuess
 from edge.detect import Detection
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.geometry import box_inside
+from edge.rules import Finding, Rule, Sighting
 from edge.rules.mortality import species_guess
-from edge.rules.settings import RuleSettings
+from surveillance import messages
+from surveillance.geometry import box_inside
+from surveillance.settings import RuleSettings
 
 
 def in_hours(t: time, start: time, end: time) -> bool:
@@ -87,7 +89,7 @@ class ObservationRule(Rule):
 class NightIntrusionRule(Rule):
     """A person or vehicle in night hours or in a restricted zone: suspected illegal hunting."""
 
-    name = "night_intrusion"
+    name: ClassVar[RuleName] = RuleName.NIGHT_INTRUSION
 
     def __init__(self, settings: RuleSettings) -> None:
         self.settings = settings
@@ -145,7 +147,7 @@ class NightIntrusionRule(Rule):
 class FreeRoamingDogRule(Rule):
     """A dog inside the reserve: a threat to nesting birds and a rabies risk."""
 
-    name = "free_roaming_dog"
+    name: ClassVar[RuleName] = RuleName.FREE_ROAMING_DOG
 
     def __init__(self, severity: Severity = Severity.ALERT) -> None:
         self.severity = severity

@@ -9,12 +9,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import ClassVar
 
-from broker.payloads import Category, EventKind, SpeciesGuess
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.settings import AbnormalCountSettings
+from broker.payloads import Category, EventKind, RuleName, SpeciesGuess
+from edge.rules import Finding, Rule, Sighting
 from edge.rules.state import RuleState
 from models.species import Catalogue
+from surveillance import messages
+from surveillance.settings import AbnormalCountSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def sighting_counts(
 class AbnormalCountRule(Rule):
     """Daily counts (MaxN: the most seen in one image) compared with the camera's baseline."""
 
-    name = "abnormal_count"
+    name: ClassVar[RuleName] = RuleName.ABNORMAL_COUNT
 
     def __init__(
         self,

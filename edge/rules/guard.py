@@ -12,10 +12,11 @@ import logging
 from datetime import datetime, timedelta
 
 from broker.payloads import EventKind
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.geometry import box_inside, box_iou
-from edge.rules.settings import RuleSettings
+from edge.rules import Finding, Rule, Sighting
 from edge.rules.state import RuleState
+from surveillance import messages
+from surveillance.geometry import box_inside, box_iou
+from surveillance.settings import RuleSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from broker.payloads import CameraState, Category, EventKind
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.settings import CameraHealthSettings
+from broker.payloads import CameraState, Category, EventKind, RuleName
+from edge.rules import Finding, Rule, Sighting
+from surveillance import messages
+from surveillance.settings import CameraHealthSettings
 
-RULE = "camera_health"
+RULE = RuleName.CAMERA_HEALTH
 
 
 def camera_health_finding(
@@ -53,7 +55,7 @@ def camera_health_finding(
 class CameraHealthRule(Rule):
     """Turns a sighting's `camera_state` (set by the live feed) into a camera_health anomaly."""
 
-    name = RULE
+    name: ClassVar[RuleName] = RULE
 
     def __init__(self, settings: CameraHealthSettings) -> None:
         self.settings = settings

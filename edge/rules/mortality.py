@@ -1,7 +1,7 @@
 """Suspected deaths on the edge: motionless birds, static objects and mortality clusters.
 
-The deaths and the cluster logic themselves live in edge/rules/clusters.py (central uses them
-too).
+The deaths and the cluster logic themselves live in surveillance/clusters.py (central uses them
+too); the node keeps its deaths in edge/rules/clusters.py.
 """
 
 from __future__ import annotations
@@ -10,21 +10,24 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
-from broker.payloads import Category, EventKind, Severity, SpeciesGuess
+from broker.payloads import Category, EventKind, RuleName, Severity, SpeciesGuess
 from edge.classify import Classification
 from edge.detect import Detection
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.clusters import DeathLog, cluster_species, cluster_text, death_of, find_clusters
-from edge.rules.geometry import NormBox, box_iou
-from edge.rules.settings import MortalityClusterSettings, MotionlessBirdSettings
+from edge.rules import Finding, Rule, Sighting
+from edge.rules.clusters import DeathLog
 from edge.rules.state import RuleState
 from edge.track import Track
 from models.species import Catalogue
+from surveillance import messages
+from surveillance.clusters import cluster_species, cluster_text, death_of, find_clusters
+from surveillance.geometry import NormBox, box_iou
+from surveillance.settings import MortalityClusterSettings, MotionlessBirdSettings
 
 log = logging.getLogger(__name__)
 
-STATIC_OBJECT = "static_object"  # rule name of the one review observation for a static object
+STATIC_OBJECT = RuleName.STATIC_OBJECT  # the one review observation for a static object
 # A still bird may be missed by the detector in this many successive images of its camera; a bird
 # that walks off and comes back later must not count as one that never moved.
 MAX_MISSED = 2
@@ -69,7 +72,7 @@ def bird_names(c: Classification | None) -> tuple[str, str]:
 class MotionlessBirdRule(Rule):
     """A bird that has not moved for `still_min` minutes: suspected dead or moribund."""
 
-    name = "motionless_bird"
+    name: ClassVar[RuleName] = RuleName.MOTIONLESS_BIRD
 
     def __init__(
         self,
@@ -248,7 +251,7 @@ class MortalityClusterRule(Rule):
     a reported incident make a follow-up (续报) naming the new total (see find_clusters).
     """
 
-    name = "mortality_cluster"
+    name: ClassVar[RuleName] = RuleName.MORTALITY_CLUSTER
 
     def __init__(self, settings: MortalityClusterSettings, deaths: DeathLog) -> None:
         self.settings = settings

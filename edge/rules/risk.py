@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from broker.payloads import Category, EventKind
-from edge.rules import Finding, Rule, Sighting, messages
-from edge.rules.geometry import box_inside
+from typing import ClassVar
+
+from broker.payloads import Category, EventKind, RuleName
+from edge.rules import Finding, Rule, Sighting
 from edge.rules.mortality import species_guess
-from edge.rules.settings import RuleSettings
 from models.species import RISK_GROUPS, Catalogue
+from surveillance import messages
+from surveillance.geometry import box_inside
+from surveillance.settings import RuleSettings
 
 
 class HighRiskSpeciesRule(Rule):
     """Ducks, geese, swans, gulls or grebes (configurable) close to poultry or people."""
 
-    name = "high_risk_species"
+    name: ClassVar[RuleName] = RuleName.HIGH_RISK_SPECIES
 
     def __init__(self, settings: RuleSettings, catalogue: Catalogue) -> None:
         self.settings = settings

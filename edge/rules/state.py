@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
-from edge.rules.geometry import NormBox
+from surveillance.geometry import NormBox
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from central.db.models import DeadLetter, Event, Node
 from central.db.session import database_unavailable
 from central.ingest import Ingestor
 from central.surveillance import evaluate_site
-from edge.rules.settings import MortalityClusterSettings
+from surveillance.settings import MortalityClusterSettings
 from tests.central.conftest import IngestorFactory, make_event, three_deaths
 from tests.helpers import wait_for
 

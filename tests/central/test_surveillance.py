@@ -13,7 +13,7 @@ from broker.payloads import EventPayload
 from central import crud
 from central.db.models import ClusterMember, Event
 from central.surveillance import CENTRAL_NODE, evaluate_site
-from edge.rules.settings import MortalityClusterSettings
+from surveillance.settings import MortalityClusterSettings
 from tests.central.conftest import T0, make_death, make_event, three_deaths
 from tests.helpers import wait_for
 

@@ -13,12 +13,12 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from broker.payloads import (
-    RULE_PATTERN,
     Box,
     Category,
     CommandName,
     CommandPayload,
     EventKind,
+    RuleName,
     Severity,
 )
 from broker.topics import ID_PATTERN, command_topic
@@ -60,7 +60,7 @@ def read_events(
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     category: Category | None = None,
     kind: EventKind | None = None,
-    rule: Annotated[str | None, Query(pattern=RULE_PATTERN)] = None,
+    rule: RuleName | None = None,
     severity: Severity | None = None,
     since: Annotated[QueryTime | None, Query(description="captured at or after (ISO 8601)")] = None,
     until: Annotated[QueryTime | None, Query(description="captured before (ISO 8601)")] = None,

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from broker.payloads import Category, EventKind, Severity
 from edge.rules.basic import FreeRoamingDogRule, NightIntrusionRule, ObservationRule, in_hours
-from edge.rules.settings import RuleSettings
+from surveillance.settings import RuleSettings
 from tests.edge.rules.factory import SH, det, sighting
 
 ZONE = {"name": "核心区", "kind": "restricted", "polygon": [[0, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]]}

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from broker.payloads import Category, Severity
 from edge.rules.counts import AbnormalCountRule, baseline, robust_z
-from edge.rules.settings import AbnormalCountSettings
 from edge.rules.state import RuleState
+from surveillance.settings import AbnormalCountSettings
 from tests.edge.rules.factory import T0, det, sighting
 
 

@@ -13,20 +13,14 @@ from edge.classify import Classification, SpeciesCandidate, roll_up
 from edge.config import parse_config
 from edge.pipeline import build_rules
 from edge.rules import Finding, Rule, Sighting
-from edge.rules.clusters import (
-    Death,
-    DeathLog,
-    cluster_text,
-    death_of,
-    find_clusters,
-    keys_of_source,
-)
+from edge.rules.clusters import DeathLog
 from edge.rules.guard import Guarded
 from edge.rules.mortality import STATIC_OBJECT, MortalityClusterRule, MotionlessBirdRule
-from edge.rules.settings import MortalityClusterSettings, MotionlessBirdSettings, RuleSettings
 from edge.rules.state import RuleState
 from edge.track import Track
 from models.species import Catalogue, load_catalogue
+from surveillance.clusters import Death, cluster_text, death_of, find_clusters, keys_of_source
+from surveillance.settings import MortalityClusterSettings, MotionlessBirdSettings, RuleSettings
 from tests.edge.rules.factory import T0, classified, det, sighting
 
 

@@ -16,9 +16,9 @@ from edge.rules.counts import AbnormalCountRule
 from edge.rules.guard import Guarded
 from edge.rules.health import CameraHealthRule, camera_health_finding
 from edge.rules.risk import HighRiskSpeciesRule
-from edge.rules.settings import AbnormalCountSettings, RuleSettings
 from edge.rules.state import RuleState
 from models.species import load_catalogue
+from surveillance.settings import AbnormalCountSettings, RuleSettings
 from tests.edge.rules.factory import SH, T0, classified, det, sighting
 
 POULTRY = {

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.detect import Detection
-
 NormBox = tuple[float, float, float, float]  # x, y, w, h normalised
-
-
-def norm_box(d: Detection, width: int, height: int) -> NormBox:
-    """A detection's box normalised to the image size."""
-    return d.normalised(width, height)
 
 
 def bottom_centre(box: NormBox) -> tuple[float, float]:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from datetime import time
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from broker.payloads import Category, Severity
+from broker.payloads import Category, RuleName, Severity
 from models.species import RiskGroup
 
-RuleName = Literal[
-    "motionless_bird",
-    "mortality_cluster",
-    "abnormal_count",
-    "night_intrusion",
-    "free_roaming_dog",
-    "high_risk_species",
-    "camera_health",
-]
-RULE_NAMES: tuple[str, ...] = get_args(RuleName)
+# The rules a node runs on its cameras, each with a section of RuleSettings below.
+CAMERA_RULES: tuple[RuleName, ...] = (
+    RuleName.MOTIONLESS_BIRD,
+    RuleName.MORTALITY_CLUSTER,
+    RuleName.ABNORMAL_COUNT,
+    RuleName.NIGHT_INTRUSION,
+    RuleName.FREE_ROAMING_DOG,
+    RuleName.HIGH_RISK_SPECIES,
+    RuleName.CAMERA_HEALTH,
+)
 ZoneKind = Literal["restricted", "near_poultry", "near_people"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Unit, Unit]
@@ -77,6 +77,14 @@ class CameraRuleSettings(_Model):
     night_start: time | None = Field(None, description="overrides night_intrusion.start")
     night_end: time | None = Field(None, description="overrides night_intrusion.end")
     disabled: list[RuleName] = Field(default_factory=list, description="rules off here")
+
+    @field_validator("disabled")
+    @classmethod
+    def _camera_rules(cls, value: list[RuleName]) -> list[RuleName]:
+        wrong = [r.value for r in value if r not in CAMERA_RULES]
+        if wrong:
+            raise ValueError(f"not a camera rule: {', '.join(wrong)}")
+        return value
 
 
 class ScheduleSettings(_Model):
@@ -244,7 +252,7 @@ class RuleSettings(_Model):
         """Settings of one camera (empty when it has none)."""
         return self.cameras.get(camera) or _EMPTY_CAMERA
 
-    def enabled(self, rule: str, camera: str) -> bool:
+    def enabled(self, rule: RuleName | str, camera: str) -> bool:
         """Whether a rule runs on a camera."""
         section = getattr(self, rule, None)
         on = bool(getattr(section, "enabled", True))
