@@ -34,12 +34,19 @@ import numpy as np
 from broker.payloads import Category
 from edge.classify import ClassifierSettings, crop_box
 from edge.classify import create as create_classifier
-from edge.classify.inat import BACKGROUND_LABEL, InatBirdClassifier
-from edge.detect import DEFAULT_NMS_IOU, Detection, Detector, DetectorSettings, create
+from edge.classify.plugins.inat import BACKGROUND_LABEL, InatBirdClassifier
+from edge.detect import (
+    DEFAULT_NMS_IOU,
+    Detection,
+    Detector,
+    DetectorSettings,
+    create,
+    detector_settings,
+)
 from edge.detect.categories import ANIMAL_CATEGORIES, COCO_BIRD
 from edge.detect.enhance import clahe_luminance, is_infrared
-from edge.detect.ensemble import EnsembleDetector
 from edge.detect.nms import iou_one_to_many, nms
+from edge.detect.plugins.ensemble import EnsembleDetector
 from edge.detect.postprocess import FloatArray, ImageArray, Window, drop_cut_boxes
 from edge.detect.runtime import OnnxDetector
 from edge.eval import Counts, Label, read_labels
@@ -101,7 +108,7 @@ def low_floor(threads: int, **changes: object) -> DetectorSettings:
         "category_thresholds": {Category.ANIMAL: FLOOR, Category.DOG: FLOOR, Category.BIRD: FLOOR},
     }
     data.update(changes)
-    return DetectorSettings.model_validate(data)
+    return detector_settings(data)
 
 
 def members_of(detector: Detector) -> list[OnnxDetector]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.payloads import Category
-from edge.detect import DetectorSettings, create
+from edge.detect import DetectorSettings, create, detector_settings
 from edge.detect.categories import ANIMAL_CATEGORIES
 from edge.eval import EvalReport, Label, Outcome, describe, read_labels, report, run
 from models.registry import import_dir
@@ -54,11 +54,12 @@ def configurations(quick: bool) -> list[DetectorSettings]:
                 "tiling": tiling,
                 "tile_only_factor": factor,
                 "ir_enhance": ir,
-                "ensemble_fusion": fusion,
             }
+            if backend == "ensemble":
+                data["fusion"] = fusion
             if backend in MODELS:
                 data["model"] = MODELS[backend]
-            out.append(DetectorSettings.model_validate(data))
+            out.append(detector_settings(data))
     return out
 
 

@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from broker.topics import ID_PATTERN
-from edge.classify import ClassifierSettings
-from edge.detect import DetectorSettings
+from edge.classify import ClassifierConfig, classifier_settings
+from edge.detect import DetectorConfig, detector_settings
 from edge.ingest.capture_time import EARLIEST_PLAUSIBLE
 from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
 from edge.motion import MotionSettings
 from edge.motion.gate import GateSettings
-from edge.rules.settings import RuleSettings
 from edge.track.iou_tracker import TrackerSettings
+from surveillance.settings import RuleSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
 EVIDENCE_TOKEN_ENV = "WILDWATCH_NODE_EVIDENCE_TOKEN"
@@ -123,8 +123,12 @@ class NodeConfig(_Model):
     data_dir: Path = Field(Path("/var/lib/wildwatch/edge"), description="outbox and archives")
     model_store: Path | None = Field(None, description="installed models (default: registry)")
     mqtt: MqttSettings = MqttSettings()
-    detector: DetectorSettings = DetectorSettings()
-    classifier: ClassifierSettings = ClassifierSettings()
+    detector: DetectorConfig = Field(
+        default_factory=detector_settings, description="detector back-end and its options"
+    )
+    classifier: ClassifierConfig = Field(
+        default_factory=classifier_settings, description="species classifier back-end"
+    )
     catalogue: Path | None = Field(None, description="station species list CSV (default: shipped)")
     burst_gap_s: float = Field(60.0, gt=0, le=3600, description="frames closer form one burst")
     video_every_s: float = Field(1.0, gt=0, le=60, description="video clips: seconds per sample")

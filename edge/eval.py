@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from broker.payloads import Category
-from edge.detect import Detector, DetectorSettings, available, create
+from edge.detect import Detector, DetectorSettings, available, create, detector_settings
 from edge.detect.categories import ANIMAL_CATEGORIES
 from edge.detect.prefetch import prefetch
 from edge.ingest import MediaError, load_image
@@ -190,8 +190,9 @@ def describe(settings: DetectorSettings) -> str:
             name += f"(x{settings.tile_only_factor:g})"
     if settings.ir_enhance != "off":
         name += f"+ir:{settings.ir_enhance}"
-    if settings.backend == "ensemble":
-        name += f"({settings.ensemble_fusion})"
+    fusion = getattr(settings, "fusion", None)  # the ensemble back-end's own option
+    if fusion is not None:
+        name += f"({fusion})"
     return name
 
 
@@ -303,6 +304,6 @@ def eval_cmd(
         data["tiling"] = tiling
     if ir_enhance is not None:
         data["ir_enhance"] = ir_enhance
-    settings = DetectorSettings.model_validate(data)
+    settings = detector_settings(data)
     rep = evaluate(directory, labels_csv, settings, models_dir)
     click.echo(format_report(rep))

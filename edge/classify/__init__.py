@@ -1,17 +1,29 @@
-"""Classification stage: the Classifier interface, its result types, registry and pure helpers."""
+"""Classification stage: the Classifier interface, its result types, registry and pure helpers.
+
+Back-ends live in `edge/classify/plugins/` and register themselves with their own settings class
+(the `classifier:` section is validated by the class its `backend` names); they are imported
+when a back-end is first needed, so the result types load no model runtime.
+"""
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 
 from edge.registry import Registry
 from models.registry import load_labels, load_manifest, model_path
@@ -132,6 +144,7 @@ class Classifier(abc.ABC):
 
     key: ClassVar[str]
     decoders: ClassVar[frozenset[str]]  # manifest `decoder` values this back-end can run
+    settings_type: ClassVar[type[ClassifierSettings]] = ClassifierSettings
 
     def __init__(
         self,
@@ -150,12 +163,27 @@ class Classifier(abc.ABC):
         """Classify one HxWx3 uint8 BGR crop; ValueError for an unusable array."""
 
 
-_BACKENDS: Registry[Classifier] = Registry("classifier")
+_BACKENDS: Registry[Classifier] = Registry("classifier", "edge.classify.plugins")
 register = _BACKENDS.register
+
+
+def classifier_settings(
+    data: Mapping[str, Any] | ClassifierSettings | None = None, /, **fields: Any
+) -> ClassifierSettings:
+    """Settings validated by the settings class of the back-end that `backend` names."""
+    settings: ClassifierSettings = _BACKENDS.settings(data, DEFAULT_BACKEND, fields)
+    return settings
+
+
+# The `classifier:` field of a configuration: parsed by the named back-end's settings class.
+ClassifierConfig = Annotated[
+    SerializeAsAny[ClassifierSettings], _BACKENDS.validator(DEFAULT_BACKEND)
+]
 
 
 def create(settings: ClassifierSettings, store: Path | None, catalogue: Catalogue) -> Classifier:
     """Build the configured back-end with its installed, verified model from `store`."""
+    settings = classifier_settings(settings)
     cls = _BACKENDS[settings.backend]
     weights = model_path(settings.model, store)
     labels = load_labels(settings.model, store)
@@ -267,19 +295,17 @@ def smooth(classifications: Sequence[Classification]) -> Classification:
     return Classification(top, best, best is None, ",".join(models), kept)
 
 
-# Back-ends register themselves on import; keep this last (it imports the names above).
-from edge.classify import inat  # noqa: E402
-
 __all__ = [
     "Classification",
     "Classifier",
+    "ClassifierConfig",
     "ClassifierSettings",
     "SpeciesCandidate",
     "available",
+    "classifier_settings",
     "create",
     "crop_box",
     "genus_of",
-    "inat",
     "register",
     "roll_up",
     "smooth",

@@ -1,20 +1,35 @@
-"""Detection stage: the Detector interface, its result types and the back-end registry."""
+"""Detection stage: the Detector interface, its settings and the back-end registry.
+
+Back-ends live in `edge/detect/plugins/`, one module each, and register themselves under a key
+with their own settings class (the `detector:` section of the node's YAML is validated by the
+class its `backend` names). The result types are in `edge/detect/types.py`; importing them, or
+this package, loads no model runtime: the plugins are imported when a back-end is first needed.
+"""
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 
 from broker.payloads import Category
+from edge.detect.types import Detection, DetectionResult
 from edge.registry import Registry
 from models.registry import load_labels, load_manifest, model_path
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -50,51 +65,8 @@ IrMode = Literal["off", "enhanced", "both"]
 DEFAULT_IR_ENHANCE: IrMode = "enhanced"
 # Score multiplier for a tile box that no full-frame box of the same kind confirms (1 = off).
 DEFAULT_TILE_ONLY_FACTOR = 1.0
-ENSEMBLE = "ensemble"
-DEFAULT_ENSEMBLE_MEMBERS = ("yolox_nano_416_coco", "nanodet_m_416_coco")
-# "avg": fused score = sum of the members' scores / number of members (weighted boxes fusion:
-# a box only one model sees loses half its score); "max": the best member score (union).
-FusionMode = Literal["avg", "max"]
-DEFAULT_FUSION: FusionMode = "max"
-DEFAULT_FUSION_IOU = 0.5
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected object, box corners in pixels of the original image."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    class_id: int
-    label: str
-    category: Category
-
-    def normalised(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """Box as (x, y, w, h) relative to the image size, top-left origin, clipped to 0..1."""
-        if width <= 0 or height <= 0:
-            raise ValueError(f"image size must be positive, got {width}x{height}")
-        x1 = min(max(self.x1 / width, 0.0), 1.0)
-        y1 = min(max(self.y1 / height, 0.0), 1.0)
-        x2 = min(max(self.x2 / width, 0.0), 1.0)
-        y2 = min(max(self.y2 / height, 0.0), 1.0)
-        return x1, y1, max(x2 - x1, 0.0), max(y2 - y1, 0.0)
-
-
-@dataclass(frozen=True)
-class DetectionResult:
-    """Everything one detector call found in one image."""
-
-    detections: list[Detection]
-    width: int
-    height: int
-    model: str
-    inference_ms: float
-    total_ms: float = 0.0  # pre-processing + inference + decoding
 
 
 def available() -> list[str]:
@@ -103,9 +75,12 @@ def available() -> list[str]:
 
 
 class DetectorSettings(BaseModel):
-    """Detector configuration (the `detector:` section of the node's YAML)."""
+    """Detector configuration (the `detector:` section of the node's YAML): what every back-end
+    understands. A back-end with options of its own extends this class (its `settings_type`)."""
 
     model_config = ConfigDict(extra="forbid")
+    # False for back-ends that run models named elsewhere (the ensemble's members).
+    uses_model: ClassVar[bool] = True
 
     backend: str = Field(
         default=DEFAULT_BACKEND, description="registered back-end key, e.g. 'yolox' or 'nanodet'"
@@ -162,21 +137,6 @@ class DetectorSettings(BaseModel):
             "the same kind over it) by this; < 1 asks more of unconfirmed, small detections"
         ),
     )
-    ensemble_members: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_ENSEMBLE_MEMBERS),
-        min_length=2,
-        description="backend 'ensemble': model ids run and fused (each with its own decoder)",
-    )
-    ensemble_fusion: FusionMode = Field(
-        default=DEFAULT_FUSION,
-        description="backend 'ensemble': 'avg' (agreement, weighted boxes fusion) or 'max'",
-    )
-    fusion_iou: float = Field(
-        default=DEFAULT_FUSION_IOU,
-        ge=0.05,
-        le=0.95,
-        description="backend 'ensemble': IoU above which boxes of two models are one object",
-    )
 
     @field_validator("backend")
     @classmethod
@@ -194,12 +154,9 @@ class DetectorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _model_matches_backend(self) -> DetectorSettings:
-        if self.backend == ENSEMBLE:
-            manifest = load_manifest()
-            for member in self.ensemble_members:
-                decoder = manifest.get(member).decoder
-                if decoder == ENSEMBLE or decoder not in _BACKENDS:
-                    raise ValueError(f"ensemble member {member} has no detector back-end")
+        # A bare DetectorSettings naming a back-end with its own class (create() converts it)
+        # is checked by what that class runs.
+        if not self.uses_model or not _BACKENDS[self.backend].settings_type.uses_model:
             return self
         spec = load_manifest().get(self.model)
         if spec.decoder != self.backend:
@@ -212,11 +169,16 @@ class DetectorSettings(BaseModel):
         """Score threshold that applies to `category`."""
         return self.category_thresholds.get(category, self.score_threshold)
 
+    def model_ids(self) -> list[str]:
+        """The manifest models this detector runs."""
+        return [self.model]
+
 
 class Detector(abc.ABC):
     """A detection back-end: BGR image in, boxes with categories out."""
 
     key: ClassVar[str]
+    settings_type: ClassVar[type[DetectorSettings]] = DetectorSettings
 
     def __init__(self, weights: Path, labels: Sequence[str], settings: DetectorSettings) -> None:
         self.weights = weights
@@ -236,29 +198,37 @@ class Detector(abc.ABC):
         """Detect objects in one HxWx3 uint8 BGR image; ValueError for an unusable array."""
 
 
-_BACKENDS: Registry[Detector] = Registry("detector")
+_BACKENDS: Registry[Detector] = Registry("detector", "edge.detect.plugins")
 register = _BACKENDS.register
+
+
+def detector_settings(
+    data: Mapping[str, Any] | DetectorSettings | None = None, /, **fields: Any
+) -> DetectorSettings:
+    """Settings validated by the settings class of the back-end that `backend` names."""
+    settings: DetectorSettings = _BACKENDS.settings(data, DEFAULT_BACKEND, fields)
+    return settings
+
+
+# The `detector:` field of a configuration: parsed by the named back-end's own settings class.
+DetectorConfig = Annotated[SerializeAsAny[DetectorSettings], _BACKENDS.validator(DEFAULT_BACKEND)]
 
 
 def create(settings: DetectorSettings, store: Path | None = None) -> Detector:
     """Build the configured back-end with its installed, verified model from `store`."""
+    settings = detector_settings(settings)
     return _BACKENDS[settings.backend].build(settings, store)
 
-
-# Back-ends register themselves on import; keep these last (they import the names above).
-from edge.detect import ensemble, nanodet, yolo_generic, yolox  # noqa: E402
 
 __all__ = [
     "Category",
     "Detection",
     "DetectionResult",
     "Detector",
+    "DetectorConfig",
     "DetectorSettings",
     "available",
     "create",
-    "ensemble",
-    "nanodet",
+    "detector_settings",
     "register",
-    "yolo_generic",
-    "yolox",
 ]

@@ -36,7 +36,7 @@ Layout = Literal["v5", "v8"]
 InputFormat = Literal["yolox", "rgb01"]
 STRIDES = (8, 16, 32)
 BOX_FIELDS = 5  # x, y, w, h, objectness before the class scores
-# Same clamp as edge/detect/yolox.py: exp() of a corrupt head must not overflow to inf.
+# Same clamp as edge/detect/plugins/yolox.py: exp() of a corrupt head must not overflow to inf.
 WH_CLIP = 10.0
 PREFIX = "ww_"  # names of every added node and tensor, so none collides with YOLOX's own
 CHECK_RTOL = 1e-5

@@ -20,7 +20,7 @@ from edge.classify import (
     roll_up,
     smooth,
 )
-from edge.classify.inat import parse_label, preprocess
+from edge.classify.plugins.inat import parse_label, preprocess
 from edge.detect import DetectorSettings
 from edge.detect import create as create_detector
 from models.species import Catalogue, load_catalogue

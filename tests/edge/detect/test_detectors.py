@@ -19,10 +19,10 @@ from edge.detect import (
     create,
 )
 from edge.detect.categories import ANIMAL_CATEGORIES, COCO_CATEGORIES, coco_category
-from edge.detect.nanodet import anchor_points, distribution_to_distance
 from edge.detect.nms import nms
+from edge.detect.plugins.nanodet import anchor_points, distribution_to_distance
+from edge.detect.plugins.yolox import decode_yolox, grid_and_strides
 from edge.detect.postprocess import Window, drop_cut_boxes, letterbox, tile_windows
-from edge.detect.yolox import decode_yolox, grid_and_strides
 from models.registry import ModelNotInstalled
 
 BACKENDS = {"yolox": "yolox_nano_416_coco", "nanodet": "nanodet_m_416_coco"}
@@ -195,3 +195,20 @@ def test_letterbox_and_tiles() -> None:
         np.array([[10, 10, 1079, 50], [10, 10, 500, 50]], np.float32), wins[0], 1920, 1080
     )
     assert cut.tolist() == [False, True]
+
+
+def test_each_backend_validates_its_own_config_section() -> None:
+    from edge.config import ConfigError, parse_config
+    from edge.detect.plugins.ensemble import EnsembleSettings
+
+    base = {"site": "s1", "node": "n1", "cameras": [{"id": "cam1"}]}
+    members = ["yolox_nano_416_coco", "nanodet_m_416_coco"]
+    section = {"backend": "ensemble", "members": members, "fusion": "avg"}
+    config = parse_config(base | {"detector": section})
+    assert isinstance(config.detector, EnsembleSettings)
+    assert config.detector.fusion == "avg" and config.detector.model_ids() == members
+    assert config.model_dump()["detector"]["fusion"] == "avg"  # the plugin's fields are kept
+    with pytest.raises(ConfigError, match="members"):  # not an option of the yolox back-end
+        parse_config(base | {"detector": {"backend": "yolox", "members": members}})
+    with pytest.raises(ConfigError, match="available"):
+        parse_config(base | {"detector": {"backend": "coral"}})

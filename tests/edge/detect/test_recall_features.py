@@ -10,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from broker.payloads import Category
-from edge.detect import Detection, DetectorSettings, available, create
+from edge.detect import Detection, DetectorSettings, available, create, detector_settings
 from edge.detect.enhance import channel_spread, clahe_luminance, is_infrared
-from edge.detect.ensemble import MEMBER_SCORE, member_settings
 from edge.detect.fusion import fuse
+from edge.detect.plugins.ensemble import MEMBER_SCORE, EnsembleSettings, member_settings
 from edge.detect.postprocess import apply_thresholds, penalise_unconfirmed
 from edge.detect.runtime import OnnxDetector
 
@@ -113,12 +113,13 @@ def test_fusion_averages_agreement_and_merges_animal_family() -> None:
 
 def test_ensemble_backend_registered_and_validated() -> None:
     assert "ensemble" in available()
-    settings = DetectorSettings(backend="ensemble", category_thresholds={Category.BIRD: 0.4})
+    settings = detector_settings(backend="ensemble", category_thresholds={Category.BIRD: 0.4})
+    assert isinstance(settings, EnsembleSettings)  # the back-end's own settings class
     member = member_settings(settings, "nanodet_m_416_coco")
     assert member.backend == "nanodet" and member.score_threshold == MEMBER_SCORE
     assert member.category_thresholds == {}
     with pytest.raises(ValidationError):
-        DetectorSettings(backend="ensemble", ensemble_members=["yolox_nano_416_coco"])
+        detector_settings(backend="ensemble", members=["yolox_nano_416_coco"])
 
 
 def test_ensemble_finds_the_bird(models_dir: Path, images_dir: Path) -> None:

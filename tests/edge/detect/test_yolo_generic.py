@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from broker.payloads import Category
 from edge.detect import Detection, Detector, DetectorSettings, available, create
 from edge.detect.nms import iou_one_to_many
-from edge.detect.yolo_generic import (
+from edge.detect.plugins.yolo import (
     ULTRALYTICS_INPUT,
     YoloGenericDetector,
     YoloInput,
@@ -21,7 +21,7 @@ from edge.detect.yolo_generic import (
     detect_layout,
     preprocess_yolo,
 )
-from edge.detect.yolox import preprocess_yolox
+from edge.detect.plugins.yolox import preprocess_yolox
 from models.registry import InputSpec, load_manifest
 
 YOLOX = "yolox_nano_416_coco"
