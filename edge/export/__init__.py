@@ -9,7 +9,8 @@ from edge.detect import DetectionResult
 
 logger = logging.getLogger(__name__)
 
-# (class name, confidence) pairs for one detection, best first, e.g. [("Corvus corax", 0.81)].
+# (species name, classifier probability) pairs for one detection, best first, e.g.
+# [("Corvus corax", 0.81)]; the MegaDetector export writes those at its SPECIES_FLOOR or above.
 Classification = list[tuple[str, float]]
 
 
@@ -18,6 +19,7 @@ class ImageResult:
     """What happened to one image: its detections, or why it could not be analysed.
 
     `file` is the path relative to the scanned folder (MegaDetector's convention);
+    `result` holds only the detections the detector kept (its thresholds already applied);
     `classifications`, when given, has one entry per detection of `result`, in order.
     """
 
