@@ -1,6 +1,7 @@
 """The edge node service, start-up to shutdown in one ordered place.
 
-drop folders -> pipeline (detect, rules) -> durable outbox -> publisher -> MQTT broker
+drop folders / live cameras -> pipeline streams (edge/pipeline.py: detect, classify, rules)
+-> durable outbox -> publisher -> MQTT broker
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +28,7 @@ from broker.payloads import (
     EventPayload,
     EvidenceRef,
     NodeState,
+    RuleName,
     Severity,
     StatusPayload,
     utc_now,
@@ -41,7 +44,7 @@ from edge.ingest.folder import RETRY_S, DropFolder
 from edge.live import LiveCamera
 from edge.outbox import Outbox, is_disk_full
 from edge.outbox.sqlite import EvidenceUpload
-from edge.pipeline import Analysis, build_pipeline
+from edge.pipeline import Analysis, StillStream, build_pipeline
 from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
 
@@ -75,6 +78,8 @@ class EdgeNode:
         self._started = False
         # annotated frame per (camera, media file), to attach an earlier frame to a later event
         self._frames: OrderedDict[tuple[str, str], SavedFile] = OrderedDict()
+        # drop-folder camera -> its stills stream (a burst waits there, its files in place)
+        self._streams: dict[str, StillStream] = {}
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> None:
@@ -127,17 +132,7 @@ class EdgeNode:
         for w in self.watchers:
             w.directory.mkdir(parents=True, exist_ok=True)
         self.live = [
-            LiveCamera.open(
-                cam.id,
-                cam.source,
-                self.pipeline,
-                self._store_live,
-                cam.live,
-                motion=cam.motion,
-                gate=cam.gate,
-                tracker=cam.tracker,
-                health=cam.health,
-            )
+            LiveCamera.open(cam, self.pipeline, self._store_live)
             for cam in cfg.cameras
             if cam.source is not None
         ]
@@ -213,7 +208,11 @@ class EdgeNode:
             self._stop.wait(self.config.poll_s)
 
     def _watch(self, watcher: DropFolder) -> bool:
-        """Process what one drop folder holds; False when the disk is full (stop for now)."""
+        """Process what one drop folder holds; False when the disk is full (stop for now).
+
+        Files of a burst stay in the folder until the burst is decided: when a later file
+        shows it is over, or when a poll finds nothing new for the camera.
+        """
         try:
             items = watcher.poll()
         except OSError:
@@ -222,95 +221,145 @@ class EdgeNode:
         except Exception:  # a bug in one camera's folder must not stop the other cameras
             log.exception("camera %s: polling %s failed", watcher.camera, watcher.directory)
             return True
-        for item in items:
+        waiting = {i.path for i in self._stream(watcher.camera).pending}
+        fresh = [i for i in items if i.path not in waiting]
+        for item in fresh:
             if self._stop.is_set():
                 return True
-            try:
-                self.process(item, origin=watcher)
-            except Exception as exc:
-                if is_disk_full(exc):
-                    self._disk_full(item, exc)
-                    return False
-                log.exception(
-                    "%s: processing failed; the file stays in %s and is tried again in %.0f s",
-                    item.path.name,
-                    watcher.directory,
-                    RETRY_S,
-                )
-                watcher.retry_later(item.path, RETRY_S)
-                continue
-            if self._disk_full_at is not None:
-                log.warning("disk space available again: drop folders are processed again")
-                self._disk_full_at = None
+            if not self._guard(item, watcher, partial(self._take, item, watcher)):
+                return False
+        if not fresh and waiting:  # the camera went quiet: its burst is complete
+            return self._guard(None, watcher, partial(self._flush, watcher.camera))
         return True
 
-    def _disk_full(self, item: MediaItem, exc: BaseException) -> None:
+    def _guard(self, item: MediaItem | None, origin: DropFolder, work: Callable[[], int]) -> bool:
+        """Run one step of drop-folder work; False when the data disk is full."""
+        done = self.processed
+        try:
+            work()
+        except Exception as exc:
+            pending = [item] if item is not None else self._stream(origin.camera).pending
+            if is_disk_full(exc):
+                self._disk_full(pending[0] if pending else None, exc)
+                self._streams.pop(origin.camera, None)  # its files are still in the folder
+                return False
+            log.exception(
+                "%s: processing failed; the files stay in %s and are tried again in %.0f s",
+                ", ".join(i.path.name for i in pending),
+                origin.directory,
+                RETRY_S,
+            )
+            for it in pending:
+                origin.retry_later(it.path, RETRY_S)
+            if item is None:
+                self._streams.pop(origin.camera, None)
+            return True
+        # a file joining a burst writes nothing: only a stored file shows there is space again
+        if self._disk_full_at is not None and self.processed > done:
+            log.warning("disk space available again: drop folders are processed again")
+            self._disk_full_at = None
+        return True
+
+    def _stream(self, camera: str) -> StillStream:
+        stream = self._streams.get(camera)
+        if stream is None:
+            stream = self._streams[camera] = self.pipeline.stills()
+        return stream
+
+    def _disk_full(self, item: MediaItem | None, exc: BaseException) -> None:
         """Leave the file (and every later one) in its drop folder until space is freed."""
+        where = item.path if item is not None else "the waiting burst"
         if self._disk_full_at is None:
             log.error(
                 "data disk full (%s): %s and newer files stay in their drop folders, nothing is"
                 " quarantined or lost; processing resumes by itself once space is freed"
                 " (tried every %.0f s)",
                 exc,
-                item.path,
+                where,
                 DISK_FULL_RETRY_S,
             )
         else:
-            log.debug("data disk still full: %s waits", item.path)
+            log.debug("data disk still full: %s waits", where)
         self._disk_full_at = time.monotonic()
 
     def process(self, item: MediaItem, *, origin: DropFolder | None = None) -> int:
-        """Analyse one file and commit its events; returns how many events were stored.
+        """Analyse one file now (its camera's waiting burst with it) and commit the events;
+        returns how many events were stored."""
+        return self._take(item, origin) + self._flush(item.camera)
+
+    def _take(self, item: MediaItem, origin: DropFolder | None) -> int:
+        """Look at one file: a duplicate is set aside, an unusable file held or quarantined,
+        any other joins its camera's burst; commits the burst it closed (events stored).
 
         A file from drop folder `origin` that does not decode is left there while its upload
         may only have stalled (see DropFolder.hold); otherwise it is quarantined.
         """
-        if self.outbox.seen_media(item.sha256):
+        stream = self._stream(item.camera)
+        if self.outbox.seen_media(item.sha256) or any(
+            p.sha256 == item.sha256 for p in stream.pending
+        ):
             log.info("%s: same content already processed, skipped", item.path.name)
             self._move(item, "duplicates")
             self.duplicates += 1  # counted once the file has left the drop folder
             return 0
         try:
-            analysis = self.pipeline.analyse(item)
+            closed = stream.push(item)
         except MediaError as exc:
-            if origin is not None and origin.hold(item.path, str(exc)):
-                return 0
-            log.warning("%s: quarantined: %s", item.path.name, exc)
-            self.outbox.add(
-                [],
-                media_sha256=item.sha256,
-                media_path=str(item.path),
-                media_status="quarantined",
-                media_detail=str(exc),
-            )
-            dest = self._move(item, "quarantine")
-            if dest is not None:
-                reason = dest.with_name(dest.name + ".reason.txt")
-                try:
-                    reason.write_text(f"{exc}\n", encoding="utf-8")
-                except OSError as err:  # the reason is also in the outbox's media record
-                    log.error("%s: could not write %s: %s", item.path.name, reason, err)
-            self.quarantined += 1
+            self._unusable(item, origin, exc)
             return 0
-        events: list[EventPayload] = analysis.events
-        uploads: list[EvidenceUpload] = []
-        if analysis.events and analysis.result.detections and analysis.image is not None:
-            was_near = self.evidence.near_limit
-            events, uploads = self._save_evidence(item, analysis)
-            if self.evidence.near_limit and not was_near:
-                events.append(self._storage_warning(item))
-        stored = self.outbox.add(
-            events, media_sha256=item.sha256, media_path=str(item.path), evidence=uploads
+        return self._commit(closed)
+
+    def _flush(self, camera: str) -> int:
+        """Decide the camera's waiting burst and commit it (events stored)."""
+        stream = self._streams.get(camera)
+        return self._commit(stream.flush()) if stream is not None else 0
+
+    def _unusable(self, item: MediaItem, origin: DropFolder | None, exc: MediaError) -> None:
+        if origin is not None and origin.hold(item.path, str(exc)):
+            return
+        log.warning("%s: quarantined: %s", item.path.name, exc)
+        self.outbox.add(
+            [],
+            media_sha256=item.sha256,
+            media_path=str(item.path),
+            media_status="quarantined",
+            media_detail=str(exc),
         )
-        log.info(
-            "%s: %d detections, %d events",
-            item.path.name,
-            len(analysis.result.detections),
-            len(stored),
-        )
-        self._move(item, "archive")
-        self.processed += 1  # counted once the file has left the drop folder
-        return len(stored)
+        dest = self._move(item, "quarantine")
+        if dest is not None:
+            reason = dest.with_name(dest.name + ".reason.txt")
+            try:
+                reason.write_text(f"{exc}\n", encoding="utf-8")
+            except OSError as err:  # the reason is also in the outbox's media record
+                log.error("%s: could not write %s: %s", item.path.name, reason, err)
+        self.quarantined += 1
+
+    def _commit(self, analyses: list[Analysis]) -> int:
+        """Store each analysed file's events with its evidence, then archive the file."""
+        stored_total = 0
+        for analysis in analyses:
+            item = analysis.item
+            assert item is not None  # stills always carry their media item
+            events: list[EventPayload] = analysis.events
+            uploads: list[EvidenceUpload] = []
+            if analysis.events and analysis.result.detections:
+                was_near = self.evidence.near_limit
+                events, uploads = self._save_evidence(item, analysis)
+                if self.evidence.near_limit and not was_near:
+                    events.append(self._storage_warning(item))
+            stored = self.outbox.add(
+                events, media_sha256=item.sha256, media_path=str(item.path), evidence=uploads
+            )
+            log.info(
+                "%s: %d detections, %d events",
+                item.path.name,
+                len(analysis.result.detections),
+                len(stored),
+            )
+            self._move(item, "archive")
+            self.processed += 1  # counted once the file has left the drop folder
+            stored_total += len(stored)
+        return stored_total
 
     def _storage_warning(self, item: MediaItem) -> EventPayload:
         """One warning event when the evidence disk crosses its near-limit mark."""
@@ -326,7 +375,7 @@ class EdgeNode:
             category=Category.CAMERA,
             captured_at=item.captured_at,
             created_at=utc_now(),
-            rule="storage_low",
+            rule=RuleName.STORAGE_LOW,
             severity=Severity.WARNING,
             count=1,
             confidence=1.0,
@@ -373,16 +422,15 @@ class EdgeNode:
         lead = max(range(len(events)), key=lambda i: events[i].severity.rank)
         severity = events[lead].severity
         try:
-            assert analysis.image is not None
             files = self.evidence.save(
-                image=analysis.image,
+                image=analysis.pixels(),
                 detections=analysis.result.detections,
                 camera=item.camera,
                 day=item.captured_at.astimezone(self.config.tz).strftime("%Y-%m-%d"),
                 stem=f"{item.path.stem}_{item.sha256[:8]}",
                 severity=Severity(severity),
             )
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, MediaError) as exc:
             # a full disk (images or the evidence index) must not stop events: they matter more
             log.error("%s: evidence not saved: %s", item.path.name, exc)
             return events, []

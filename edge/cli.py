@@ -91,7 +91,8 @@ def scan_cmd(
 ) -> None:
     """Process a folder of camera-trap images as one camera, in capture-time order (EXIF
     DateTimeOriginal, else file time), and print a summary. Corrupt files are listed, not fatal."""
-    from edge.export.megadetector import write_csv, write_megadetector_json
+    from edge.export import ImageResult
+    from edge.export.megadetector import CsvWriter, MegaDetectorWriter, pipeline_thresholds
     from edge.scan import scan
     from models.registry import RegistryError
 
@@ -106,6 +107,22 @@ def scan_cmd(
     with ExitStack() as stack:
         ev = stack.enter_context(events_out.open("w", encoding="utf-8")) if events_out else None
         res = stack.enter_context(results_out.open("w", encoding="utf-8")) if results_out else None
+        writers: list[MegaDetectorWriter | CsvWriter] = []
+        if md_json is not None:
+            classifier = config.classifier.model if config.classifier.enabled else None
+            thresholds = pipeline_thresholds(config.detector)
+            writers.append(
+                stack.enter_context(
+                    MegaDetectorWriter(md_json, thresholds=thresholds, classifier=classifier)
+                )
+            )
+        if csv_out is not None:
+            writers.append(stack.enter_context(CsvWriter(csv_out)))
+
+        def on_result(result: ImageResult) -> None:
+            for writer in writers:
+                writer.add(result)
+
         try:
             summary = scan(
                 directory,
@@ -113,14 +130,11 @@ def scan_cmd(
                 camera=cam,
                 events_out=ev,
                 results_out=res,
+                on_result=on_result if writers else None,
                 evidence_dir=evidence,
             )
         except RegistryError as exc:  # model missing or corrupt: one clear line, no traceback
             raise click.ClickException(str(exc)) from exc
-    if md_json is not None:
-        write_megadetector_json(md_json, summary.results, detector=config.detector.backend)
-    if csv_out is not None:
-        write_csv(csv_out, summary.results)
     click.echo(f"图像 images: {summary.images}  失败 failed: {len(summary.failed)}")
     click.echo(
         "检测 detections: "

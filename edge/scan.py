@@ -1,7 +1,10 @@
 """`edge scan`: process a folder of camera-trap media as one camera, in capture-time order.
 
-Images are decoded on a reader thread while the detector works; frames of one burst are decided
-together so that a bird's species is called once per burst.
+The folder goes through the same stills stream as a node's drop folder (edge/pipeline.py):
+frames of one burst are decided together so that a bird's species is called once per burst.
+Images are decoded on a reader thread while the detector works. Results are written as they
+come (events, per-image lines, MegaDetector JSON, CSV): memory stays flat however many
+pictures an SD card holds.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,20 +29,21 @@ from edge.evidence import EvidenceStore
 from edge.export import ImageResult
 from edge.ingest import IMAGE_SUFFIXES, MediaError, MediaItem, load_image
 from edge.ingest.folder import scan_folder
-from edge.pipeline import Analysis, Look, Pipeline, build_pipeline
+from edge.pipeline import Analysis, build_pipeline
 
 log = logging.getLogger(__name__)
+
+ResultSink = Callable[[ImageResult], None]
 
 
 @dataclass
 class ScanSummary:
-    """What a scan saw."""
+    """What a scan saw (counts only: per-image results go to the sinks as they come)."""
 
     images: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     detections: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
-    results: list[ImageResult] = field(default_factory=list)
 
 
 def _pixels(path: Path) -> Any:
@@ -47,22 +51,12 @@ def _pixels(path: Path) -> Any:
     return load_image(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
 
 
-def _looks(
-    pipeline: Pipeline, items: list[MediaItem], progress: bool
-) -> Iterator[tuple[MediaItem, Look | MediaError]]:
+def _decoded(items: list[MediaItem], progress: bool) -> Iterator[tuple[MediaItem, Any]]:
     by_path = {i.path: i for i in items}
     decoded = prefetch([i.path for i in items], _pixels)
-    for path, pixels in tqdm(
-        decoded, total=len(items), desc="scan", unit="img", disable=not progress
-    ):
-        item = by_path[path]
-        if isinstance(pixels, MediaError):
-            yield item, pixels
-            continue
-        try:
-            yield item, pipeline.look(item, pixels)
-        except MediaError as exc:
-            yield item, exc
+    bar = tqdm(decoded, total=len(items), desc="扫描 scan", unit="img", disable=not progress)
+    for path, pixels in bar:
+        yield by_path[path], pixels
 
 
 def scan(
@@ -72,38 +66,44 @@ def scan(
     camera: str,
     events_out: IO[str] | None = None,
     results_out: IO[str] | None = None,
+    on_result: ResultSink | None = None,
     evidence_dir: Path | None = None,
     detector: Detector | None = None,
     progress: bool | None = None,
 ) -> ScanSummary:
-    """Run the pipeline over every image and clip; events are numbered 1..n in capture order."""
+    """Run the pipeline over every image and clip; events are numbered 1..n in capture order.
+
+    `on_result` receives one ImageResult per file (MegaDetector JSON and CSV writers); a
+    progress bar with images/s and time left is shown on a terminal (`progress` overrides).
+    """
     items = scan_folder(directory, camera, config.tz, earliest=config.capture_time_floor)
     pipeline = build_pipeline(config, detector)
+    stream = pipeline.stills()
     evidence = EvidenceStore(evidence_dir, config.evidence_limit_mb) if evidence_dir else None
     summary = ScanSummary()
     show = sys.stderr.isatty() if progress is None else progress
-    burst: list[Look] = []
     seq = 0
 
-    def flush() -> None:
+    def record(analyses: list[Analysis]) -> None:
         nonlocal seq
-        for analysis in pipeline.analyse_burst(burst):
-            seq = _record(analysis, directory, summary, seq, events_out, results_out, evidence)
-        burst.clear()
+        for analysis in analyses:
+            seq = _record(
+                analysis, directory, summary, seq, events_out, results_out, on_result, evidence
+            )
 
-    for item, look in _looks(pipeline, items, show):
-        if isinstance(look, MediaError):
-            log.warning("%s: %s", item.path.name, look)
-            summary.failed[str(item.path)] = str(look)
-            summary.results.append(ImageResult(_rel(item.path, directory), None, str(look)))
+    for item, pixels in _decoded(items, show):
+        try:
+            if isinstance(pixels, MediaError):
+                raise pixels
+            record(stream.push(item, pixels))
+        except MediaError as exc:
+            log.warning("%s: %s", item.path.name, exc)
+            summary.failed[str(item.path)] = str(exc)
+            if on_result is not None:
+                on_result(ImageResult(_rel(item.path, directory), None, str(exc)))
             if results_out is not None:
-                results_out.write(json.dumps({"file": str(item.path), "failure": str(look)}) + "\n")
-            continue
-        gap = (item.captured_at - burst[-1].item.captured_at).total_seconds() if burst else 0.0
-        if burst and gap > config.burst_gap_s:
-            flush()
-        burst.append(look)
-    flush()
+                results_out.write(json.dumps({"file": str(item.path), "failure": str(exc)}) + "\n")
+    record(stream.flush())
     return summary
 
 
@@ -121,25 +121,28 @@ def _record(
     seq: int,
     events_out: IO[str] | None,
     results_out: IO[str] | None,
+    on_result: ResultSink | None,
     evidence: EvidenceStore | None,
 ) -> int:
     r, item = analysis.result, analysis.item
+    assert item is not None  # a scan only reads files
     # Cards hold 100RECNX/IMG_0001.JPG and 101RECNX/IMG_0001.JPG: name files by their place
     rel = _rel(item.path, directory)
     summary.images += 1
     summary.detections.update(d.category.value for d in r.detections)
-    classes = [
-        [(c.scientific_name, round(c.probability, 4)) for c in analysis.species[i].top]
-        if i in analysis.species
-        else []
-        for i in range(len(r.detections))
-    ]
-    summary.results.append(ImageResult(rel, r, None, classes if any(classes) else []))
+    if on_result is not None:
+        classes = [
+            [(c.scientific_name, round(c.probability, 4)) for c in analysis.species[i].top]
+            if i in analysis.species
+            else []
+            for i in range(len(r.detections))
+        ]
+        on_result(ImageResult(rel, r, None, classes if any(classes) else []))
     if results_out is not None:
         results_out.write(json.dumps(_result_line(analysis), ensure_ascii=False) + "\n")
-    if evidence is not None and analysis.events and analysis.image is not None and r.detections:
+    if evidence is not None and analysis.events and r.detections:
         evidence.save(
-            image=analysis.image,
+            image=analysis.pixels(),
             detections=r.detections,
             camera=item.camera,
             day=item.captured_at.strftime("%Y-%m-%d"),
@@ -158,7 +161,8 @@ def _record(
 
 
 def _result_line(analysis: Analysis) -> dict[str, object]:
-    r = analysis.result
+    r, item = analysis.result, analysis.item
+    assert item is not None
     dets = []
     for i, d in enumerate(r.detections):
         line: dict[str, object] = {
@@ -181,9 +185,9 @@ def _result_line(analysis: Analysis) -> dict[str, object]:
             line["species_uncertain"] = cls.uncertain
         dets.append(line)
     return {
-        "file": str(analysis.item.path),
-        "captured_at": analysis.item.captured_at.isoformat(),
-        "time_source": analysis.item.time_source,
+        "file": str(item.path),
+        "captured_at": item.captured_at.isoformat(),
+        "time_source": item.time_source,
         "width": r.width,
         "height": r.height,
         "model": r.model,

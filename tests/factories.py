@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from PIL import Image
+
 from broker.payloads import EventPayload
 from edge.config import NodeConfig, parse_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+EXIF_IFD = 0x8769
+DATETIME_ORIGINAL = 36867
 
 
 def make_event(**over: Any) -> EventPayload:
@@ -45,3 +49,12 @@ def node_config(data_dir: Path, models_dir: Path, **over: Any) -> NodeConfig:
         "cameras": [{"id": "cam1"}],
     }
     return parse_config({**data, **over})
+
+
+def stamp_copy(source: Path, dest: Path, at: datetime) -> Path:
+    """A copy of `source` whose EXIF DateTimeOriginal is `at` (camera-local time)."""
+    with Image.open(source) as img:
+        exif = img.getexif()
+        exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] = at.strftime("%Y:%m:%d %H:%M:%S")
+        img.save(dest, exif=exif, quality=95)
+    return dest

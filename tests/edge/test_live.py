@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.payloads import Category
+from broker.payloads import Category, EventPayload
 from edge.config import parse_config
 from edge.detect import DetectorSettings, create
 from edge.ingest import load_image
 from edge.ingest.video import sample_video
-from edge.live import LiveCamera, detect_regions
+from edge.live import LiveCamera
 from edge.motion import Region
-from edge.motion.gate import GateSettings
-from edge.pipeline import build_pipeline
+from edge.pipeline import build_pipeline, detect_regions
 from tests.factories import node_config
 
 
@@ -46,18 +45,14 @@ def test_clip_through_the_live_path(shared_dir: Path, models_dir: Path, tmp_path
     config = node_config(tmp_path, models_dir, cameras=[{"id": "live1"}])
     pipeline = build_pipeline(config)
     sunk: list[int] = []
-    cam = LiveCamera(
-        "live1",
-        feed=None,  # type: ignore[arg-type]  # frames are handed in directly
-        pipeline=pipeline,
-        sink=lambda evs: sunk.append(len(evs)),
-    )
+    # no feed: frames are handed in directly
+    cam = LiveCamera(config.cameras[0], None, pipeline, lambda evs: sunk.append(len(evs)))
     clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
     t = 0.0
     for _, frame in sample_video(clip, every_s=0.2):
         cam.process(frame, t)
         t += 0.2
-    stats = cam.gate.stats
+    stats = cam.stream.gate.stats
     assert cam.frames == stats.frames > 10
     assert stats.full >= 1  # the periodic full-frame check ran at least once
     assert stats.skipped + stats.crops + stats.full == stats.frames
@@ -97,25 +92,17 @@ def test_live_birds_are_named_and_smoothed_over_their_track(
     config = node_config(
         tmp_path,
         models_dir,
-        cameras=[{"id": "live1"}],
+        cameras=[{"id": "live1", "gate": {"full_frame_every_frames": 1}}],
         classifier={"restrict_to_catalogue": False},  # the test bird is not a Zhejiang one
     )
-    events: list[object] = []
-    cam = LiveCamera(
-        "live1",
-        feed=None,
-        pipeline=build_pipeline(config),  # type: ignore[arg-type]
-        sink=events.extend,
-        gate=GateSettings(full_frame_every_frames=1),
-    )
+    events: list[EventPayload] = []
+    cam = LiveCamera(config.cameras[0], None, build_pipeline(config), events.extend)
     frame = load_image(images_dir / "bird_coral_bird.jpg")
     for k in range(5):
         cam.process(frame, float(k))
-    (calls,) = cam._calls.values()  # one bird, one track
+    (calls,) = cam.stream._calls.values()  # one bird, one track
     assert len(calls) == 5
     named = {
-        e.species.scientific_name
-        for e in events  # type: ignore[attr-defined]
-        if e.category == "bird" and e.species is not None
-    }  # type: ignore[attr-defined]
+        e.species.scientific_name for e in events if e.category == "bird" and e.species is not None
+    }
     assert named == {"Poecile atricapillus"}

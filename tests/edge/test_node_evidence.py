@@ -11,8 +11,8 @@ from broker.validate import parse_message
 from edge.app import EdgeNode
 from edge.config import parse_config
 from edge.ingest.folder import media_item
+from tests.factories import stamp_copy
 from tests.helpers import MosquittoServer
-from tests.scenarios.conftest import stamp_copy
 
 SH = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 21, 9, 0, tzinfo=SH)

@@ -15,7 +15,7 @@ import pytest
 import edge.app
 from edge.app import EdgeNode
 from edge.ingest import MediaItem
-from edge.pipeline import Analysis
+from edge.pipeline import Look
 from tests.edge.conftest import TinyDisk
 from tests.factories import node_config
 from tests.helpers import MosquittoServer, wait_for
@@ -107,16 +107,15 @@ def test_a_file_that_breaks_processing_stays_and_the_rest_go_on(
     tmp_path: Path, images_dir: Path, start_node: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node = start_node(tmp_path / "edge", ["cam1"])
-    real = node.pipeline.analyse
+    real = node.pipeline.look
 
-    def analyse(item: MediaItem, image: Any = None) -> Analysis:
+    def look(item: MediaItem, image: Any = None) -> Look:
         # injected fault: a bug hit by one file cannot be produced for real
         if item.path.name == "IMG_0001.JPG":
             raise RuntimeError("bug hit by this one file")
-        analysis: Analysis = real(item, image)
-        return analysis
+        return real(item, image)
 
-    monkeypatch.setattr(node.pipeline, "analyse", analyse)
+    monkeypatch.setattr(node.pipeline, "look", look)
     drop = tmp_path / "drop" / "cam1"
     for i in range(3):
         (drop / f"IMG_{i:04d}.JPG").write_bytes((images_dir / DOG).read_bytes() + bytes([i]))

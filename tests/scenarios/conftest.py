@@ -9,17 +9,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from PIL import Image
 
 from broker.payloads import EventKind, EventPayload
 from edge.config import NodeConfig, parse_config
 from edge.detect import Detector, DetectorSettings, create
 from edge.ingest.folder import media_item
 from edge.pipeline import Pipeline, build_rules
+from tests.factories import stamp_copy
 
 SH = ZoneInfo("Asia/Shanghai")
-EXIF_IFD = 0x8769
-DATETIME_ORIGINAL = 36867
 
 Stamp = Callable[[str, datetime, str], Path]
 
@@ -28,15 +26,6 @@ Stamp = Callable[[str, datetime, str], Path]
 def detector(models_dir: Path) -> Detector:
     """The default detector on the shared models."""
     return create(DetectorSettings(), models_dir)
-
-
-def stamp_copy(source: Path, dest: Path, at: datetime) -> Path:
-    """A copy of `source` whose EXIF DateTimeOriginal is `at` (camera-local time)."""
-    with Image.open(source) as img:
-        exif = img.getexif()
-        exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] = at.strftime("%Y:%m:%d %H:%M:%S")
-        img.save(dest, exif=exif, quality=95)
-    return dest
 
 
 @pytest.fixture()
@@ -78,7 +67,9 @@ def run(pipeline: Pipeline, paths: list[Path], camera: str) -> list[EventPayload
         (media_item(p, camera, pipeline.config.tz) for p in paths), key=lambda i: i.captured_at
     )
     assert all(i.time_source == "exif" for i in items)
-    return [ev for item in items for ev in pipeline.analyse(item).events]
+    stream = pipeline.stills()  # the node's road: bursts decided together
+    analyses = [a for item in items for a in stream.push(item)] + stream.flush()
+    return [ev for a in analyses for ev in a.events]
 
 
 def anomalies(events: list[EventPayload]) -> list[tuple[str | None, str]]:

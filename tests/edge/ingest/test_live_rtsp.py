@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from broker.payloads import CameraState, EventPayload, Severity
+from edge.config import CameraSettings
 from edge.ingest.live import CameraHealthMonitor, HealthSettings, LiveFeed, LiveSettings
 from edge.ingest.netcam import diagnose_url, redact_url
 from edge.live import LiveCamera
@@ -186,15 +187,13 @@ def test_no_frames_event_of_a_live_camera_carries_the_cause(
     """End to end through LiveCamera and the rules: the event the node would publish."""
     config = node_config(tmp_path, models_dir, cameras=[{"id": "cam2"}])
     events: list[EventPayload] = []
-    pipeline = build_pipeline(config)
-    cam = LiveCamera.open(
-        "cam2",
-        locked_camera.url(user=USER, password="wrong-pass"),
-        pipeline,
-        events.extend,
-        FAST,
+    camera = CameraSettings(
+        id="cam2",
+        source=locked_camera.url(user=USER, password="wrong-pass"),
+        live=FAST,
         health=HealthSettings(no_frame_s=1.0),
     )
+    cam = LiveCamera.open(camera, build_pipeline(config), events.extend)
     cam.start()
     try:
         assert wait_for(lambda: any(e.rule == "camera_health" for e in events), 30)
