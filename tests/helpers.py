@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,22 @@ def wait_for(
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the test says so: pass it where code takes a
+    `clock`, then `advance()` instead of sleeping."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass."""
+        assert seconds >= 0, "a monotonic clock does not go back"
+        self.now += seconds
 
 
 def wait_port(port: int, timeout_s: float = 10.0) -> bool:
@@ -82,25 +99,42 @@ class MosquittoServer:
             self._proc = None
 
 
-def clear_retained_statuses(port: int, settle_s: float = 0.2) -> int:
-    """Delete every retained node status on a broker; returns how many there were."""
+def clear_retained_statuses(port: int, timeout_s: float = 10.0) -> int:
+    """Delete every retained node status on a broker; returns how many there were.
+
+    The broker sends the retained statuses right after its SUBACK, ahead of anything published
+    later, so a message this cleaner sends itself on a private topic after the SUBACK arrives
+    after all of them: once it is back, every retained status has been seen.
+    """
     from broker.client import BrokerAddress, Message, MqttLink
     from broker.topics import TopicKind, subscription
 
+    client_id = f"cleaner-{time.monotonic_ns()}"
+    marker = f"wildwatch-test/{client_id}/synced"
     seen: list[str] = []
+    synced: queue.Queue[bytes] = queue.Queue()
 
     def keep(message: Message) -> None:
         if message.retain and message.payload:
             seen.append(message.topic)
 
-    link = MqttLink(
-        f"cleaner-{time.monotonic_ns()}", BrokerAddress("127.0.0.1", port), clean_session=True
-    )
+    link = MqttLink(client_id, BrokerAddress("127.0.0.1", port), clean_session=True)
     link.subscribe(subscription(TopicKind.STATUS), keep)
+    link.subscribe(marker, lambda m: synced.put(m.payload))
     link.start()
-    if link.wait_subscribed(10):
-        time.sleep(settle_s)  # retained messages follow the SUBACK at once
+    try:
+        if not link.wait_subscribed(timeout_s):
+            raise AssertionError(f"cleaner: no SUBACK from the broker on port {port}")
+        link.publish(marker, b"synced")
+        try:
+            synced.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(
+                f"cleaner: its own marker never came back from the broker on port {port}"
+            ) from None
         for topic in list(seen):
-            link.publish(topic, b"", retain=True).wait(5)
-    link.stop()
+            if not link.publish(topic, b"", retain=True).wait(timeout_s):
+                raise AssertionError(f"cleaner: the broker did not acknowledge clearing {topic}")
+    finally:
+        link.stop()
     return len(seen)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -70,6 +70,8 @@ class DropFolder:
     A taken file that does not decode may be an upload that stalled longer than `settle_s`
     (a weak 4G link): `hold()` leaves it in place until it changes (the upload resumed) or
     has stayed unchanged for `quarantine_grace_s`, and only then may it be quarantined.
+
+    `clock` gives monotonic seconds for those durations; tests pass a fake one they advance.
     """
 
     directory: Path
@@ -78,6 +80,7 @@ class DropFolder:
     settle_s: float = 2.0
     quarantine_grace_s: float = 600.0
     earliest: date = EARLIEST_PLAUSIBLE
+    clock: Callable[[], float] = time.monotonic
     _seen: dict[Path, _Watched] = field(default_factory=dict)
 
     def poll(self) -> list[MediaItem]:
@@ -86,7 +89,7 @@ class DropFolder:
         One file that cannot be described (unreadable, or a bug) is logged and skipped; it
         never hides the others.
         """
-        now = time.monotonic()
+        now = self.clock()
         ready: list[MediaItem] = []
         current: set[Path] = set()
         for path in self.directory.rglob("*"):
@@ -126,7 +129,7 @@ class DropFolder:
         w = self._seen.get(path)
         if w is None:
             return False
-        if time.monotonic() - w.since >= self.quarantine_grace_s:
+        if self.clock() - w.since >= self.quarantine_grace_s:
             return False
         if not w.held:  # once per upload stall, not on every poll
             log.info(
@@ -144,7 +147,7 @@ class DropFolder:
         """Offer a file again only after `delay_s` (its processing failed), or once it changes."""
         w = self._seen.get(path)
         if w is not None:
-            w.not_before = time.monotonic() + delay_s
+            w.not_before = self.clock() + delay_s
 
     def items(self) -> Iterator[MediaItem]:
         """One poll's worth of ready items."""

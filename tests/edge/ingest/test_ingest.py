@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from PIL import Image
 from edge.ingest import MediaError, load_image
 from edge.ingest.capture_time import capture_time
 from edge.ingest.folder import DropFolder, media_item, scan_folder
+from tests.helpers import FakeClock
 
 TZ = ZoneInfo("Asia/Shanghai")
 EXIF_IFD = 0x8769
@@ -139,40 +139,46 @@ def test_unusable_files_raise_media_error(images_dir: Path, tmp_path: Path) -> N
 
 
 def test_drop_folder_waits_until_file_is_stable(images_dir: Path, tmp_path: Path) -> None:
-    watcher = DropFolder(tmp_path, "cam1", TZ, settle_s=0.2)
+    clock = FakeClock()
+    watcher = DropFolder(tmp_path, "cam1", TZ, settle_s=2.0, clock=clock)
     growing = tmp_path / "up.jpg"
     data = (images_dir / "ct_ecoassist_person.jpg").read_bytes()
     growing.write_bytes(data[:1000])
     assert watcher.poll() == []
-    time.sleep(0.25)
+    clock.advance(3.0)  # longer than settle_s, but...
     growing.write_bytes(data)  # still uploading: size changed
     assert watcher.poll() == []
     assert watcher.poll() == []  # unchanged, but not yet for settle_s
-    time.sleep(0.25)
+    clock.advance(1.5)
+    assert watcher.poll() == []  # still not for settle_s
+    clock.advance(0.5)
     ready = watcher.poll()
     assert [i.path.name for i in ready] == ["up.jpg"]
 
 
-def test_bursts_split_on_gap_per_camera() -> None:
-    from datetime import timedelta
-
-    from edge.ingest import MediaItem
-    from edge.ingest.sequences import group_bursts
-
-    t0 = datetime(2026, 11, 22, 6, 0, tzinfo=TZ)
-
-    def item(name: str, cam: str, s: float) -> MediaItem:
-        return MediaItem(Path(name), cam, t0 + timedelta(seconds=s), "exif", name)
-
-    seqs = group_bursts(
-        [
-            item("a", "c1", 0),
-            item("b", "c1", 5),
-            item("c", "c1", 70),
-            item("x", "c2", 3),
-            item("d", "c1", 200),
-            item("e", "c1", 259),
-        ],
-        gap_s=60,
-    )
-    assert [[i.path.name for i in s] for s in seqs] == [["a", "b"], ["x"], ["c"], ["d", "e"]]
+def test_drop_folder_holds_an_undecodable_file_for_the_grace_period(
+    images_dir: Path, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    watcher = DropFolder(tmp_path, "cam1", TZ, settle_s=2.0, quarantine_grace_s=60.0, clock=clock)
+    data = (images_dir / "ct_ecoassist_person.jpg").read_bytes()
+    stalled, broken = tmp_path / "stalled.jpg", tmp_path / "broken.jpg"
+    for path in (stalled, broken):
+        path.write_bytes(data[: len(data) // 2])
+    assert watcher.poll() == []
+    clock.advance(2.0)
+    assert sorted(i.path.name for i in watcher.poll()) == ["broken.jpg", "stalled.jpg"]
+    # neither decodes: each may be an upload that stalled, so both stay where they are
+    assert watcher.hold(stalled, "truncated") and watcher.hold(broken, "truncated")
+    clock.advance(50.0)
+    assert watcher.poll() == []  # not offered again while the grace period runs
+    stalled.write_bytes(data)  # its upload resumed: it settles and is offered again
+    assert watcher.poll() == []
+    clock.advance(2.0)
+    assert [i.path.name for i in watcher.poll()] == ["stalled.jpg"]
+    stalled.unlink()  # it decoded and the node took it away
+    clock.advance(5.0)
+    assert watcher.poll() == []  # broken: unchanged for 59 s, still within the grace period
+    clock.advance(1.0)
+    assert [i.path.name for i in watcher.poll()] == ["broken.jpg"]
+    assert not watcher.hold(broken, "truncated")  # unchanged for the grace period: really broken
