@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from central.app import CentralService
 from central.config import CentralConfig
 from central.db.models import Event
-from central.demo import run_demo
 from edge.app import EdgeNode
 from edge.config import NodeConfig, parse_config
 from tests.central.staff import auth, staff_accounts
 from tests.helpers import MosquittoServer, wait_for
+from wildwatch.demo import run_demo
 
 DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 IMAGES = ["bird_coral_bird.jpg", "ct_ecoassist_car_dog.jpg", "ct_ecoassist_empty_night.jpg"]

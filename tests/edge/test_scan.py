@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from broker.validate import parse_message
-from central.cli import cli
 from edge.scan import scan
 from tests.factories import node_config
+from wildwatch.cli import cli
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from central.cli import cli
 from hardware import unit_path
+from wildwatch.cli import cli
 
 
 def _unit(name: str) -> configparser.ConfigParser:
