@@ -39,7 +39,7 @@ def configurations(quick: bool) -> list[DetectorSettings]:
     out: list[DetectorSettings] = []
     backends = ("yolox", "nanodet", "ensemble")
     tilings: Sequence[tuple[bool, float]] = ((False, 1.0), (True, 1.0), (True, 0.7))
-    irs = ("off", "enhanced", "both")
+    irs: Sequence[str] = ("off", "enhanced", "both")
     if quick:
         tilings, irs = ((False, 1.0), (True, 1.0)), ("off", "both")
     for backend, (tiling, factor), ir in itertools.product(backends, tilings, irs):

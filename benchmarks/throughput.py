@@ -12,6 +12,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.detect import Detector, DetectorSettings, create
@@ -70,10 +71,11 @@ def main() -> None:
             f"ir={settings.ir_enhance}, {args.threads} threads, prefetch depth {args.depth}"
         )
         print(f"{'loop':12} {'img/s':>7} {'wall s':>8} {'detect s':>9} {'wall/detect':>12}")
-        for name, run in (
-            ("sequential", lambda: sequential(detector, paths)),
-            ("prefetched", lambda: pipelined(detector, paths, args.depth)),
-        ):
+        loops: dict[str, Callable[[], tuple[float, float]]] = {
+            "sequential": lambda: sequential(detector, paths),
+            "prefetched": lambda: pipelined(detector, paths, args.depth),
+        }
+        for name, run in loops.items():
             wall, infer = run()
             print(
                 f"{name:12} {len(paths) / wall:7.1f} {wall:8.2f} {infer:9.2f} {wall / infer:11.2f}x"

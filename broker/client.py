@@ -171,9 +171,13 @@ class MqttLink:
 
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
         """Route messages matching `topic_filter` to `handler` (re-subscribed on every connect)."""
-        self._subs[topic_filter] = (qos, handler)
         self._client.message_callback_add(_match_filter(topic_filter), self._wrap(handler))
-        if self.connected:
+        # Under the lock _on_connect sets `connected` with: either it sees this filter, or this
+        # sees `connected` and subscribes here; never neither, never both.
+        with self._sub_lock:
+            self._subs[topic_filter] = (qos, handler)
+            connected = self._connected.is_set()
+        if connected:
             self._subscribe(self._client, topic_filter, qos)
 
     def _subscribe(self, client: paho.Client, topic_filter: str, qos: int) -> None:
@@ -228,14 +232,20 @@ class MqttLink:
         log.info("connected to %s:%s", self._address.host, self._address.port)
         with self._sub_lock:
             self._pending_subs.clear()
-        for topic_filter, (qos, _handler) in list(self._subs.items()):
+            made = {topic_filter: qos for topic_filter, (qos, _h) in self._subs.items()}
+        for topic_filter, qos in made.items():
             self._subscribe(client, topic_filter, qos)
         with self._sub_lock:
             if not self._pending_subs:
                 self._subscribed.set()
         if self._online is not None:
             client.publish(self._online[0], self._online[1], qos=1, retain=True)
-        self._connected.set()
+        with self._sub_lock:
+            # subscribe() calls since `made` was taken saw `connected` still clear: ours to make
+            late = {f: qos for f, (qos, _h) in self._subs.items() if made.get(f) != qos}
+            self._connected.set()
+        for topic_filter, qos in late.items():
+            self._subscribe(client, topic_filter, qos)
 
     def _on_subscribe(
         self, _c: paho.Client, _u: object, mid: int, _reasons: object, _p: object

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from PIL import Image
 
 from broker.payloads import EventPayload
+from broker.validate import parse_message
 from edge.config import NodeConfig, parse_config
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -37,6 +38,13 @@ def make_event(**over: Any) -> EventPayload:
     }
     data.update(over)
     return EventPayload.model_validate(data)
+
+
+def parse_event(topic: str, payload: bytes) -> EventPayload:
+    """An event message read back through the contract (parse_message); it must be an event."""
+    _, event = parse_message(topic, payload)
+    assert isinstance(event, EventPayload), event
+    return event
 
 
 def node_config(data_dir: Path, models_dir: Path, **over: Any) -> NodeConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 
 from central.app import CentralService
@@ -127,11 +128,12 @@ def _rows(database_url: str, node: str) -> list[Any]:
 
 
 def test_demo_exits_zero_with_every_event_stored(
-    tmp_path: Path, images_dir: Path, models_dir: Path, monkeypatch: object, capsys: object
+    tmp_path: Path,
+    images_dir: Path,
+    models_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import pytest
-
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv("WILDWATCH_MODELS_DIR", str(models_dir))
     subset = tmp_path / "images"
     subset.mkdir()
@@ -143,7 +145,7 @@ def test_demo_exits_zero_with_every_event_stored(
     ]:
         shutil.copy(images_dir / name, subset / name)
     assert run_demo(images=subset, workdir=tmp_path / "demo", timeout_s=120) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
     assert "images: 4" in out and "bird=" in out and "animal=" in out
     assert "SMS sent: 1" in out or "SMS sent: 2" in out
     reports = list((tmp_path / "demo" / "central" / "reports").glob("daily_report_*.xlsx"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ def prefetch(
     paths: Sequence[Path],
     load_fn: Callable[[Path], T],
     depth: int = DEFAULT_DEPTH,
-) -> Iterator[tuple[Path, T | MediaError]]:
+) -> Generator[tuple[Path, T | MediaError], None, None]:
     """Yield (path, image) in order, loading up to `depth` images ahead on a thread.
 
     A MediaError from `load_fn` is yielded in place of the image, so one bad file does not

@@ -1,8 +1,11 @@
-"""MqttLink against a real mosquitto: a handler that raises does not end the link."""
+"""MqttLink against a real mosquitto: a handler that raises does not end the link; a subscribe()
+while the link connects is not left for the next reconnect."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any, cast
 
 from broker.client import BrokerAddress, Message, MqttLink
 from tests.helpers import MosquittoServer, wait_for
@@ -89,3 +92,30 @@ def test_manual_ack_message_whose_handler_failed_comes_again(mosquitto: Mosquitt
         cleaner.start()
         cleaner.wait_connected(5)
         cleaner.stop()
+
+
+class _ConnectingClient:
+    """Stands in for paho's client inside `_on_connect`: records SUBSCRIBEs and runs
+    `during_online` when the online status goes out, after the link took its subscriptions and
+    before it is `connected`."""
+
+    def __init__(self) -> None:
+        self.subscribed: list[str] = []
+        self.during_online: Callable[[], None] = lambda: None
+
+    def subscribe(self, topic_filter: str, qos: int) -> tuple[int, int]:
+        self.subscribed.append(topic_filter)
+        return 0, len(self.subscribed)
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.during_online()
+
+
+def test_subscribe_while_connecting_is_made_on_this_connection() -> None:
+    link = MqttLink("race", BrokerAddress(), online=("status", b"online"))  # never connects
+    link.subscribe("early", lambda m: None)
+    client = _ConnectingClient()
+    client.during_online = lambda: link.subscribe("late", lambda m: None)  # sees no connection
+    link._on_connect(cast(Any, client), None, None, None, None)
+    assert link.connected
+    assert client.subscribed == ["early", "late"]  # once each, not at the next reconnect only

@@ -199,12 +199,10 @@ def start_ingestor(
                 outbox_depth=0,
                 software_version="test",
             )
-            # wait_connected returns before the broker has processed SUBSCRIBE: probe until heard.
-            for _ in range(40):
-                publisher(heartbeat_topic("probe", "probe"), encode(probe))
-                if wait_for(lambda: ingestor.counters.heartbeats > 0, 0.5):
-                    break
-            assert ingestor.counters.heartbeats > 0, f"ingest not live: {ingestor.counters}"
+            # wait_connected returned after the SUBACKs: the broker routes this probe to it.
+            publisher(heartbeat_topic("probe", "probe"), encode(probe))
+            heard = wait_for(lambda: ingestor.counters.heartbeats > 0, 10)
+            assert heard, f"ingest not live: {ingestor.counters}"
         return ingestor
 
     yield start

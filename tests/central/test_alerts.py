@@ -120,12 +120,9 @@ def test_failed_sms_is_retried_by_the_monitor_until_sent(
         alert = make_event(
             kind="anomaly", category="dog", rule="free_roaming_dog", severity="alert"
         )
-
-        def arrived() -> bool:  # re-publish until the subscription is live (idempotent anyway)
-            publisher(TOPIC, encode(alert))
-            return wait_for(lambda: service.stored_events() == 1, 0.5)
-
-        assert wait_for(arrived, 15)
+        assert all(i.wait_connected(10) for i in service.ingestors)  # SUBACKs are in
+        publisher(TOPIC, encode(alert))
+        assert wait_for(lambda: service.stored_events() == 1, 15)
         assert wait_for(lambda: bool(_rows(factory)) and _rows(factory)[0].attempts >= 2, 10)
         (row,) = _rows(factory)
         assert row.status in ("failed", "sending") and "cannot write SMS file" in (row.error or "")

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.payloads import WIRE_TIME_MAX, WIRE_TIME_MIN
+from broker.payloads import WIRE_TIME_MAX, WIRE_TIME_MIN, EventPayload
 from central import crud
 from central.api.routes.events import MAX_OFFSET, MAX_PAGE
 from central.app import create_app
@@ -19,10 +19,16 @@ from tests.central.conftest import make_event
 from tests.central.staff import auth, with_staff
 
 
+class ApiClient(TestClient):
+    """The test client, with the events the fixture stored (oldest first)."""
+
+    events: list[EventPayload]
+
+
 @pytest.fixture()
 def client(
     central_config: CentralConfig, session_factory: sessionmaker[Session]
-) -> Iterator[TestClient]:
+) -> Iterator[ApiClient]:
     now = datetime.now(UTC)
     events = [
         make_event(seq=1, captured_at=datetime(2026, 11, 21, 1, tzinfo=UTC)),
@@ -45,8 +51,8 @@ def client(
         for event in events:
             crud.insert_event(session=session, payload=event, received_at=now)
     app = create_app(config=with_staff(central_config), session_factory=session_factory)
-    with TestClient(app, headers=auth()) as test_client:
-        test_client.events = events  # type: ignore[attr-defined]
+    with ApiClient(app, headers=auth()) as test_client:
+        test_client.events = events
         yield test_client
 
 
@@ -76,8 +82,8 @@ def test_filters_and_paging(client: TestClient) -> None:
     assert client.get("/api/events", params={"limit": 0}).status_code == 422
 
 
-def test_detail_and_404(client: TestClient) -> None:
-    event = client.events[1]  # type: ignore[attr-defined]
+def test_detail_and_404(client: ApiClient) -> None:
+    event = client.events[1]
     body = client.get(f"/api/events/{event.event_id}").json()
     assert body["rule"] == "free_roaming_dog"
     assert body["captured_at"].startswith("2026-11-21T02:00:00")
@@ -149,7 +155,7 @@ def test_every_time_the_wire_takes_can_be_queried(
     assert [e["seq"] for e in client.get("/api/events", params=late).json()["data"]] == [5]
 
 
-def test_a_refused_request_says_why_chinese_first(client: TestClient) -> None:
+def test_a_refused_request_says_why_chinese_first(client: ApiClient) -> None:
     """FastAPI's own 422 carries a summary people read, Chinese first, in `detail`, and keeps
     the errors programs read under `errors`."""
     response = client.get("/api/events", params={"limit": -1})
@@ -163,7 +169,7 @@ def test_a_refused_request_says_why_chinese_first(client: TestClient) -> None:
         "greater_than_equal",
         "-1",
     )
-    event = client.events[0]  # type: ignore[attr-defined]
+    event = client.events[0]
     body = client.post(f"/api/events/{event.event_id}/review", json={"decision": "maybe"}).json()
     assert body["detail"].startswith("请求参数有误 / invalid request: decision: "), body
     assert [e["loc"] for e in body["errors"]] == [["body", "decision"]]

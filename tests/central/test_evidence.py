@@ -67,7 +67,8 @@ def put(
     client: TestClient, url: str, start: int, end: int, *, token: str = TOKEN_A, sha: str = SHA
 ) -> httpx.Response:
     """PUT IMAGE[start:end] as one chunk."""
-    return client.put(
+    # Typed here: starlette types TestClient against httpx2 (not installed), so mypy sees Any.
+    response: httpx.Response = client.put(
         url,
         content=IMAGE[start:end],
         headers={
@@ -76,6 +77,7 @@ def put(
             "X-Content-SHA256": sha,
         },
     )
+    return response
 
 
 def test_chunked_upload_resumes_and_is_served(

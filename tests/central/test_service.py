@@ -31,13 +31,10 @@ def test_service_runs_everything(
             kind="anomaly", category="dog", rule="free_roaming_dog", severity="critical"
         )
         topic = event_topic("changxing", "cx-01")
-
-        def arrived() -> bool:  # re-publish until the subscription is live (idempotent anyway)
-            publisher(topic, encode(alert))
-            return wait_for(lambda: service.stored_events() == 1, 0.5)
-
-        assert wait_for(arrived, 15)
-        assert wait_for(lambda: cfg.sms_file.exists() and cfg.sms_file.read_text("utf-8"), 10)
+        assert all(i.wait_connected(10) for i in service.ingestors)  # SUBACKs are in
+        publisher(topic, encode(alert))
+        assert wait_for(lambda: service.stored_events() == 1, 15)
+        assert wait_for(lambda: cfg.sms_file.exists() and cfg.sms_file.read_text("utf-8") != "", 10)
         assert "流浪犬进入保护区" in cfg.sms_file.read_text(encoding="utf-8")
         assert "【WildWatch紧急】" in cfg.sms_file.read_text(encoding="utf-8")
         base = f"http://127.0.0.1:{port}"

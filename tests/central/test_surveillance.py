@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,11 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.payloads import EventPayload
+from broker.topics import event_topic
+from broker.validate import encode
 from central import crud
+from central.config import CentralConfig
 from central.db.models import ClusterMember, Event
 from central.surveillance import CENTRAL_NODE, evaluate_site
 from surveillance.settings import MortalityClusterSettings
-from tests.central.conftest import T0, make_death, make_event, three_deaths
+from tests.central.conftest import T0, IngestorFactory, make_death, make_event, three_deaths
 from tests.helpers import wait_for
 
 
@@ -94,26 +99,16 @@ def test_single_node_dismissed_and_old_deaths_are_left_out(
 
 
 def test_ingest_raises_the_cross_node_cluster_and_pages_once(
-    start_ingestor: object,
-    publisher: object,
+    start_ingestor: IngestorFactory,
+    publisher: Callable[[str, bytes], None],
     session_factory: sessionmaker[Session],
-    central_config: object,
+    central_config: CentralConfig,
 ) -> None:
     """Three suspected deaths seen by two nodes arrive through mosquitto: central raises one
     critical mortality_cluster and the duty officer gets an SMS for it."""
-    import json
-    from collections.abc import Callable
-
-    from broker.topics import event_topic
-    from broker.validate import encode
-    from central.config import CentralConfig
-    from tests.helpers import wait_for
-
-    assert isinstance(central_config, CentralConfig)
-    ingest = start_ingestor(clusters=MortalityClusterSettings())  # type: ignore[operator]
-    publish: Callable[[str, bytes], None] = publisher  # type: ignore[assignment]
+    ingest = start_ingestor(clusters=MortalityClusterSettings())
     for death in three_deaths():
-        publish(event_topic(death.site, death.node), encode(death))
+        publisher(event_topic(death.site, death.node), encode(death))
 
     def clusters() -> list[Event]:
         with session_factory() as session:
@@ -127,7 +122,7 @@ def test_ingest_raises_the_cross_node_cluster_and_pages_once(
     assert wait_for(lambda: central_config.sms_file.exists(), 10)
     sms = [json.loads(x) for x in central_config.sms_file.read_text().splitlines()]
     assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
-    assert ingest.counters.dead_lettered == 0  # type: ignore[attr-defined]
+    assert ingest.counters.dead_lettered == 0
 
 
 def _at(minutes: int) -> datetime:

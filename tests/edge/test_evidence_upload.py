@@ -116,7 +116,7 @@ def queue_file(
 def settings(url: str, **over: float) -> EvidenceUploadSettings:
     """16 KiB chunks and short pauses."""
     values: dict[str, float] = {"chunk_kib": 16, "retry_s": 0.1, "timeout_s": 10, **over}
-    return EvidenceUploadSettings(central_url=url, **values)  # type: ignore[arg-type]
+    return EvidenceUploadSettings(central_url=url, **values)
 
 
 def served(central: Central, event: EventPayload, name: str) -> bytes:

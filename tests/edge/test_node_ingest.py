@@ -6,7 +6,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,11 @@ from tests.factories import node_config
 from tests.helpers import MosquittoServer, wait_for
 
 DOG = "ct_ecoassist_car_dog.jpg"
+StartNode = Callable[..., EdgeNode]
 
 
 @pytest.fixture()
-def start_node(tmp_path: Path, models_dir: Path, mosquitto: MosquittoServer) -> Iterator[Any]:
+def start_node(tmp_path: Path, models_dir: Path, mosquitto: MosquittoServer) -> Iterator[StartNode]:
     """start_node(data_dir, cameras=[...], **config) -> a running node polling fast."""
     nodes: list[EdgeNode] = []
 
@@ -57,7 +58,7 @@ def _messages(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
 
 
 def test_corrupt_exif_takes_the_file_time_and_both_cameras_go_on(
-    tmp_path: Path, images_dir: Path, start_node: Any
+    tmp_path: Path, images_dir: Path, start_node: StartNode
 ) -> None:
     node = start_node(tmp_path / "edge", ["cam1", "cam2"])
     data = bytearray((images_dir / "ct_md_channelislands_fox_night.jpg").read_bytes())
@@ -73,7 +74,7 @@ def test_corrupt_exif_takes_the_file_time_and_both_cameras_go_on(
 def test_full_disk_leaves_files_in_place_until_space_is_freed(
     tmp_path: Path,
     images_dir: Path,
-    start_node: Any,
+    start_node: StartNode,
     tiny_disk: TinyDisk,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -104,7 +105,7 @@ def test_full_disk_leaves_files_in_place_until_space_is_freed(
 
 
 def test_a_file_that_breaks_processing_stays_and_the_rest_go_on(
-    tmp_path: Path, images_dir: Path, start_node: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, images_dir: Path, start_node: StartNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node = start_node(tmp_path / "edge", ["cam1"])
     real = node.pipeline.look
@@ -125,7 +126,7 @@ def test_a_file_that_breaks_processing_stays_and_the_rest_go_on(
 
 
 def test_stalled_upload_is_analysed_once_it_completes(
-    tmp_path: Path, images_dir: Path, start_node: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, images_dir: Path, start_node: StartNode, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     node = start_node(tmp_path / "edge", ["cam1"])  # default grace: 10 minutes
@@ -154,7 +155,7 @@ def test_stalled_upload_is_analysed_once_it_completes(
 
 
 def test_file_that_never_completes_is_quarantined_after_the_grace_period(
-    tmp_path: Path, images_dir: Path, start_node: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, images_dir: Path, start_node: StartNode, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     node = start_node(tmp_path / "edge", ["cam1"], quarantine_grace_s=1.0)

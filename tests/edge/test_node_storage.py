@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from broker.validate import parse_message
+from broker.payloads import RuleName
 from edge.app import EdgeNode
 from edge.config import parse_config
 from edge.ingest.folder import media_item
+from tests.factories import parse_event
 from tests.helpers import MosquittoServer
 
 
@@ -36,8 +37,8 @@ def test_storage_warning_once(
             shutil.copy(images_dir / "ct_ecoassist_car_dog.jpg", copy)
             copy.write_bytes(copy.read_bytes() + bytes([i]))  # distinct content, same picture
             node.process(media_item(copy, "cam1", config.tz))
-        rules = [parse_message(e.topic, e.payload)[1].rule for e in node.outbox.pending(limit=500)]  # type: ignore[attr-defined]
-        assert rules.count("storage_low") == 1
+        rules = [parse_event(e.topic, e.payload).rule for e in node.outbox.pending(limit=500)]
+        assert rules.count(RuleName.STORAGE_LOW) == 1
         assert node.evidence.near_limit
     finally:
         node.stop()

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.validate import parse_message
 from edge.scan import scan
-from tests.factories import node_config
+from tests.factories import node_config, parse_event
 from wildwatch.cli import cli
 
 
@@ -100,13 +99,13 @@ def test_scan_writes_events_and_results(
     assert "images: 6" in result.output and "failed: 1" in result.output
 
     events = [
-        parse_message("wildwatch/v1/local/scan/event", line.encode())[1]
+        parse_event("wildwatch/v1/local/scan/event", line.encode())
         for line in events_out.read_text().splitlines()
     ]
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # type: ignore[attr-defined]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
     by_source: dict[str, set[str]] = {}
     for e in events:
-        by_source.setdefault(e.source, set()).add(e.rule or e.category)  # type: ignore[attr-defined]
+        by_source.setdefault(e.source, set()).add(e.rule or e.category)
     assert "bird" in by_source["bird_coral_bird.jpg"]
     assert {"dog", "free_roaming_dog"} <= by_source["ct_ecoassist_car_dog.jpg"]
     assert not by_source.get("ct_ecoassist_empty_night.jpg", set()) & {"bird", "dog", "person"}

@@ -24,7 +24,9 @@ TOPIC = event_topic(SITE, NODE)
 
 
 def _good() -> dict[str, object]:
-    return json.loads(encode(make_event(site=SITE, node=NODE)))  # type: ignore[no-any-return]
+    data = json.loads(encode(make_event(site=SITE, node=NODE)))
+    assert isinstance(data, dict)
+    return data
 
 
 def _with(**change: object) -> bytes:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from broker.payloads import EventPayload
 from broker.topics import command_topic
 from central.app import CentralService
 from central.config import CentralConfig
 from edge.outbox import Outbox
 from edge.publish import CommandHandler, Publisher
+from tests.factories import make_event
 from tests.faults.conftest import NODE, SITE, Db, node_link, wait_ingest_live
 from tests.faults.procs import produce
 from tests.helpers import MosquittoServer, wait_for
@@ -116,7 +118,5 @@ def test_central_down_gets_its_backlog_from_the_persistent_session(
     assert db.seqs_in_arrival_order() == list(range(1, CENTRAL_OUTAGE_EVENTS + 1))
 
 
-def _event():  # type: ignore[no-untyped-def]
-    from tests.factories import make_event
-
+def _event() -> EventPayload:
     return make_event(site=SITE, node=NODE)

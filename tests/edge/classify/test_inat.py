@@ -13,6 +13,7 @@ from edge.classify import (
     Classification,
     Classifier,
     ClassifierSettings,
+    Rank,
     SpeciesCandidate,
     available,
     create,
@@ -79,7 +80,7 @@ def test_registry_and_settings() -> None:
     with pytest.raises(ValidationError):
         ClassifierSettings(model="yolox_nano_416_coco")  # a detector, not a classifier
     with pytest.raises(ValidationError):
-        ClassifierSettings(min_probabilty=0.4)  # type: ignore[call-arg]  # typo must fail
+        ClassifierSettings.model_validate({"min_probabilty": 0.4})  # typo must fail
 
 
 def test_unrestricted_bird_crop(unrestricted: Classifier, bird_crop: np.ndarray) -> None:
@@ -170,8 +171,8 @@ def test_crop_box_pads_clips_and_never_empties() -> None:
         crop_box(image, (0, 0, float("nan"), 10), 0.1)
 
 
-def _cand(name: str, p: float, rank: str = "species") -> SpeciesCandidate:
-    return SpeciesCandidate(name, name, name, p, rank)  # type: ignore[arg-type]
+def _cand(name: str, p: float, rank: Rank = "species") -> SpeciesCandidate:
+    return SpeciesCandidate(name, name, name, p, rank)
 
 
 def test_roll_up_to_genus(catalogue: Catalogue) -> None:

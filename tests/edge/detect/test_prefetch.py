@@ -18,7 +18,7 @@ def test_prefetch_keeps_order_and_yields_media_errors(images_dir: Path, tmp_path
     out = list(prefetch(paths, load_image, depth=1))
     assert [p for p, _ in out] == paths
     assert isinstance(out[-1][1], MediaError)
-    assert all(img.ndim == 3 for _, img in out[:-1])  # type: ignore[union-attr]
+    assert all(not isinstance(img, MediaError) and img.ndim == 3 for _, img in out[:-1])
 
 
 def test_prefetch_reraises_other_errors_and_stops_early() -> None:

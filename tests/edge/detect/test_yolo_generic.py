@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -24,9 +25,16 @@ from edge.detect.plugins.yolo import (
 from edge.detect.plugins.yolox import preprocess_yolox
 from models.registry import InputSpec, load_manifest
 
+if TYPE_CHECKING:  # the module imports onnx, which the converted fixture skips without
+    from models.export.yolox_to_ultralytics import InputFormat
+
 YOLOX = "yolox_nano_416_coco"
 # (layout, input format): YOLOX's own input, and RGB 0-1 input nodes in front of the weights.
-VARIANTS = [("v5", "yolox"), ("v8", "yolox"), ("v8", "rgb01")]
+VARIANTS: list[tuple[Literal["v5", "v8"], InputFormat]] = [
+    ("v5", "yolox"),
+    ("v8", "yolox"),
+    ("v8", "rgb01"),
+]
 # Real images: a bird photo, a vehicle, a car with a dog, a night infra-red animal frame.
 IMAGES = [
     "bird_coral_bird.jpg",
@@ -64,7 +72,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> dic
     paths: dict[str, Path] = {}
     for layout, fmt in VARIANTS:
         dst = out / f"yolox_nano_{layout}_{fmt}.onnx"
-        convert(models_dir / f"{YOLOX}.onnx", dst, layout, input_format=fmt)  # type: ignore[arg-type]
+        convert(models_dir / f"{YOLOX}.onnx", dst, layout, input_format=fmt)
         paths[f"{layout}-{fmt}"] = dst
     return paths
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,18 +24,10 @@ from edge.ingest.live import (
     parse_source,
     view_shift,
 )
+from tests.helpers import wait_for
 
 Frame = npt.NDArray[np.uint8]
 FAST = LiveSettings(playback_speed=200.0, backoff_initial_s=0.01, backoff_max_s=0.04)
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_parse_source() -> None:
@@ -71,7 +62,7 @@ def test_feed_plays_real_clip_and_loops(shared_dir: Path) -> None:
     with LiveFeed(str(clip), FAST) as feed:
         first = feed.wait_frame(0, timeout_s=5.0)
         assert first is not None and first.image.shape == (60, 106, 3)
-        assert wait_until(lambda: feed.reconnects >= 2)
+        assert wait_for(lambda: feed.reconnects >= 2, 10)
         newest = feed.latest()
         assert newest is not None and newest.seq >= first.seq
     assert not feed.running
@@ -83,16 +74,20 @@ def test_feed_plays_real_clip_and_loops(shared_dir: Path) -> None:
 def test_feed_paces_file_at_its_frame_rate(shared_dir: Path) -> None:
     clip = shared_dir / "data" / "videos" / "zamba_ct_grumeti_eland_106x60.mp4"
     with LiveFeed(str(clip), LiveSettings(playback_speed=20.0)) as feed:  # 20 fps
-        assert feed.wait_frame(0, timeout_s=5.0) is not None
-        time.sleep(0.5)
+        first = feed.wait_frame(0, timeout_s=5.0)
+        assert first is not None
+        assert wait_for(lambda: feed.frames_read >= 6, 10, interval_s=0.01)
         read = feed.frames_read
-    assert 1 <= read <= 16  # paced: an unpaced reader would take the whole clip at once
+        elapsed = time.monotonic() - first.t
+    # Paced: the first frame, then at most one per 1/20 s since it (+1 for rounding). An unpaced
+    # reader takes the whole clip (31 frames) at once, far above this bound.
+    assert 6 <= read <= 20 * elapsed + 2
 
 
 def test_file_without_loop_ends(shared_dir: Path) -> None:
     clip = shared_dir / "data" / "videos" / "zamba_ct_chimpandsee_90x60.asf"
     with LiveFeed(str(clip), FAST.model_copy(update={"loop_file": False})) as feed:
-        assert wait_until(lambda: feed.ended)
+        assert wait_for(lambda: feed.ended, 10)
     assert feed.frames_read == 61 and feed.reconnects == 0
 
 
@@ -101,12 +96,14 @@ def test_unopenable_source_backs_off_and_monitor_reports_no_frames(tmp_path: Pat
     monitor = CameraHealthMonitor(HealthSettings(no_frame_s=0.2))
     feed = LiveFeed(str(tmp_path / "missing.mp4"), settings, rng=random.Random(1))
     with feed:
-        assert monitor.check(time.monotonic()) is None
-        assert wait_until(lambda: feed.reconnects >= 6)
+        t0 = time.monotonic()
+        assert monitor.check(t0) is None
+        assert wait_for(lambda: feed.reconnects >= 6, 10)
         assert feed.latest() is None and feed.wait_frame(0, timeout_s=0.05) is None
-        time.sleep(0.2)
-        assert monitor.check(time.monotonic()) is CameraState.NO_FRAMES
-        assert monitor.check(time.monotonic()) is None  # reported once
+        assert monitor.check(t0 + 0.1) is None  # silent for less than no_frame_s (0.2)
+        # just past no_frame_s (t0 + 0.2 - t0 can round to 0.1999...)
+        assert monitor.check(t0 + 0.25) is CameraState.NO_FRAMES
+        assert monitor.check(t0 + 0.5) is None  # reported once
     assert feed.opens == 0 and feed.failures >= 6
     delays = list(feed.delays)
     assert delays[0] <= 0.01 and max(delays) <= 0.08
@@ -129,7 +126,7 @@ def test_stream_that_breaks_reconnects_with_backoff() -> None:
 
     feed = LiveFeed("rtsp://cam/1", FAST, opener=lambda spec, settings: Flaky())
     with feed:
-        assert wait_until(lambda: feed.reconnects >= 3)
+        assert wait_for(lambda: feed.reconnects >= 3, 10)
     assert feed.frames_read >= 9 and feed.failures >= 3
     assert all(d <= 0.01 for d in feed.delays)  # frames came, so the backoff restarts
 

@@ -49,8 +49,9 @@ def test_resend_on_a_full_disk_is_reported_and_the_node_keeps_publishing(
         )
         tiny_disk.fill()  # the requeue cannot be written
         assert central.publish(command_topic(config.site, config.node), encode(resend)).wait(5)
-        assert wait_for(lambda: node.commands.failed == 1, 10)
-        assert f"command resend seq 1..{last} from central not carried out" in caplog.text
+        not_done = f"command resend seq 1..{last} from central not carried out"
+        # counted before it is logged: wait for both
+        assert wait_for(lambda: node.commands.failed == 1 and not_done in caplog.text, 10)
         assert node.commands.resent == 0
 
         tiny_disk.free()  # the node's link lived through it: the next command works

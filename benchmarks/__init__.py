@@ -1,0 +1,1 @@
+"""Scripts that print speed, memory and quality figures (`python -m benchmarks.<name>`)."""
