@@ -25,6 +25,9 @@ def _config_or_exit(path: Path) -> NodeConfig:
 @click.group("edge", help="边缘节点 Edge node: camera media in, events out.")
 def cli() -> None:
     """Edge node commands."""
+    from edge.heap import limit_heap_growth
+
+    limit_heap_growth()
 
 
 @cli.command("run")

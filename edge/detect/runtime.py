@@ -46,6 +46,9 @@ def make_session(weights: Path, threads: int) -> ort.InferenceSession:
     options.inter_op_num_threads = 1
     options.log_severity_level = ORT_LOG_SEVERITY
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No arena: it keeps the largest activation buffers ever needed (30 MB less peak RSS
+    # on the shared images, about 5% slower; benchmarks/memory.py, README).
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(
         str(weights), sess_options=options, providers=["CPUExecutionProvider"]
     )

@@ -82,6 +82,9 @@ class InatBirdClassifier(Classifier):
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.threads
         options.inter_op_num_threads = 1
+        # No arena: it keeps the largest activation buffers ever needed (30 MB less peak RSS
+        # on the shared images, about 5% slower; benchmarks/memory.py, README).
+        options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(
             str(weights), sess_options=options, providers=["CPUExecutionProvider"]
         )
