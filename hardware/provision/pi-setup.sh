@@ -18,7 +18,8 @@ id wildwatch >/dev/null 2>&1 || useradd --system --create-home --home-dir /var/l
 install -d -o wildwatch -g wildwatch /var/lib/wildwatch /srv/wildwatch/drop /etc/wildwatch
 
 python3 -m venv --system-site-packages "$PREFIX/.venv"
-"$PREFIX/.venv/bin/pip" install -q "$REPO"
+# the node only (wildwatch[edge]): no web server, database drivers or embedded broker
+"$PREFIX/.venv/bin/pip" install -q "$REPO[edge]"
 sudo -u wildwatch WILDWATCH_MODELS_DIR=/var/lib/wildwatch/models \
   "$PREFIX/.venv/bin/wildwatch" models import "$MODELS_SRC"
 
