@@ -40,47 +40,22 @@ from typing import IO, Any
 from broker.payloads import Category
 from edge.detect import Detection, DetectorSettings
 from edge.export import ImageResult
+from surveillance.megadetector import (
+    BBOX_DIGITS,
+    CONF_DIGITS,
+    DETECTION_CATEGORIES,
+    DETECTION_KINDS,
+    FINE_CATEGORIES,
+    FORMAT_VERSION,
+    SPECIES_FLOOR,
+    md_category,
+)
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1.6"
-MD_ANIMAL, MD_PERSON, MD_VEHICLE = "1", "2", "3"
-DETECTION_CATEGORIES: dict[str, str] = {
-    MD_ANIMAL: "animal",
-    MD_PERSON: "person",
-    MD_VEHICLE: "vehicle",
-}
-_MD_CATEGORY: dict[Category, str] = {
-    Category.ANIMAL: MD_ANIMAL,
-    Category.BIRD: MD_ANIMAL,
-    Category.DOG: MD_ANIMAL,
-    Category.PERSON: MD_PERSON,
-    Category.VEHICLE: MD_VEHICLE,
-}
-# Categories a detection can have (all but camera-health events), in the order they are listed.
-DETECTION_KINDS = tuple(_MD_CATEGORY)
-# Our finer animal categories, always first in classification_categories.
-FINE_CATEGORIES = (Category.BIRD, Category.DOG)
-# Lowest species probability written as a classification. The classifier accepts a species at
-# 0.5 (edge.classify.DEFAULT_MIN_PROBABILITY); its uint8 outputs come in steps of 1/256 ~ 0.004,
-# so the 0.001-0.01 values left after renormalising and burst smoothing are quantisation noise
-# that tools would show as if they were candidates. At 0.1 a species is still a plausible
-# alternative for a reviewer (the same share below which the classifier calls its own result
-# uncertain, edge.classify.DEFAULT_MIN_KEPT_MASS).
-SPECIES_FLOOR = 0.1
 # Key under info.detector_metadata with the per-category thresholds the pipeline applied.
 CATEGORY_THRESHOLDS_KEY = "category_thresholds"
-BBOX_DIGITS = 4
-CONF_DIGITS = 3
 CSV_FIELDS = ("file", "category", "label", "confidence", "x", "y", "w", "h", "failure")
-
-
-def md_category(category: Category) -> str:
-    """MegaDetector detection category id of one of our categories."""
-    try:
-        return _MD_CATEGORY[category]
-    except KeyError:
-        raise ValueError(f"category {category.value!r} has no MegaDetector equivalent") from None
 
 
 def pipeline_thresholds(settings: DetectorSettings | None = None) -> dict[Category, float]:

@@ -20,9 +20,6 @@ from edge.detect import Detection, DetectionResult, DetectorSettings, create
 from edge.export import ImageResult
 from edge.export.megadetector import (
     CATEGORY_THRESHOLDS_KEY,
-    CONF_DIGITS,
-    DETECTION_CATEGORIES,
-    SPECIES_FLOOR,
     CsvWriter,
     MegaDetectorWriter,
     csv_rows,
@@ -33,6 +30,7 @@ from edge.export.megadetector import (
     write_csv,
     write_megadetector_json,
 )
+from surveillance.megadetector import CONF_DIGITS, DETECTION_CATEGORIES, SPECIES_FLOOR
 
 
 def _result(*dets: Detection) -> DetectionResult:

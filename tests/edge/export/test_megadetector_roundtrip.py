@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from edge.cli import cli
-from edge.export.megadetector import CATEGORY_THRESHOLDS_KEY, SPECIES_FLOOR, pipeline_thresholds
+from edge.export.megadetector import CATEGORY_THRESHOLDS_KEY, pipeline_thresholds
+from surveillance.megadetector import SPECIES_FLOOR
 from tests.edge.export.test_megadetector import check_format, validate_with_megadetector
 
 pytestmark = pytest.mark.slow
