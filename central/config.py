@@ -304,6 +304,9 @@ class StaffConfig(_Section):
         pattern=r"^[0-9a-f]{64}$",
         description="hex sha256 of the person's bearer token (see new_staff_token())",
     )
+    sites: list[SiteId] = Field(
+        default_factory=list, description="sites this token may see (empty: every site)"
+    )
 
 
 class CentralConfig(_Section):
@@ -385,6 +388,11 @@ class CentralConfig(_Section):
         for member in self.staff:
             if member.token_sha256 in upload_hashes:
                 raise ValueError(messages.STAFF_TOKEN_IS_UPLOAD_TOKEN.format(name=member.name))
+            unknown = [s for s in member.sites if s not in self.sites]
+            if unknown:
+                raise ValueError(
+                    f"staff {member.name}: 未配置的站点 unknown site(s) {', '.join(unknown)}"
+                )
 
     def staff_for_token(self, token: str) -> StaffConfig | None:
         """The staff member whose token this is, or None (every entry compared in constant time)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from central.db.models import (
 )
 
 
-def _insert(session: Session, table: Any) -> Any:
+def upsert_insert(session: Session, table: Any) -> Any:
     """The dialect's INSERT, which has on_conflict_do_nothing/update on SQLite and PostgreSQL."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
@@ -67,7 +67,7 @@ def event_row(payload: EventPayload, *, received_at: datetime) -> dict[str, Any]
 def insert_event(*, session: Session, payload: EventPayload, received_at: datetime) -> bool:
     """Store an event unless its event_id is already stored; True when it was new."""
     stmt = (
-        _insert(session, Event)
+        upsert_insert(session, Event)
         .values(**event_row(payload, received_at=received_at))
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(Event.id)  # rowcount is not reliable here across drivers; RETURNING is
@@ -82,7 +82,7 @@ def insert_events(*, session: Session, events: Sequence[tuple[EventPayload, date
     # ("insertmanyvalues") with a cached compiled statement, which the ORM path does not.
     table = Event.__table__
     stmt = (
-        _insert(session, table)
+        upsert_insert(session, table)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(table.c.event_id)
     )
@@ -115,7 +115,7 @@ def insert_dead_letter(
 
 def _ensure_node(session: Session, site: str, node: str) -> None:
     session.execute(
-        _insert(session, Node)
+        upsert_insert(session, Node)
         .values(site=site, node=node, last_seq=0)
         .on_conflict_do_nothing(index_elements=["site", "node"])
     )
@@ -151,6 +151,7 @@ def list_events(
     *,
     session: Session,
     site: str | None = None,
+    sites: Collection[str] | None = None,
     category: str | None = None,
     kind: str | None = None,
     rule: str | None = None,
@@ -160,8 +161,11 @@ def list_events(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[Sequence[Event], int]:
-    """Events matching the filters, newest capture first, and the total count of matches."""
+    """Events matching the filters (`sites`: only these, None: every site), newest capture
+    first, and the total count of matches."""
     conditions: list[sa.ColumnElement[bool]] = []
+    if sites is not None:
+        conditions.append(Event.site.in_(sorted(sites)))
     for column, value in (
         (Event.site, site),
         (Event.category, category),
@@ -209,6 +213,7 @@ def review_event(
     note: str,
     at: datetime,
     action: str = REVIEW_ACTION_REVIEW,
+    reason: str | None = None,
 ) -> Event | None:
     """Record a person's decision on an event: one more entry in its review history, and the
     latest decision on the event row; None when the event is unknown."""
@@ -230,6 +235,8 @@ def review_event(
             reviewer=reviewer,
             note=note,
             reviewed_at=at,
+            before=row.review_status,
+            reason=reason,
         )
     )
     if row.reviewed_at is None or at >= row.reviewed_at:

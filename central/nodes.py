@@ -31,7 +31,7 @@ from broker.payloads import (
     StatusPayload,
 )
 from central import crud, messages
-from central.db.models import Event, Node, SeqGap
+from central.db.models import Event, Node, NodeOutage, SeqGap
 
 # Rule and category of the outage event: the ones of the edge's camera_health events, so reports
 # and filters put a dark node with the dark cameras (equipment), not with the wildlife.
@@ -199,6 +199,11 @@ def _back_online(session: Session, site: str, node: str, now: datetime) -> None:
         .where(Node.site == site, Node.node == node, Node.offline_event_id.is_not(None))
         .values(offline_event_id=None, state=NodeState.ONLINE.value, state_at=now)
     )
+    session.execute(
+        sa.update(NodeOutage)
+        .where(NodeOutage.site == site, NodeOutage.node == node, NodeOutage.ended_at.is_(None))
+        .values(ended_at=now)
+    )
 
 
 def mark_silent_offline(
@@ -236,6 +241,7 @@ def _raise_offline(
     )
     if claimed.rowcount != 1:
         return None  # already alerted for this outage
+    session.add(NodeOutage(site=site, node=node, started_at=now))
     zh, en = messages.node_offline(node=node, silent_s=silent_s)
     event = EventPayload(
         event_id=event_id,

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from central import evidence, messages
+from central.accounts import Scope
 from central.config import CentralConfig, StaffConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ def get_command_sender(request: Request) -> CommandSender:
     sender: CommandSender | None = request.app.state.send_command
     if sender is None:
         raise HTTPException(503, detail=messages.NO_BROKER)
+    return sender
+
+
+def get_command_sender_or_none(request: Request) -> CommandSender | None:
+    """The command sender, or None when this server has no MQTT link (the caller decides)."""
+    sender: CommandSender | None = request.app.state.send_command
     return sender
 
 
@@ -66,6 +73,14 @@ def get_current_staff(
             401, detail=messages.STAFF_TOKEN_INVALID, headers={"WWW-Authenticate": "Bearer"}
         )
     return member
+
+
+def get_staff_scope(staff: Annotated[StaffConfig, Depends(get_current_staff)]) -> Scope:
+    """The sites the staff token may see (its `sites`, or every site)."""
+    return Scope(frozenset(staff.sites) if staff.sites else None)
+
+
+StaffScope = Annotated[Scope, Depends(get_staff_scope)]
 
 
 def get_uploader(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -78,6 +78,14 @@ class Event(Base):
         sa.Index("ix_events_kind_captured_at", "kind", "captured_at"),
         sa.Index("ix_events_site_node_seq", "site", "node", "seq"),
         sa.Index("ix_events_received_at", "received_at"),  # a report's late additions
+        # the console's review queue: unreviewed items of one kind and severity, newest first
+        sa.Index(
+            "ix_events_review_status_kind_severity_captured_at",
+            "review_status",
+            "kind",
+            "severity",
+            "captured_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -129,6 +137,10 @@ class EventReview(Base):
     reviewer: Mapped[str] = mapped_column(sa.String(64))
     note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The event's review state just before this decision (the audit's "before"; `decision` is
+    # the "after"); NULL on decisions recorded before the console existed.
+    before: Mapped[str | None] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.String(32), doc="dismissal reason code")
 
 
 class DeadLetter(Base):
@@ -229,3 +241,78 @@ class EvidenceFile(Base):
     size: Mapped[int] = mapped_column(sa.BigInteger)
     path: Mapped[str] = mapped_column(sa.String(512), doc="relative to the evidence directory")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class User(Base):
+    """A person who logs in to the staff console (监测员, 站长, 省局, admin)."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("name", name="uq_users_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(64), doc="login name, recorded on decisions")
+    display_name: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
+    role: Mapped[str] = mapped_column(sa.String(16))
+    sites: Mapped[list[str]] = mapped_column(Json, default=list, doc="empty: every site")
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie holds a random token, the table only its sha256."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (sa.Index("ix_web_sessions_user_id", "user_id"),)
+
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventOpen(Base):
+    """Someone opened an event in the console (an item counts as reviewed only once opened)."""
+
+    __tablename__ = "event_opens"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "user_name", name="uq_event_opens_event_id_user_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    user_name: Mapped[str] = mapped_column(sa.String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReportSignoff(Base):
+    """A station head signed a site's daily report (审核签发)."""
+
+    __tablename__ = "report_signoffs"
+    __table_args__ = (
+        sa.UniqueConstraint("report_date", "site", name="uq_report_signoffs_report_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_date: Mapped[date] = mapped_column(sa.Date)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    signer: Mapped[str] = mapped_column(sa.String(64))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+
+
+class NodeOutage(Base):
+    """One time a node was offline (ended_at NULL while it still is): the status timeline."""
+
+    __tablename__ = "node_outages"
+    __table_args__ = (
+        sa.Index("ix_node_outages_site_node_started_at", "site", "node", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    node: Mapped[str] = mapped_column(sa.String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

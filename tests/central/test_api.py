@@ -93,6 +93,25 @@ def test_detail_and_404(client: ApiClient) -> None:
     assert client.get("/api/events/not-an-event-id").status_code == 422
 
 
+def test_a_token_limited_to_one_site_sees_only_that_site(client: ApiClient) -> None:
+    qian = auth("钱七")  # xiazhuhu only
+    body = client.get("/api/events", headers=qian).json()
+    assert body["count"] == 1 and body["data"][0]["site"] == "xiazhuhu"
+    assert client.get("/api/events", params={"site": "changxing"}, headers=qian).json() == {
+        "data": [],
+        "count": 0,
+    }
+    changxing = client.events[1]
+    for path in (f"/api/events/{changxing.event_id}", f"/api/events/{changxing.event_id}/reviews"):
+        assert client.get(path, headers=qian).status_code == 404
+    r = client.post(
+        f"/api/events/{changxing.event_id}/review", json={"decision": "confirmed"}, headers=qian
+    )
+    assert r.status_code == 404
+    assert client.get(f"/api/evidence/{changxing.event_id}/a.jpg", headers=qian).status_code == 404
+    assert client.get(f"/api/events/{client.events[2].event_id}", headers=qian).status_code == 200
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "野生动物" in client.get("/openapi.json").json()["info"]["title"]

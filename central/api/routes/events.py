@@ -13,19 +13,15 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from broker.payloads import (
-    Box,
     Category,
-    CommandName,
-    CommandPayload,
     EventKind,
     RuleName,
     Severity,
 )
-from broker.topics import ID_PATTERN, command_topic
-from broker.validate import encode
-from central import crud, messages
-from central.api.deps import CommandDep, CurrentStaff, SessionDep, get_current_staff
-from central.db.models import REVIEW_ACTION_BACKGROUND, REVIEW_DISMISSED
+from broker.topics import ID_PATTERN
+from central import crud, messages, review
+from central.api.deps import CommandDep, CurrentStaff, SessionDep, StaffScope, get_current_staff
+from central.db.models import Event
 from central.schemas import (
     BackgroundCreate,
     EventPublic,
@@ -54,9 +50,19 @@ def _offset(value: int) -> int:
     return value
 
 
+def _visible(session: SessionDep, scope: StaffScope, event_id: uuid.UUID) -> Event:
+    """The event when it exists and the token may see its site; else 404 (the same answer as
+    for a missing event: another site's events are not told apart from missing ones)."""
+    row = crud.get_event(session=session, event_id=str(event_id))
+    if row is None or not scope.allows(row.site):
+        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
+    return row
+
+
 @router.get("", response_model=EventsPublic)
 def read_events(
     session: SessionDep,
+    scope: StaffScope,
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     category: Category | None = None,
     kind: EventKind | None = None,
@@ -68,9 +74,12 @@ def read_events(
     offset: Annotated[int, Query(ge=0), AfterValidator(_offset)] = 0,
 ) -> EventsPublic:
     """Events newest first; times need a UTC offset and must lie in 1970..2100 (as on the wire)."""
+    if site is not None and not scope.allows(site):
+        return EventsPublic(data=[], count=0)
     rows, total = crud.list_events(
         session=session,
         site=site,
+        sites=scope.sites,
         category=category.value if category else None,
         kind=kind.value if kind else None,
         rule=rule,
@@ -84,19 +93,15 @@ def read_events(
 
 
 @router.get("/{event_id}", response_model=EventPublic)
-def read_event(session: SessionDep, event_id: uuid.UUID) -> EventPublic:
+def read_event(session: SessionDep, scope: StaffScope, event_id: uuid.UUID) -> EventPublic:
     """One event by its event_id; 404 when unknown."""
-    row = crud.get_event(session=session, event_id=str(event_id))
-    if row is None:
-        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
-    return EventPublic.model_validate(row)
+    return EventPublic.model_validate(_visible(session, scope, event_id))
 
 
 @router.get("/{event_id}/reviews", response_model=ReviewsPublic)
-def read_reviews(session: SessionDep, event_id: uuid.UUID) -> ReviewsPublic:
+def read_reviews(session: SessionDep, scope: StaffScope, event_id: uuid.UUID) -> ReviewsPublic:
     """Every decision staff made on the event, oldest first; 404 when the event is unknown."""
-    if crud.get_event(session=session, event_id=str(event_id)) is None:
-        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
+    _visible(session, scope, event_id)
     rows = crud.list_reviews(session=session, event_id=str(event_id))
     return ReviewsPublic(
         event_id=str(event_id),
@@ -107,10 +112,15 @@ def read_reviews(session: SessionDep, event_id: uuid.UUID) -> ReviewsPublic:
 
 @router.post("/{event_id}/review", response_model=EventPublic)
 def review_event(
-    session: SessionDep, staff: CurrentStaff, event_id: uuid.UUID, review: ReviewCreate
+    session: SessionDep,
+    staff: CurrentStaff,
+    scope: StaffScope,
+    event_id: uuid.UUID,
+    review: ReviewCreate,
 ) -> EventPublic:
     """Confirm or dismiss an event as the authenticated staff member; dismissed anomalies no
     longer count in reports."""
+    _visible(session, scope, event_id)
     row = crud.review_event(
         session=session,
         event_id=str(event_id),
@@ -131,37 +141,26 @@ def review_event(
 def mark_background(
     session: SessionDep,
     staff: CurrentStaff,
+    scope: StaffScope,
     send: CommandDep,
     event_id: uuid.UUID,
     body: BackgroundCreate,
 ) -> EventPublic:
     """A staff member judges a detected object to be scenery (a stump, a decoy): the node is
     told to mask that box from now on, and the event is dismissed in their name."""
-    row = crud.get_event(session=session, event_id=str(event_id))
-    if row is None:
-        raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
-    if not 0 <= body.box_index < len(row.boxes):
-        raise HTTPException(status_code=422, detail=messages.NO_SUCH_BOX)
-    command = CommandPayload(
-        site=row.site,
-        node=row.node,
-        command=CommandName.BACKGROUND,
-        camera=row.camera,
-        box=Box.model_validate(row.boxes[body.box_index]),
-        sent_at=datetime.now(UTC),
-    )
-    if not send(command_topic(row.site, row.node), encode(command)):
-        raise HTTPException(status_code=503, detail=messages.COMMAND_NOT_SENT)
-    crud.review_event(
-        session=session,
-        event_id=str(event_id),
-        decision=REVIEW_DISMISSED,
-        reviewer=staff.name,
-        note=messages.BACKGROUND_NOTE.format(note=body.note or "-"),
-        at=datetime.now(UTC),
-        action=REVIEW_ACTION_BACKGROUND,
-    )
-    log.info("event %s box %d marked background by %s", event_id, body.box_index, staff.name)
+    row = _visible(session, scope, event_id)
+    try:
+        review.mark_background(
+            session=session,
+            send=send,
+            row=row,
+            box_index=body.box_index,
+            note=body.note,
+            reviewer=staff.name,
+            at=datetime.now(UTC),
+        )
+    except review.ReviewError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
     session.commit()
     session.refresh(row)
     return EventPublic.model_validate(row)

@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from broker.payloads import EVIDENCE_NAME_PATTERN
-from central import evidence, messages
-from central.api.deps import ConfigDep, CurrentStaff, SessionDep, UploaderDep
+from central import crud, evidence, messages
+from central.api.deps import ConfigDep, SessionDep, StaffScope, UploaderDep
 from central.schemas import UploadStatusPublic
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
@@ -85,11 +85,15 @@ async def upload_chunk(
 def read_evidence(
     session: SessionDep,
     config: ConfigDep,
-    staff: CurrentStaff,
+    scope: StaffScope,
     event_id: uuid.UUID,
     name: NameParam,
 ) -> FileResponse:
-    """The stored JPEG for a staff member; 404 until it has been uploaded and checked."""
+    """The stored JPEG for a staff member; 404 until it has been uploaded and checked (and for
+    another site's event when the token is limited to some sites)."""
+    row = crud.get_event(session=session, event_id=str(event_id))
+    if row is None or not scope.allows(row.site):
+        raise HTTPException(status_code=404, detail=messages.EVIDENCE_NOT_FOUND)
     path = evidence.evidence_file(session=session, config=config, event_id=str(event_id), name=name)
     if path is None:
         raise HTTPException(status_code=404, detail=messages.EVIDENCE_NOT_FOUND)

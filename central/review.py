@@ -1,0 +1,90 @@
+"""Staff decisions on events, shared by the API and the console: confirm, dismiss with a reason,
+mark a detected box as background (the node is told to mask it)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from broker.payloads import Box, CommandName, CommandPayload
+from broker.topics import command_topic
+from broker.validate import encode
+from central import crud, messages
+from central.db.models import REVIEW_ACTION_BACKGROUND, REVIEW_DISMISSED, Event
+
+log = logging.getLogger(__name__)
+
+CommandSender = Callable[[str, bytes], bool]
+
+
+class DismissReason(StrEnum):
+    """Why a reviewer dismissed an event (kept with the decision, counted in statistics)."""
+
+    BACKGROUND = "background"
+    WRONG_SPECIES = "wrong_species"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        return DISMISS_LABELS[self]
+
+
+DISMISS_LABELS = {
+    DismissReason.BACKGROUND: "背景误报 background",
+    DismissReason.WRONG_SPECIES: "物种识别错误 wrong species",
+    DismissReason.DUPLICATE: "重复 duplicate",
+    DismissReason.OTHER: "其他 other",
+}
+
+
+class ReviewError(Exception):
+    """A decision that cannot be carried out; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def mark_background(
+    *,
+    session: Session,
+    send: CommandSender | None,
+    row: Event,
+    box_index: int,
+    note: str,
+    reviewer: str,
+    at: datetime,
+) -> None:
+    """Tell the node to mask box `box_index` of `row` from now on, then dismiss the event in the
+    reviewer's name. Nothing is recorded when the command could not be published."""
+    if not 0 <= box_index < len(row.boxes):
+        raise ReviewError(422, messages.NO_SUCH_BOX)
+    if send is None:
+        raise ReviewError(503, messages.NO_BROKER)
+    command = CommandPayload(
+        site=row.site,
+        node=row.node,
+        command=CommandName.BACKGROUND,
+        camera=row.camera,
+        box=Box.model_validate(row.boxes[box_index]),
+        sent_at=at,
+    )
+    if not send(command_topic(row.site, row.node), encode(command)):
+        raise ReviewError(503, messages.COMMAND_NOT_SENT)
+    crud.review_event(
+        session=session,
+        event_id=row.event_id,
+        decision=REVIEW_DISMISSED,
+        reviewer=reviewer,
+        note=messages.BACKGROUND_NOTE.format(note=note or "-"),
+        at=at,
+        action=REVIEW_ACTION_BACKGROUND,
+        reason=DismissReason.BACKGROUND.value,
+    )
+    log.info("event %s box %d marked background by %s", row.event_id, box_index, reviewer)

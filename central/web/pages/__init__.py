@@ -1,0 +1,1 @@
+"""One module per console page (thin: queries in central/web/queries.py)."""

@@ -1,0 +1,41 @@
+"""站点与设备 status: every site, node and camera the account may see; offline ones first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from central.api.deps import ConfigDep, SessionDep
+from central.web import queries
+from central.web.deps import AccountDep, render
+
+router = APIRouter()
+TIMELINE_DAYS = 7
+
+
+@router.get("/status")
+def status_page(
+    request: Request, session: SessionDep, config: ConfigDep, account: AccountDep
+) -> Response:
+    now = datetime.now(UTC)
+    nodes = queries.node_status(
+        session=session,
+        scope=account.scope,
+        now=now,
+        offline_after_s=config.monitor.offline_after_s,
+        days=TIMELINE_DAYS,
+    )
+    response: Response = render(
+        request,
+        "status.html",
+        config,
+        account,
+        page="status",
+        nodes=nodes,
+        now=now,
+        days=TIMELINE_DAYS,
+        sites=account.scope.visible(sorted(config.sites)),
+    )
+    return response

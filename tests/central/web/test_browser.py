@@ -1,0 +1,143 @@
+"""The console in a real headless Chromium, at desktop and at phone width (390 x 844), against a
+live central fed over MQTT by two nodes: log in, review with the evidence really loaded,
+dismiss, bulk-confirm, see a stopped node offline, sign the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser import DESKTOP, PHONE, chromium, image_loaded, screenshot, wait_css
+from tests.central.web.station import PASSWORD, Station, live_station
+from tests.helpers import MosquittoServer
+
+pytestmark = pytest.mark.slow
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+
+
+@pytest.fixture()
+def station(
+    tmp_path: Path, mosquitto: MosquittoServer, database_url: str, images_dir: Path
+) -> Iterator[Station]:
+    image = max(sorted(images_dir.glob("*.jpg")), key=lambda p: p.stat().st_size)
+    with live_station(
+        workdir=tmp_path, mosquitto_port=mosquitto.port, database_url=database_url, image=image
+    ) as live:
+        yield live
+
+
+def log_in(driver: webdriver.Chrome, base: str, name: str, target: str = "/queue") -> None:
+    driver.get(base + target)
+    assert "/login" in driver.current_url  # no page without a login
+    wait_css(driver, "input[name=name]").send_keys(name)
+    driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, ".login button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith(target))
+
+
+def open_item(driver: webdriver.Chrome, event_id: str) -> None:
+    item = wait_css(driver, f"#item-{event_id} a.open")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", item)
+    item.click()
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f"#event[data-id='{event_id}']")
+    )
+
+
+def gone(driver: webdriver.Chrome, selector: str) -> None:
+    WebDriverWait(driver, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, selector))
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_staff_reviews_in_the_browser(station: Station, size: str, tmp_path: Path) -> None:
+    ev = {name: str(e.event_id) for name, e in station.events.items()}
+    with chromium(*SIZES[size]) as driver:
+        log_in(driver, station.base, "wang")
+        assert driver.execute_script("return window.innerWidth") == SIZES[size][0]
+        # anomalies first, most severe first; the other site's event is not there
+        items = [e.get_attribute("data-id") for e in driver.find_elements(By.CSS_SELECTOR, ".item")]
+        assert (
+            items.index(ev["dead_egret"])
+            < items.index(ev["night_person"])
+            < items.index(ev["heron"])
+        )
+        assert ev["lake_count"] not in items
+        # open the dead egret: its evidence image and crop really load
+        open_item(driver, ev["dead_egret"])
+        shot = wait_css(driver, "#event .shot img")
+        WebDriverWait(driver, 15).until(lambda d: image_loaded(d, shot))
+        crop = driver.find_element(By.CSS_SELECTOR, "#event .crops img")
+        driver.execute_script("arguments[0].scrollIntoView()", crop)
+        WebDriverWait(driver, 15).until(lambda d: image_loaded(d, crop))
+        text = driver.find_element(By.CSS_SELECTOR, "#event").text
+        assert "白鹭" in text and "疑似死亡" in text and "鸟类静止" in text
+        screenshot(driver, tmp_path / f"event-{size}.png")
+        # dismiss it as a wrong species: it leaves the queue
+        Select(driver.find_element(By.CSS_SELECTOR, "#event select[name=reason]")).select_by_value(
+            "wrong_species"
+        )
+        button = driver.find_element(By.CSS_SELECTOR, "#event button.dismiss")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+        gone(driver, f"#item-{ev['dead_egret']}")
+        # bulk: open two, select both, confirm both
+        for name in ("dog", "night_person"):
+            open_item(driver, ev[name])
+        for name in ("dog", "night_person"):
+            box = driver.find_element(By.CSS_SELECTOR, f"#item-{ev[name]} input[type=checkbox]")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+            box.click()
+        confirm = driver.find_element(By.CSS_SELECTOR, "#bulk button[value=confirmed]")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", confirm)
+        confirm.click()
+        WebDriverWait(driver, 10).until(
+            lambda d: "确认 confirmed 2" in d.find_element(By.ID, "bulk-result").text
+        )
+        WebDriverWait(driver, 10).until(  # the page reloads itself after a bulk decision
+            lambda d: not d.find_elements(By.CSS_SELECTOR, f"#item-{ev['dog']}")
+        )
+        assert not driver.find_elements(By.CSS_SELECTOR, f"#item-{ev['night_person']}")
+        # the audit shows who decided what
+        driver.get(f"{station.base}/events/{ev['dead_egret']}")
+        history = wait_css(driver, ".history").text
+        assert "wang" in history and "已排除" in history and "物种识别错误" in history
+        # a stopped node shows as offline on the status page
+        station.stop_node("cx-01")
+        driver.get(f"{station.base}/status")
+
+        def offline(d: webdriver.Chrome) -> bool:
+            d.refresh()
+            node = d.find_elements(By.CSS_SELECTOR, "#node-changxing-cx-01.offline")
+            return bool(node) and "离线" in d.find_element(By.CSS_SELECTOR, ".alarm").text
+
+        WebDriverWait(driver, 15, poll_frequency=0.5).until(offline)
+        screenshot(driver, tmp_path / f"status-{size}.png")
+        # the charts draw
+        driver.get(f"{station.base}/stats")
+        WebDriverWait(driver, 10).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".chart[data-ready='1'] svg")) == 4
+        )
+        # the page never scrolls sideways at this width
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+        )
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_station_head_signs_the_report(station: Station, size: str) -> None:
+    with chromium(*SIZES[size]) as driver:
+        log_in(driver, station.base, "zhang", "/reports")
+        section = wait_css(driver, "#report-changxing")
+        assert "长兴扬子鳄" in section.text
+        assert not driver.find_elements(By.CSS_SELECTOR, "#report-xiazhuhu")
+        button = section.find_element(By.CSS_SELECTOR, "form.sign button")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+        signed = wait_css(driver, "#report-changxing .signed")
+        assert "已签发" in signed.text and "zhang" in signed.text
