@@ -59,6 +59,9 @@ PAGES = [
     ("browse species", "/events?species=白鹭"),
     ("browse 7 days", "/events?from={week_ago}"),
     ("event", "/events/{event_id}"),
+    ("stats (30 days)", "/stats"),
+    ("status", "/status"),
+    ("reports (today)", "/reports"),
 ]
 
 

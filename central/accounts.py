@@ -123,6 +123,8 @@ def create_user(
         raise AccountError(
             f"密码太短 password too short: at least {MIN_PASSWORD_LENGTH} characters"
         )
+    if len(display_name) > 64 or (phone is not None and len(phone) > 32):
+        raise AccountError("显示名或电话太长 display name (64) or phone (32) too long")
     known = set(known_sites)
     unknown = [s for s in sites if s not in known]
     if unknown:
@@ -159,6 +161,16 @@ def set_password(*, session: Session, name: str, password: str) -> None:
     user.password_hash = hash_password(password)
     # a new password ends every open session of that user
     session.execute(sa.delete(WebSession).where(WebSession.user_id == user.id))
+
+
+def set_active(*, session: Session, name: str, active: bool) -> None:
+    """Disable (or enable again) an account; disabling ends its open sessions at once."""
+    user = session.scalar(sa.select(User).where(User.name == name))
+    if user is None:
+        raise AccountError(f"无此用户 no such user: {name}")
+    user.active = active
+    if not active:
+        session.execute(sa.delete(WebSession).where(WebSession.user_id == user.id))
 
 
 def authenticate(*, session: Session, name: str, password: str) -> User | None:
@@ -227,22 +239,43 @@ def same_token(given: str | None, expected: str) -> bool:
     return given is not None and secrets.compare_digest(given.encode(), expected.encode())
 
 
-class LoginThrottle:
-    """At most `limit` failed logins per window for one user name and for one address; an
-    address or name over the limit is refused (429) until its oldest failure leaves the window.
-    In memory: central runs one process, and a restart forgetting failures is acceptable."""
+SWEEP_ABOVE = 10_000  # keys kept before a failed login sweeps out the stale ones
 
-    def __init__(self, *, limit: int = 5, window_s: float = 900.0, address_limit: int = 20) -> None:
-        self.limit = limit
-        self.address_limit = address_limit
+
+class LoginThrottle:
+    """Failed logins within a sliding window, counted three ways: per name from one address
+    (`limit`, the usual case of a forgotten password or a guesser), per address over all names
+    (`address_limit`) and per name over all addresses (`name_limit`, a guesser spreading over
+    machines). Over any of them a login is refused (429) until the oldest failure counted leaves
+    the window; a success from an address clears that name's count there. Someone else failing
+    from another machine therefore cannot lock a station head out of their own desk, except by
+    `name_limit` failures. In memory: central runs one process, and keys without failures in the
+    window are dropped."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 5,
+        window_s: float = 900.0,
+        address_limit: int = 20,
+        name_limit: int = 50,
+    ) -> None:
         self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
+        self.limits = {"pair": limit, "address": address_limit, "name": name_limit}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
+    @staticmethod
+    def _keys(name: str, address: str) -> list[tuple[str, str]]:
+        return [("pair", f"{name}\0{address}"), ("address", address), ("name", name)]
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float] | None:
+        q = self._failures.get(key)
         while q and q[0] <= now - self.window_s:
             q.popleft()
+        if q is not None and not q:
+            del self._failures[key]
+            return None
         return q
 
     def retry_after(self, *, name: str, address: str, now: float | None = None) -> float:
@@ -250,18 +283,32 @@ class LoginThrottle:
         t = time.monotonic() if now is None else now
         with self._lock:
             waits = []
-            for key, limit in ((f"n:{name}", self.limit), (f"a:{address}", self.address_limit)):
+            for key in self._keys(name, address):
                 q = self._recent(key, t)
-                if len(q) >= limit:
+                if q is not None and len(q) >= self.limits[key[0]]:
                     waits.append(q[0] + self.window_s - t)
             return max(waits, default=0.0)
 
-    def failed(self, *, name: str, address: str, now: float | None = None) -> None:
+    def prune(self, now: float | None = None) -> None:
+        """Drop every key whose failures have all left the window."""
         t = time.monotonic() if now is None else now
         with self._lock:
-            for key in (f"n:{name}", f"a:{address}"):
-                self._recent(key, t).append(t)
+            for key in list(self._failures):
+                self._recent(key, t)
 
-    def succeeded(self, *, name: str) -> None:
+    def failed(self, *, name: str, address: str, now: float | None = None) -> None:
+        t = time.monotonic() if now is None else now
+        if len(self._failures) > SWEEP_ABOVE:
+            self.prune(t)
         with self._lock:
-            self._failures.pop(f"n:{name}", None)
+            for key in self._keys(name, address):
+                self._recent(key, t)
+                self._failures.setdefault(key, deque()).append(t)
+
+    def succeeded(self, *, name: str, address: str) -> None:
+        with self._lock:
+            self._failures.pop(("pair", f"{name}\0{address}"), None)
+
+    def __len__(self) -> int:
+        """Keys with failures kept (bounded by the failures of one window)."""
+        return len(self._failures)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from central.config import CentralConfig, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _config(path: Path) -> CentralConfig:
@@ -146,40 +152,88 @@ def user_add_cmd(
     password_env: str | None,
 ) -> None:
     """新建账户 Create a console account."""
-    import os
     from datetime import UTC
 
+    from central import accounts
+
+    cfg = _config(config_path)
+    password = _password(password_env)
+    with _accounts_session(cfg) as session:
+        accounts.create_user(
+            session=session,
+            name=name,
+            password=password,
+            role=accounts.Role(role),
+            sites=list(sites),
+            known_sites=cfg.sites,
+            display_name=display_name,
+            phone=phone,
+            now=datetime.now(UTC),
+        )
+    where = ", ".join(sites) or "全部站点 every site"
+    click.echo(f"已创建 created {name} ({accounts.Role(role).label}; {where})")
+
+
+def _password(env: str | None) -> str:
+    import os
+
+    if env is None:
+        value: str = click.prompt("密码 Password", hide_input=True, confirmation_prompt=True)
+        return value
+    value = os.environ.get(env, "")
+    if not value:
+        raise click.UsageError(f"环境变量 {env} 为空 / ${env} is empty")
+    return value
+
+
+@contextmanager
+def _accounts_session(cfg: CentralConfig) -> Iterator[Session]:
+    """A session on the (migrated) database, committed at the end; an AccountError becomes the
+    command's error message."""
     from central import accounts
     from central.db.migrate import upgrade
     from central.db.session import make_engine, make_session_factory
 
-    cfg = _config(config_path)
-    if password_env is not None:
-        password = os.environ.get(password_env, "")
-        if not password:
-            raise click.UsageError(f"环境变量 {password_env} 为空 / ${password_env} is empty")
-    else:
-        password = click.prompt("密码 Password", hide_input=True, confirmation_prompt=True)
     upgrade(cfg.database_url)
     engine = make_engine(cfg.database_url)
     try:
         with make_session_factory(engine)() as session:
             try:
-                accounts.create_user(
-                    session=session,
-                    name=name,
-                    password=password,
-                    role=accounts.Role(role),
-                    sites=list(sites),
-                    known_sites=cfg.sites,
-                    display_name=display_name,
-                    phone=phone,
-                    now=datetime.now(UTC),
-                )
+                yield session
             except accounts.AccountError as exc:
                 raise click.ClickException(str(exc)) from exc
             session.commit()
     finally:
         engine.dispose()
-    where = ", ".join(sites) or "全部站点 every site"
-    click.echo(f"已创建 created {name} ({accounts.Role(role).label}; {where})")
+
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
+)
+
+
+@user_group.command("passwd")
+@click.argument("name")
+@CONFIG_OPTION
+@click.option("--password-env", default=None, help="read the new password from this variable")
+def user_passwd_cmd(name: str, config_path: Path, password_env: str | None) -> None:
+    """修改密码 Set a new password (ends the account's open sessions)."""
+    from central import accounts
+
+    password = _password(password_env)
+    with _accounts_session(_config(config_path)) as session:
+        accounts.set_password(session=session, name=name, password=password)
+    click.echo(f"已修改 password changed: {name}")
+
+
+@user_group.command("disable")
+@click.argument("name")
+@CONFIG_OPTION
+@click.option("--enable", is_flag=True, help="enable the account again")
+def user_disable_cmd(name: str, config_path: Path, enable: bool) -> None:
+    """停用账户 Disable an account (its sessions end at once), or --enable it again."""
+    from central import accounts
+
+    with _accounts_session(_config(config_path)) as session:
+        accounts.set_active(session=session, name=name, active=enable)
+    click.echo(f"{'已启用 enabled' if enable else '已停用 disabled'}: {name}")

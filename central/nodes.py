@@ -220,14 +220,20 @@ def mark_silent_offline(
     raised = []
     for site, node, last_seen in silent:
         silent_s = (now - last_seen).total_seconds() if last_seen is not None else 0.0
-        event = _raise_offline(session, site, node, now, silent_s=silent_s)
+        event = _raise_offline(session, site, node, now, silent_s=silent_s, since=last_seen)
         if event is not None:
             raised.append(event)
     return raised
 
 
 def _raise_offline(
-    session: Session, site: str, node: str, now: datetime, *, silent_s: float | None
+    session: Session,
+    site: str,
+    node: str,
+    now: datetime,
+    *,
+    silent_s: float | None,
+    since: datetime | None = None,
 ) -> EventPayload | None:
     """Claim the outage (conditional UPDATE, so once per outage) and store its event."""
     event_id = uuid.uuid4()
@@ -241,7 +247,8 @@ def _raise_offline(
     )
     if claimed.rowcount != 1:
         return None  # already alerted for this outage
-    session.add(NodeOutage(site=site, node=node, started_at=now))
+    # a silent node has been away since its last message, not since it was noticed
+    session.add(NodeOutage(site=site, node=node, started_at=since or now))
     zh, en = messages.node_offline(node=node, silent_s=silent_s)
     event = EventPayload(
         event_id=event_id,

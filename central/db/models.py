@@ -300,6 +300,8 @@ class ReportSignoff(Base):
     site: Mapped[str] = mapped_column(sa.String(32))
     signer: Mapped[str] = mapped_column(sa.String(64))
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the as-of time of the report the head read and signed: what the signature covers
+    report_as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 
@@ -316,3 +318,18 @@ class NodeOutage(Base):
     node: Mapped[str] = mapped_column(sa.String(32))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Case(Base):
+    """异常情况 a case opened from a confirmed event for the report (the case record's fields,
+    samples and measures come with the report work; this is its anchor)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (sa.UniqueConstraint("event_id", name="uq_cases_event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    opened_by: Mapped[str] = mapped_column(sa.String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", server_default="open")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ __all__ = [
     "DailyReport",
     "SiteSection",
     "build_daily_report",
+    "for_sites",
     "latest_closed_day",
     "report_day_for",
     "report_window",
@@ -145,6 +146,25 @@ def _verdict(
         zero=zero,
     )
     return disease + late_disease > 0, summary
+
+
+def for_sites(report: DailyReport, keep: Callable[[str], bool]) -> DailyReport:
+    """The report cut to the sites `keep` accepts, its verdict and summary recomputed from them
+    (a station-wide summary would tell one site's reader another site's anomalies)."""
+    sections = [s for s in report.sites if keep(s.site)]
+    abnormal, summary = _verdict(
+        [a for s in sections for a in s.anomalies],
+        [a for s in sections for a in s.late_additions],
+        zero=messages.ZERO_REPORT,
+    )
+    return report.model_copy(
+        update={
+            "sites": sections,
+            "abnormal": abnormal,
+            "zero_report": not abnormal,
+            "summary_zh": summary,
+        }
+    )
 
 
 def _section(

@@ -29,6 +29,7 @@ templates.env.globals.update(
     Severity=Severity,
     RuleName=RuleName,
     DismissReason=DismissReason,
+    dismiss_labels={r.value: r.label for r in DismissReason},
     risk_groups=RISK_GROUPS,
 )
 
@@ -56,7 +57,7 @@ def get_account(request: Request, session: SessionDep) -> accounts.Account:
     )
     if account is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(quote(target, safe="/?=&"))
+        raise LoginRequired(quote(target, safe="/"))
     return account
 
 

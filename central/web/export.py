@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from broker.payloads import Category
 from central.db.models import Event
@@ -54,8 +55,20 @@ def _local(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection): texts
+# from nodes (messages, species names) are written with a leading apostrophe instead.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters XLSX cannot hold
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _row(event: Event, tz: ZoneInfo) -> list[Any]:
-    return [fn(event, tz) for _, fn in COLUMNS]
+    return [_safe(fn(event, tz)) for _, fn in COLUMNS]
 
 
 def write_csv(rows: Iterable[Event], tz: ZoneInfo) -> Iterator[bytes]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from central.crud import upsert_insert
 from central.db.models import (
     REVIEW_CONFIRMED,
     REVIEW_UNREVIEWED,
+    Case,
     Event,
     EventOpen,
     EventReview,
@@ -130,6 +131,18 @@ def opened_by(*, session: Session, event_ids: Sequence[str], user_name: str) -> 
     )
 
 
+def visible_ids(*, session: Session, scope: Scope, event_ids: Iterable[str]) -> set[str]:
+    """Those of `event_ids` that exist within the scope (one query)."""
+    wanted = list(event_ids)
+    if not wanted:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(Event.event_id).where(Event.event_id.in_(wanted), *scope.where(Event.site))
+        )
+    )
+
+
 def browse(
     *, session: Session, scope: Scope, filters: Filters, limit: int, offset: int
 ) -> tuple[list[Event], int]:
@@ -238,7 +251,13 @@ class NodeStatus:
 
 
 def node_status(
-    *, session: Session, scope: Scope, now: datetime, offline_after_s: float, days: int = 7
+    *,
+    session: Session,
+    scope: Scope,
+    now: datetime,
+    offline_after_s: float,
+    tz: ZoneInfo,
+    days: int = 7,
 ) -> list[NodeStatus]:
     """Every node the account may see, offline ones first, with the outages of the last days."""
     start = now - timedelta(days=days)
@@ -262,13 +281,15 @@ def node_status(
                 continue
             a = max(o.started_at, start)
             b = o.ended_at or now
+            began = o.started_at.astimezone(tz)
+            ended = o.ended_at.astimezone(tz) if o.ended_at else None
             spans.append(
                 Span(
                     left_pct=round(100 * (a - start).total_seconds() / span_s, 2),
                     width_pct=max(0.4, round(100 * (b - a).total_seconds() / span_s, 2)),
-                    title=f"{o.started_at:%m-%d %H:%M} – {o.ended_at:%m-%d %H:%M}"
-                    if o.ended_at
-                    else f"{o.started_at:%m-%d %H:%M} – 至今 now",
+                    title=f"{began:%m-%d %H:%M} – {ended:%m-%d %H:%M}"
+                    if ended
+                    else f"{began:%m-%d %H:%M} – 至今 now",
                 )
             )
         found.append(NodeStatus(node, online, node.last_heartbeat or {}, spans))
@@ -288,12 +309,27 @@ def signoffs(
 
 
 def sign_report(
-    *, session: Session, day: date, site: str, signer: str, note: str, now: datetime
+    *,
+    session: Session,
+    day: date,
+    site: str,
+    signer: str,
+    note: str,
+    as_of: datetime,
+    now: datetime,
 ) -> bool:
-    """Record the sign-off; False when the report was already signed (the first one stands)."""
+    """Record the sign-off of the report as of `as_of`; False when the report was already
+    signed (the first one stands)."""
     result = session.execute(
         upsert_insert(session, ReportSignoff)
-        .values(report_date=day, site=site, signer=signer, signed_at=now, note=note)
+        .values(
+            report_date=day,
+            site=site,
+            signer=signer,
+            signed_at=now,
+            report_as_of=as_of,
+            note=note,
+        )
         .on_conflict_do_nothing(index_elements=["report_date", "site"])
     )
     return bool(getattr(result, "rowcount", 0))
@@ -349,4 +385,22 @@ def daily_stats(
         "rules": dict(sorted(rules.items(), key=lambda kv: -kv[1])),
         "backlog": backlog,
         "totals": totals,
+    }
+
+
+def open_case(*, session: Session, row: Event, opened_by: str, now: datetime) -> None:
+    """A case for the report from a confirmed event (once per event)."""
+    session.execute(
+        upsert_insert(session, Case)
+        .values(site=row.site, event_id=row.event_id, opened_by=opened_by, opened_at=now)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+
+
+def cases_for(*, session: Session, event_ids: Iterable[str]) -> dict[str, Case]:
+    wanted = list(event_ids)
+    if not wanted:
+        return {}
+    return {
+        c.event_id: c for c in session.scalars(sa.select(Case).where(Case.event_id.in_(wanted)))
     }

@@ -20,7 +20,7 @@ CACHE_DIR = ".console"
 def _cached(original: Path, suffix: str) -> Path:
     folder = original.parent / CACHE_DIR
     folder.mkdir(exist_ok=True)
-    return folder / f"{original.stem}.{suffix}.jpg"
+    return folder / f"{original.name}.{suffix}.jpg"  # the full name: a.jpg and a.png differ
 
 
 def _save(image: Image.Image, target: Path) -> Path:

@@ -93,20 +93,26 @@ def test_user_add_from_the_command_line(
         assert result.exit_code == 1 and says in result.output, (args, result.output)
 
 
+def _user(
+    session: Session, config: CentralConfig, name: str, role: accounts.Role, sites: list[str]
+) -> User:
+    return accounts.create_user(
+        session=session,
+        name=name,
+        password="first password!",
+        role=role,
+        sites=sites,
+        known_sites=config.sites,
+        now=datetime.now(UTC),
+    )
+
+
 def test_a_new_password_ends_open_sessions(
     central_config: CentralConfig, session_factory: sessionmaker[Session]
 ) -> None:
     now = datetime.now(UTC)
     with session_factory.begin() as session:
-        user = accounts.create_user(
-            session=session,
-            name="wang",
-            password="first password!",
-            role=accounts.Role.STAFF,
-            sites=["changxing"],
-            known_sites=central_config.sites,
-            now=now,
-        )
+        user = _user(session, central_config, "wang", accounts.Role.STAFF, ["changxing"])
         token = accounts.open_session(session=session, user=user, now=now)
     with session_factory.begin() as session:
         assert accounts.account_for(session=session, token=token, now=now) is not None
@@ -122,15 +128,7 @@ def test_sessions_expire(
 ) -> None:
     now = datetime.now(UTC)
     with session_factory.begin() as session:
-        user = accounts.create_user(
-            session=session,
-            name="li",
-            password="first password!",
-            role=accounts.Role.BUREAU,
-            sites=[],
-            known_sites=central_config.sites,
-            now=now,
-        )
+        user = _user(session, central_config, "li", accounts.Role.BUREAU, [])
         token = accounts.open_session(session=session, user=user, now=now)
     with session_factory() as session:
         account = accounts.account_for(session=session, token=token, now=now)
@@ -146,3 +144,47 @@ def test_roles_say_what_they_may_do(role: accounts.Role) -> None:
     assert role.label and " " in role.label  # Chinese, then English
     assert role.may_review == (role is not accounts.Role.BUREAU)
     assert role.may_sign == (role in (accounts.Role.HEAD, accounts.Role.ADMIN))
+
+
+def test_passwd_and_disable_from_the_command_line(
+    central_config: CentralConfig, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    path = _config_file(central_config, tmp_path)
+    now = datetime.now(UTC)
+    with session_factory.begin() as session:
+        user = _user(session, central_config, "wang", accounts.Role.STAFF, ["changxing"])
+        token = accounts.open_session(session=session, user=user, now=now)
+    runner = CliRunner()
+    result = runner.invoke(
+        wildwatch,
+        ["central", "user", "passwd", "wang", "--config", str(path), "--password-env", "WW_PW"],
+        env={"WW_PW": "second password!"},
+    )
+    assert result.exit_code == 0 and "password changed" in result.output, result.output
+    with session_factory() as session:
+        assert accounts.account_for(session=session, token=token, now=now) is None
+        assert accounts.authenticate(session=session, name="wang", password="second password!")
+        token = accounts.open_session(
+            session=session,
+            user=accounts.authenticate(session=session, name="wang", password="second password!")
+            or user,
+            now=now,
+        )
+        session.commit()
+    result = runner.invoke(wildwatch, ["central", "user", "disable", "wang", "--config", str(path)])
+    assert result.exit_code == 0 and "已停用" in result.output
+    with session_factory() as session:
+        assert accounts.account_for(session=session, token=token, now=now) is None
+        assert (
+            accounts.authenticate(session=session, name="wang", password="second password!") is None
+        )
+    result = runner.invoke(
+        wildwatch, ["central", "user", "disable", "wang", "--enable", "--config", str(path)]
+    )
+    assert result.exit_code == 0
+    with session_factory() as session:
+        assert accounts.authenticate(session=session, name="wang", password="second password!")
+    result = runner.invoke(
+        wildwatch, ["central", "user", "disable", "nobody", "--config", str(path)]
+    )
+    assert result.exit_code == 1 and "无此用户" in result.output

@@ -1,6 +1,6 @@
-"""Staff console: accounts, browser sessions, who opened which event, report sign-off, node
-outages (the status timeline), the audit's "before" and dismissal reason on each decision, and
-the review queue's index.
+"""Staff console: accounts, browser sessions, cases opened from events, who opened which
+event, report sign-off, node outages (the status timeline), the audit's "before" and dismissal
+reason on each decision, and the review queue's index.
 
 Revision ID: 0008
 Revises: 0007
@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.Column("site", sa.String(32), nullable=False),
         sa.Column("signer", sa.String(64), nullable=False),
         sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("report_as_of", sa.DateTime(timezone=True), nullable=False),
         sa.Column("note", sa.Text(), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("id", name="pk_report_signoffs"),
         sa.UniqueConstraint("report_date", "site", name="uq_report_signoffs_report_date"),
@@ -97,10 +98,27 @@ def upgrade() -> None:
     op.create_index(
         "ix_node_outages_site_node_started_at", "node_outages", ["site", "node", "started_at"]
     )
+    op.create_table(
+        "cases",
+        sa.Column("id", BIG_ID, primary_key=True, autoincrement=True),
+        sa.Column("site", sa.String(32), nullable=False),
+        sa.Column(
+            "event_id",
+            sa.String(36),
+            sa.ForeignKey("events.event_id", name="fk_cases_event_id_events"),
+            nullable=False,
+        ),
+        sa.Column("opened_by", sa.String(64), nullable=False),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+        sa.PrimaryKeyConstraint("id", name="pk_cases"),
+        sa.UniqueConstraint("event_id", name="uq_cases_event_id"),
+    )
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_table("cases")
     op.drop_index("ix_node_outages_site_node_started_at", table_name="node_outages")
     op.drop_table("node_outages")
     op.drop_table("report_signoffs")

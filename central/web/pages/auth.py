@@ -100,7 +100,7 @@ def login(
         session.commit()
         log.warning("failed login for %r from %s", name, address)
         return _login_page(request, config, target, "用户名或密码错误 wrong name or password", 401)
-    throttle.succeeded(name=name)
+    throttle.succeeded(name=name, address=address)
     token = accounts.open_session(session=session, user=user, now=datetime.now(UTC))
     session.commit()
     log.info("%s logged in from %s", name, address)

@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -59,7 +60,7 @@ class FilterParams:
         self,
         date_from: Annotated[date | None, Query(alias="from")] = None,
         date_to: Annotated[date | None, Query(alias="to")] = None,
-        site: Annotated[str | None, Query(pattern=f"^$|{ID_PATTERN[1:-1]}")] = None,
+        site: Annotated[str | None, Query(pattern=f"^(|{ID_PATTERN[1:-1]})$")] = None,
         camera: Annotated[str | None, Query(max_length=64)] = None,
         rule: Annotated[str | None, Query(max_length=48)] = None,
         category: Annotated[str | None, Query(max_length=16)] = None,
@@ -99,7 +100,7 @@ def browse(
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
-    query = "&".join(f"{k}={v}" for k, v in params.values.items() if v)
+    query = urlencode({k: v for k, v in params.values.items() if v})
     response: Response = render(
         request,
         "events.html",
@@ -173,8 +174,21 @@ def event_page(
         reviews=reviews,
         opens=opens,
         similar=queries.similar_cases(session=session, row=row),
+        case=queries.cases_for(session=session, event_ids=[row.event_id]).get(row.event_id),
     )
     return response
+
+
+def _reason(decision: str, code: str) -> review.DismissReason | None:
+    """The dismissal reason a dismissal needs (None for a confirmation); 422 when missing."""
+    if decision != REVIEW_DISMISSED:
+        return None
+    try:
+        return review.DismissReason(code)
+    except ValueError:
+        raise HTTPException(
+            status_code=422, detail="请选择排除原因 choose a reason to dismiss"
+        ) from None
 
 
 def _after(request: Request, event_id: str) -> Response:
@@ -196,13 +210,15 @@ def review_event(
     account: ReviewerDep,
     event_id: uuid.UUID,
     decision: Annotated[Literal["confirmed", "dismissed"], Form()],
-    reason: Annotated[review.DismissReason | None, Form()] = None,
+    reason_code: Annotated[str, Form(alias="reason", max_length=32)] = "",
     note: Annotated[str, Form(max_length=1000)] = "",
+    open_case: Annotated[bool, Form()] = False,
 ) -> Response:
     row = _event_or_404(session, account, event_id)
     _must_have_opened(session, account, row.event_id)
-    if decision == REVIEW_DISMISSED and reason is None:
-        raise HTTPException(status_code=422, detail="请选择排除原因 choose a reason to dismiss")
+    reason = _reason(decision, reason_code)
+    if open_case and decision == REVIEW_CONFIRMED:
+        queries.open_case(session=session, row=row, opened_by=account.name, now=datetime.now(UTC))
     crud.review_event(
         session=session,
         event_id=row.event_id,
@@ -210,7 +226,7 @@ def review_event(
         reviewer=account.name,
         note=note.strip(),
         at=datetime.now(UTC),
-        reason=reason.value if decision == REVIEW_DISMISSED and reason else None,
+        reason=reason.value if reason else None,
     )
     session.commit()
     log.info("event %s %s by %s (console)", row.event_id, decision, account.name)
@@ -252,21 +268,18 @@ def bulk_review(
     account: ReviewerDep,
     event_ids: Annotated[list[uuid.UUID], Form(max_length=200)],
     decision: Annotated[Literal["confirmed", "dismissed"], Form()],
-    reason: Annotated[review.DismissReason | None, Form()] = None,
+    reason_code: Annotated[str, Form(alias="reason", max_length=32)] = "",
 ) -> Response:
     """The same decision on a selection; items this person has not opened are left as they are
     and said so."""
-    if decision == REVIEW_DISMISSED and reason is None:
-        raise HTTPException(status_code=422, detail="请选择排除原因 choose a reason to dismiss")
+    reason = _reason(decision, reason_code)
     wanted = [str(e) for e in dict.fromkeys(event_ids)]
     opened = queries.opened_by(session=session, event_ids=wanted, user_name=account.name)
-    done, skipped = [], []
+    visible = queries.visible_ids(session=session, scope=account.scope, event_ids=opened)
+    done = [e for e in wanted if e in visible]
+    skipped = [e for e in wanted if e not in visible]
     now = datetime.now(UTC)
-    for event_id in wanted:
-        row = queries.event_in_scope(session=session, scope=account.scope, event_id=event_id)
-        if row is None or event_id not in opened:
-            skipped.append(event_id)
-            continue
+    for event_id in done:
         crud.review_event(
             session=session,
             event_id=event_id,
@@ -274,9 +287,8 @@ def bulk_review(
             reviewer=account.name,
             note="",
             at=now,
-            reason=reason.value if decision == REVIEW_DISMISSED and reason else None,
+            reason=reason.value if reason else None,
         )
-        done.append(event_id)
     session.commit()
     log.info("bulk %s by %s: %d done, %d skipped", decision, account.name, len(done), len(skipped))
     label = "确认 confirmed" if decision == REVIEW_CONFIRMED else "排除 dismissed"

@@ -17,7 +17,7 @@ from broker.topics import ID_PATTERN
 from central import accounts
 from central.api.deps import ConfigDep, SessionDep
 from central.reports import record
-from central.reports.daily import build_daily_report, report_day_for
+from central.reports.daily import build_daily_report, for_sites, report_day_for
 from central.reports.model import DailyReport
 from central.reports.xlsx import write_xlsx
 from central.web import queries
@@ -39,7 +39,7 @@ def _scoped(report: DailyReport, scope: accounts.Scope) -> DailyReport:
     """The report with only the sections of the sites this person may see."""
     if scope.sites is None:
         return report
-    return report.model_copy(update={"sites": [s for s in report.sites if scope.allows(s.site)]})
+    return for_sites(report, scope.allows)
 
 
 def _on_file(config: ConfigDep, day: date) -> DailyReport:
@@ -68,6 +68,8 @@ def reports_page(
     )
     days = sorted(on_file, reverse=True)[:SHOWN_REPORTS]
     signoffs = queries.signoffs(session=session, scope=account.scope, days=[today, *days])
+    listed = [a.event_id for s in current.sites for a in s.anomalies + s.late_additions]
+    cases = queries.cases_for(session=session, event_ids=listed)
     response: Response = render(
         request,
         "reports.html",
@@ -79,6 +81,7 @@ def reports_page(
         days=days,
         finals={d: on_file[d].final for d in days},
         signoffs=signoffs,
+        cases=cases,
     )
     return response
 
@@ -121,20 +124,31 @@ def _signer(account: CsrfAccountDep) -> accounts.Account:
 def sign(
     session: SessionDep,
     account: Annotated[accounts.Account, Depends(_signer)],
+    config: ConfigDep,
     day: date,
     site: Annotated[str, Form(pattern=ID_PATTERN)],
+    as_of: Annotated[datetime, Form()],
     note: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """The station head signs the site's report of `day` (审核签发); once per site and day."""
+    """The station head signs the site's report of `day` as it stood at `as_of` (the time of
+    the page they read; 审核签发); once per site and day. Only the report due next or one on
+    file can be signed."""
     if not account.scope.allows(site):
         raise HTTPException(status_code=404, detail="无此站点 no such site")
+    now = datetime.now(UTC)
+    due = report_day_for(now, config)
+    if day != due and day not in record.records(config.report_dir):
+        raise HTTPException(status_code=404, detail=NO_REPORT)
+    if as_of.tzinfo is None or as_of > now:
+        raise HTTPException(status_code=422, detail="报告时间无效 invalid report time")
     signed = queries.sign_report(
         session=session,
         day=day,
         site=site,
         signer=account.name,
         note=note.strip(),
-        now=datetime.now(UTC),
+        as_of=as_of,
+        now=now,
     )
     session.commit()
     if signed:

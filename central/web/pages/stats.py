@@ -32,8 +32,14 @@ def stats_page(
     data["sites"] = {
         config.sites[k].name_zh if k in config.sites else k: v for k, v in data["sites"].items()
     }
-    # "</" cannot end the <script> block the data sits in
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # no "<", ">" or "&" in the <script> block the data sits in: a species name from a node
+    # can then neither end it nor switch the HTML parser's script state ("<!--<script")
+    payload = (
+        json.dumps(data, ensure_ascii=False)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
     response: Response = render(
         request,
         "stats.html",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -25,6 +26,7 @@ def status_page(
         scope=account.scope,
         now=now,
         offline_after_s=config.monitor.offline_after_s,
+        tz=ZoneInfo(config.timezone),
         days=TIMELINE_DAYS,
     )
     response: Response = render(

@@ -16,17 +16,22 @@
   function open(el) { var a = el && el.querySelector("a.open"); if (a) a.click(); }
   function decide(kind) {
     var b = document.querySelector("#detail button." + kind);
-    if (b) b.click();
+    if (!b) return;
+    var reason = b.form && b.form.querySelector("select[name=reason]");
+    // a dismissal needs a reason: the key brings the list up instead of guessing one
+    if (kind === "dismiss" && reason && !reason.value) { reason.focus(); return; }
+    b.click();
   }
   document.addEventListener("keydown", function (ev) {
     var t = ev.target;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    // keys belong to the focused control (a button's Enter, a field's letters)
+    if (t && /^(INPUT|SELECT|TEXTAREA|BUTTON|A)$/.test(t.tagName)) return;
     if (!document.querySelector(".queue")) return;
     switch (ev.key) {
       case "j": move(1); break;
       case "k": move(-1); break;
-      case "o": case "Enter": open(current()); break;
+      case "o": case "Enter": if (!current()) return; open(current()); break;
       case "x": { var c = current(); if (c) { var box = c.querySelector("input[type=checkbox]"); box.checked = !box.checked; } break; }
       case "c": decide("confirm"); break;
       case "d": decide("dismiss"); break;
@@ -55,6 +60,18 @@
   document.body.addEventListener("bulkDone", function () {
     setTimeout(function () { window.location.reload(); }, 800);
   });
+  // on a phone the detail sits under the list: bring it into view once it has loaded
+  document.body.addEventListener("htmx:afterSwap", function (ev) {
+    if (ev.detail.target && ev.detail.target.id === "detail" && window.innerWidth < 900) {
+      ev.detail.target.scrollIntoView({ block: "start" });
+    }
+  });
+  // a dismissal without a reason: point at the list instead of sending it
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest && ev.target.closest("button[value=dismissed]");
+    var reason = b && b.form && b.form.querySelector("select[name=reason]");
+    if (reason && !reason.value) { ev.preventDefault(); ev.stopPropagation(); reason.focus(); }
+  }, true);
   // htmx shows server refusals (409, 422, 503) instead of failing silently
   document.body.addEventListener("htmx:responseError", function (ev) {
     var text = ev.detail.xhr.responseText;

@@ -6,13 +6,18 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.payloads import HeartbeatPayload
+from central import crud, nodes
 from central.db.models import EventReview
+from tests.central.conftest import make_event
 from tests.central.web.conftest import Seeded
 
 Login = Callable[[str], tuple[TestClient, str]]
@@ -137,3 +142,98 @@ def test_status_marks_offline_nodes(login: Login, seeded: Seeded) -> None:
     html = client.get("/status").text
     assert "站点与设备" in html and "长兴" in html
     assert "德清" not in html  # the other site is not this person's
+
+
+def test_exports_never_write_a_formula(
+    login: Login, seeded: Seeded, session_factory: sessionmaker[Session]
+) -> None:
+    formula = '=HYPERLINK("http://evil.example","点我")'
+    event = make_event(seq=7, message_zh=formula + "\x07")
+    with session_factory.begin() as session:
+        crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+    client, _ = login("wang")
+    text = client.get("/events/export.csv").content.decode("utf-8-sig")
+    row = next(r for r in csv.reader(io.StringIO(text)) if r[-1] == str(event.event_id))
+    assert row[14] == "'" + formula  # the message column, as text; the bell character dropped
+    sheet = load_workbook(io.BytesIO(client.get("/events/export.xlsx").content)).active
+    assert sheet is not None
+    cells = [c for r in sheet.iter_rows() for c in r if c.value == "'" + formula]
+    assert len(cells) == 1 and cells[0].data_type == "s"
+
+
+def test_dismissal_needs_a_reason(login: Login, seeded: Seeded) -> None:
+    client, csrf = login("wang")
+    event_id = seeded.cx_anomaly.event_id
+    client.get(f"/events/{event_id}")
+    for reason in ("", "not-a-reason"):
+        r = client.post(
+            f"/events/{event_id}/review",
+            data={"decision": "dismissed", "reason": reason, "csrf_token": csrf},
+        )
+        assert r.status_code == 422 and "排除原因" in r.json()["detail"]
+    r = client.post(
+        "/events/bulk",
+        data={"event_ids": [str(event_id)], "decision": "dismissed", "csrf_token": csrf},
+    )
+    assert r.status_code == 422
+
+
+def test_filter_links_keep_awkward_values(login: Login, seeded: Seeded) -> None:
+    client, _ = login("wang")
+    html = client.get("/events", params={"species": "白鹭 & #1", "camera": "cam1"}).text
+    assert "species=%E7%99%BD%E9%B9%AD+%26+%231" in html  # url-encoded in every link
+    assert 'href="/events/export.csv?camera=cam1&amp;species=' in html
+    assert client.get("/events", params={"site": "Not A Site"}).status_code == 422
+
+
+def test_status_timeline_shows_a_silent_nodes_outage_in_local_time(
+    login: Login, session_factory: sessionmaker[Session]
+) -> None:
+    now = datetime.now(UTC)
+    seen = now - timedelta(hours=3)
+    beat = HeartbeatPayload(
+        site="changxing",
+        node="cx-09",
+        sent_at=seen,
+        uptime_s=5,
+        outbox_depth=4,
+        disk_free_mb=900,
+        software_version="0.1.0",
+        cameras={"cam1": "frozen"},
+    )
+    with session_factory.begin() as session:
+        crud.record_heartbeat(session=session, payload=beat, received_at=seen)
+        raised = nodes.mark_silent_offline(session=session, now=now, offline_after_s=600)
+    assert len(raised) == 1
+    client, _ = login("wang")
+    html = client.get("/status").text
+    assert 'id="node-changxing-cx-09"' in html and "离线 offline" in html
+    local = seen.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%m-%d %H:%M")
+    assert f'title="离线 offline {local} – 至今 now"' in html  # since its last heartbeat
+    assert "cam1: frozen" in html and ">4<" in html
+
+
+def test_confirm_can_open_a_case_for_the_report(login: Login, seeded: Seeded) -> None:
+    client, csrf = login("wang")
+    event_id = seeded.cx_anomaly.event_id
+    assert "确认并立案" in client.get(f"/events/{event_id}").text
+    r = client.post(
+        f"/events/{event_id}/review",
+        data={"decision": "confirmed", "open_case": "true", "csrf_token": csrf},
+    )
+    assert r.status_code == 200
+    page = client.get(f"/events/{event_id}").text
+    assert "已立案 Case #" in page and "确认并立案" not in page
+    # a dismissal never opens one
+    other = seeded.cx_observation.event_id
+    client.get(f"/events/{other}")
+    client.post(
+        f"/events/{other}/review",
+        data={
+            "decision": "dismissed",
+            "reason": "duplicate",
+            "open_case": "true",
+            "csrf_token": csrf,
+        },
+    )
+    assert "已立案" not in client.get(f"/events/{other}").text

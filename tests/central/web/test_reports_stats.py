@@ -22,8 +22,11 @@ from tests.central.web.conftest import Seeded
 Login = Callable[[str], tuple[TestClient, str]]
 
 
-def _write_today(session_factory: sessionmaker[Session], config: CentralConfig) -> str:
-    day = report_day_for(datetime.now(UTC), config)
+def _write_report(
+    session_factory: sessionmaker[Session], config: CentralConfig, moment: datetime
+) -> str:
+    """Write the report whose window holds `moment`; its day."""
+    day = report_day_for(moment, config)
     with session_factory() as session:
         produce(
             session=session,
@@ -60,23 +63,24 @@ def test_report_page_shows_own_sites_and_head_signs_once(
     head, csrf = login("zhang")
     html = head.get("/reports").text
     day = re.search(r'action="/reports/([0-9-]+)/sign"', html)
-    assert day is not None
-    r = head.post(
-        f"/reports/{day.group(1)}/sign",
-        data={"site": "changxing", "note": "已核实", "csrf_token": csrf},
-        follow_redirects=False,
-    )
+    as_of = re.search(r'name="as_of" value="([^"]+)"', html)
+    assert day is not None and as_of is not None
+    form = {"site": "changxing", "note": "已核实", "as_of": as_of.group(1), "csrf_token": csrf}
+    # a day with no report, or a report time in the future, cannot be signed
+    assert head.post("/reports/2001-01-01/sign", data=form).status_code == 404
+    future = {**form, "as_of": "2999-01-01T00:00:00+00:00"}
+    assert head.post(f"/reports/{day.group(1)}/sign", data=future).status_code == 422
+    r = head.post(f"/reports/{day.group(1)}/sign", data=form, follow_redirects=False)
     assert r.status_code == 303
     html = head.get("/reports").text
-    assert "已签发 Signed by <b>zhang</b>" in html and "已核实" in html
+    assert "已签发 Signed by <b>zhang</b>" in html and "已核实" in html and "数据截至" in html
     # signing another site's report is refused; staff may not sign at all
-    r = head.post(f"/reports/{day.group(1)}/sign", data={"site": "xiazhuhu", "csrf_token": csrf})
+    r = head.post(f"/reports/{day.group(1)}/sign", data={**form, "site": "xiazhuhu"})
     assert r.status_code == 404
     staff_csrf = re.search(r'name="csrf_token" value="([^"]+)"', staff.get("/queue").text)
     assert staff_csrf is not None
     r = staff.post(
-        f"/reports/{day.group(1)}/sign",
-        data={"site": "changxing", "csrf_token": staff_csrf.group(1)},
+        f"/reports/{day.group(1)}/sign", data={**form, "csrf_token": staff_csrf.group(1)}
     )
     assert r.status_code == 403
 
@@ -87,12 +91,15 @@ def test_report_downloads_keep_to_the_persons_sites(
     session_factory: sessionmaker[Session],
     console_config: CentralConfig,
 ) -> None:
-    day = _write_today(session_factory, console_config)
+    day = _write_report(session_factory, console_config, seeded.cx_anomaly.captured_at)
     li, _ = login("li")  # xiazhuhu only
     html = li.get("/reports").text
     assert f"/reports/{day}.xlsx" in html
     body = json.loads(li.get(f"/reports/{day}.json").content)
     assert [s["site"] for s in body["sites"]] == ["xiazhuhu"]
+    # the verdict is xiazhuhu's own: the dead egret at changxing is not told to its staff
+    assert body["zero_report"] is True and body["abnormal"] is False
+    assert "疫病异常" not in body["summary_zh"].replace("无疫病异常", "")
     book = load_workbook(io.BytesIO(li.get(f"/reports/{day}.xlsx").content))
     text = " ".join(
         str(c.value)
@@ -105,6 +112,7 @@ def test_report_downloads_keep_to_the_persons_sites(
     bureau, _ = login("sheng")
     whole = json.loads(bureau.get(f"/reports/{day}.json").content)
     assert {s["site"] for s in whole["sites"]} == {"changxing", "xiazhuhu"}
+    assert whole["abnormal"] is True and whole["summary_zh"] not in text
     assert li.get("/reports/2001-01-01.json").status_code == 404
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -20,6 +21,18 @@ from tests.central.web.station import PASSWORD
 
 Login = Callable[[str], tuple[TestClient, str]]
 PAGES = ["/queue", "/events", "/status", "/events/export.csv", "/events/export.xlsx"]
+
+
+def _submit(client: TestClient, login_page: str, next_url: str) -> httpx.Response:
+    """Post the login form of `login_page` as wang with the right password."""
+    data = {
+        "name": "wang",
+        "password": PASSWORD,
+        "csrf_token": csrf_of(login_page),
+        "next": next_url,
+    }
+    response: httpx.Response = client.post("/login", data=data, follow_redirects=False)
+    return response
 
 
 def test_nothing_without_login(app_client: TestClient, seeded: Seeded) -> None:
@@ -40,16 +53,7 @@ def test_login_redirects_back_but_never_off_site(app_client: TestClient) -> None
     page = app_client.get("/login", params={"next": "//evil.example/x"})
     assert 'name="next" value="/"' in page.text
     page = app_client.get("/login", params={"next": "/events?site=changxing"})
-    r = app_client.post(
-        "/login",
-        data={
-            "name": "wang",
-            "password": PASSWORD,
-            "csrf_token": csrf_of(page.text),
-            "next": "https://evil.example/",
-        },
-        follow_redirects=False,
-    )
+    r = _submit(app_client, page.text, "https://evil.example/")
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 
@@ -139,12 +143,25 @@ def test_login_is_throttled(app_client: TestClient, monkeypatch: pytest.MonkeyPa
 
 
 def test_throttle_window_passes() -> None:
-    t = LoginThrottle(limit=2, window_s=60, address_limit=10)
-    t.failed(name="a", address="1.2.3.4", now=0)
-    t.failed(name="a", address="1.2.3.4", now=1)
-    assert t.retry_after(name="a", address="1.2.3.4", now=2) == pytest.approx(58)
-    assert t.retry_after(name="b", address="1.2.3.4", now=2) == 0
-    assert t.retry_after(name="a", address="1.2.3.4", now=61) == 0
+    t = LoginThrottle(limit=2, window_s=60, address_limit=10, name_limit=3)
+    t.failed(name="a", address="10.0.0.1", now=0)
+    t.failed(name="a", address="10.0.0.1", now=1)
+    assert t.retry_after(name="a", address="10.0.0.1", now=2) == pytest.approx(58)
+    assert t.retry_after(name="b", address="10.0.0.1", now=2) == 0  # another name
+    assert t.retry_after(name="a", address="10.0.0.2", now=2) == 0  # the owner at their desk
+    t.failed(name="a", address="10.0.0.3", now=3)  # a third failure for the name anywhere
+    assert t.retry_after(name="a", address="10.0.0.2", now=4) == pytest.approx(56)
+    assert t.retry_after(name="a", address="10.0.0.1", now=61) == 0
+    assert t.retry_after(name="a", address="10.0.0.1", now=200) == 0
+    t.prune(now=200)
+    assert len(t) == 0  # nothing kept once the window has passed
+
+
+def test_throttle_keeps_no_key_for_names_that_never_failed() -> None:
+    t = LoginThrottle()
+    for i in range(1000):
+        t.retry_after(name=f"user{i}", address="10.0.0.9", now=0)
+    assert len(t) == 0
 
 
 def test_markup_in_names_and_notes_is_escaped(
@@ -185,3 +202,27 @@ def test_unknown_password_and_name_look_the_same(app_client: TestClient) -> None
     )
     assert a.status_code == b.status_code == 401
     assert log_in(app_client, "wang")
+
+
+def test_login_returns_to_the_whole_address(app_client: TestClient) -> None:
+    r = app_client.get("/events?site=changxing&camera=cam1&page=2", follow_redirects=False)
+    page = app_client.get(r.headers["location"])
+    assert 'name="next" value="/events?site=changxing&amp;camera=cam1&amp;page=2"' in page.text
+    r = _submit(app_client, page.text, "/events?site=changxing&camera=cam1&page=2")
+    assert r.headers["location"] == "/events?site=changxing&camera=cam1&page=2"
+
+
+def test_chart_data_cannot_break_out_of_its_script(
+    login: Login, session_factory: sessionmaker[Session]
+) -> None:
+    name = "</script><!--<script>鹭"
+    event = make_event(
+        species={"scientific_name": "Egretta garzetta", "chinese_name": name, "confidence": 0.9},
+        captured_at=datetime.now(UTC),
+    )
+    with session_factory.begin() as session:
+        crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+    client, _ = login("wang")
+    html = client.get("/stats").text
+    block = html.split('id="stats-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block and "\\u003c/script\\u003e" in block
