@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
@@ -333,3 +333,45 @@ class Case(Base):
     opened_by: Mapped[str] = mapped_column(sa.String(64))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(sa.String(16), default="open", server_default="open")
+
+
+class DutyShift(Base):
+    """A recurring shift of the duty roster: a person in a role on a kind of day and hours."""
+
+    __tablename__ = "duty_shifts"
+    __table_args__ = (sa.Index("ix_duty_shifts_site", "site"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    role: Mapped[str] = mapped_column(sa.String(16), doc="duty | backup | head")
+    user_name: Mapped[str] = mapped_column(sa.String(64))
+    day_kind: Mapped[str] = mapped_column(sa.String(16), doc="workday | weekend | holiday | any")
+    start_time: Mapped[time] = mapped_column(sa.Time())
+    end_time: Mapped[time] = mapped_column(sa.Time(), doc="before start_time: past midnight")
+
+
+class DutyOverride(Base):
+    """A one-off change of the roster: `user_name` holds `role` from starts_at to ends_at."""
+
+    __tablename__ = "duty_overrides"
+    __table_args__ = (sa.Index("ix_duty_overrides_site_starts_at", "site", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    user_name: Mapped[str] = mapped_column(sa.String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+
+
+class RosterDay(Base):
+    """An official holiday or make-up workday (site NULL: every site)."""
+
+    __tablename__ = "roster_days"
+    __table_args__ = (sa.Index("ix_roster_days_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(sa.Date)
+    kind: Mapped[str] = mapped_column(sa.String(16), doc="holiday | workday")
+    site: Mapped[str | None] = mapped_column(sa.String(32))

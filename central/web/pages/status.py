@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from central import roster
 from central.api.deps import ConfigDep, SessionDep
 from central.web import queries
 from central.web.deps import AccountDep, render
 
 router = APIRouter()
 TIMELINE_DAYS = 7
+ROSTER_AHEAD = timedelta(days=7)
 
 
 @router.get("/status")
@@ -29,6 +31,12 @@ def status_page(
         tz=ZoneInfo(config.timezone),
         days=TIMELINE_DAYS,
     )
+    tz = ZoneInfo(config.timezone)
+    sites = account.scope.visible(sorted(config.sites))
+    gaps = {
+        site: roster.gaps(session=session, site=site, start=now, end=now + ROSTER_AHEAD, tz=tz)
+        for site in sites
+    }
     response: Response = render(
         request,
         "status.html",
@@ -38,6 +46,7 @@ def status_page(
         nodes=nodes,
         now=now,
         days=TIMELINE_DAYS,
-        sites=account.scope.visible(sorted(config.sites)),
+        sites=sites,
+        roster_gaps=gaps,
     )
     return response
