@@ -375,3 +375,92 @@ class RosterDay(Base):
     day: Mapped[date] = mapped_column(sa.Date)
     kind: Mapped[str] = mapped_column(sa.String(16), doc="holiday | workday")
     site: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class Alert(Base):
+    """One incident being escalated to the duty chain (central/alerting.py)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.Index("ix_alerts_group_key_last_event_at", "group_key", "last_event_at"),
+        sa.Index("ix_alerts_state_next_action_at", "state", "next_action_at"),
+        sa.Index("ix_alerts_ack_code", "ack_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    rule: Mapped[str] = mapped_column(sa.String(48))
+    group_key: Mapped[str] = mapped_column(sa.String(255))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    ack_code: Mapped[str] = mapped_column(sa.String(8))
+    title_zh: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    step: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    round: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acked_by: Mapped[str | None] = mapped_column(sa.String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AlertEvent(Base):
+    """An event that is part of an alert."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", name="uq_alert_events_event_id"),
+        sa.Index("ix_alert_events_alert_id", "alert_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("alerts.id"))
+    event_id: Mapped[str] = mapped_column(sa.String(36))
+
+
+class AlertNotification(Base):
+    """One message of an alert's escalation to one person, and what became of it."""
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (
+        sa.UniqueConstraint("reference", name="uq_alert_notifications_reference"),
+        sa.Index("ix_alert_notifications_alert_id", "alert_id"),
+        sa.Index("ix_alert_notifications_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("alerts.id"))
+    step: Mapped[int] = mapped_column(sa.Integer)
+    round: Mapped[int] = mapped_column(sa.Integer)
+    user_name: Mapped[str] = mapped_column(sa.String(64))
+    phone: Mapped[str] = mapped_column(sa.String(32))
+    template: Mapped[str] = mapped_column(sa.String(32))
+    reference: Mapped[str] = mapped_column(sa.String(36), doc="our id, carried by the provider")
+    state: Mapped[str] = mapped_column(
+        sa.String(16), doc="pending | submitted | delivered | failed | capped"
+    )
+    provider: Mapped[str | None] = mapped_column(sa.String(16))
+    message_id: Mapped[str | None] = mapped_column(sa.String(64))
+    code: Mapped[str | None] = mapped_column(sa.String(64), doc="provider status or error code")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Silence(Base):
+    """A maintenance window: no alert pages anyone for this site (or one camera of it)."""
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_site_ends_at", "site", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    camera: Mapped[str | None] = mapped_column(sa.String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")

@@ -1,0 +1,329 @@
+"""Alert lifecycle (告警): anomalies grouped into incidents, escalated along the duty roster until
+someone acknowledges, as on-call tools do (Alertmanager's grouping, PagerDuty's escalation).
+
+An alert is one incident: site + rule + species (or camera, for equipment) within
+`group_interval`; ten dead birds found in ten minutes are one alert that grows. States:
+
+    triggered ──(group_wait)──► notified ──(ack)──► acknowledged ──► resolved
+        │                          │ no ack after a step's delay: the next person in the chain
+        └── silenced (a maintenance window of its site or camera)
+
+Every step is a row (`alert_notifications`) written in the same transaction as the state
+change, so a restart loses nothing; sending them (providers, caps, receipts) is a separate loop.
+All decisions take `now`: tests drive a clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from broker.payloads import Category, EventPayload, Severity
+from central import roster
+from central.db.models import Alert, AlertEvent, AlertNotification, Silence
+
+log = logging.getLogger(__name__)
+
+ACK_CODE_DIGITS = 4
+
+
+class AlertState(StrEnum):
+    TRIGGERED = "triggered"
+    NOTIFIED = "notified"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    SILENCED = "silenced"
+
+
+OPEN_STATES = (AlertState.TRIGGERED, AlertState.NOTIFIED)
+
+
+class Step(BaseModel):
+    """Notify whoever holds `role` once `after_s` have passed since the alert was first sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: roster.DutyRole
+    after_s: float = Field(ge=0, le=86_400)
+
+
+class Policy(BaseModel):
+    """How one severity escalates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step] = Field(min_length=1)
+    repeat: int = Field(0, ge=0, le=10, description="run the chain again this many times")
+    repeat_after_s: float = Field(1800, gt=0, description="pause before the chain starts again")
+    daytime_only: bool = Field(
+        False, description="at night, wait for the daytime window (a warning need not wake anyone)"
+    )
+
+
+def _default_policies() -> dict[Severity, Policy]:
+    chain = [
+        Step(role=roster.DutyRole.DUTY, after_s=0),
+        Step(role=roster.DutyRole.BACKUP, after_s=600),
+        Step(role=roster.DutyRole.HEAD, after_s=1200),
+    ]
+    return {
+        Severity.CRITICAL: Policy(steps=chain, repeat=2, repeat_after_s=1800),
+        Severity.ALERT: Policy(steps=chain, repeat=1, repeat_after_s=3600),
+        Severity.WARNING: Policy(
+            steps=[Step(role=roster.DutyRole.DUTY, after_s=0)], daytime_only=True
+        ),
+    }
+
+
+class EscalationConfig(BaseModel):
+    """Grouping and escalation (defaults documented in the README)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_wait_s: float = Field(30, ge=0, le=3600, description="wait for more of the same first")
+    group_interval_s: float = Field(
+        1800, gt=0, le=86_400, description="a new event this soon after the last joins the alert"
+    )
+    policies: dict[Severity, Policy] = Field(default_factory=_default_policies)
+    daytime_start: time = time(8, 0)
+    daytime_end: time = time(20, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What `observe` did with an event."""
+
+    alert_id: int
+    new: bool
+    state: AlertState
+
+
+def group_key(event: EventPayload) -> str:
+    """site/rule/incident: the species for wildlife, the camera for equipment."""
+    if event.category is Category.CAMERA:
+        what = f"camera:{event.camera}"
+    elif event.species is not None:
+        what = f"species:{event.species.scientific_name}"
+    else:
+        what = f"category:{event.category.value}"
+    return f"{event.site}/{event.rule.value if event.rule else '-'}/{what}"
+
+
+def _new_code(session: Session) -> str:
+    """A short acknowledgement code not used by any open alert ("回复 1 3527 确认")."""
+    for _ in range(50):
+        code = f"{secrets.randbelow(10**ACK_CODE_DIGITS):0{ACK_CODE_DIGITS}d}"
+        taken = session.scalar(
+            sa.select(Alert.id).where(Alert.ack_code == code, Alert.state.in_(OPEN_STATES))
+        )
+        if taken is None:
+            return code
+    raise RuntimeError("no free acknowledgement code")  # 10,000 open alerts: not a station
+
+
+def _silenced(session: Session, event: EventPayload, at: datetime) -> bool:
+    return (
+        session.scalar(
+            sa.select(Silence.id).where(
+                Silence.site == event.site,
+                sa.or_(Silence.camera.is_(None), Silence.camera == event.camera),
+                Silence.starts_at <= at,
+                Silence.ends_at > at,
+            )
+        )
+        is not None
+    )
+
+
+def observe(
+    *, session: Session, event: EventPayload, config: EscalationConfig, now: datetime
+) -> Decision | None:
+    """Join the anomaly to its open alert or open a new one; None for what pages nobody (an
+    observation, or a severity without a policy)."""
+    if event.rule is None or event.severity not in config.policies:
+        return None
+    key = group_key(event)
+    since = now - timedelta(seconds=config.group_interval_s)
+    alert = session.scalar(
+        sa.select(Alert)
+        .where(
+            Alert.group_key == key,
+            Alert.state.in_([*OPEN_STATES, AlertState.ACKNOWLEDGED, AlertState.SILENCED]),
+            Alert.last_event_at >= since,
+        )
+        .order_by(Alert.id.desc())
+        .with_for_update()
+    )
+    new = alert is None
+    if alert is None:
+        silenced = _silenced(session, event, now)
+        alert = Alert(
+            site=event.site,
+            rule=event.rule.value,
+            group_key=key,
+            severity=event.severity.value,
+            state=(AlertState.SILENCED if silenced else AlertState.TRIGGERED).value,
+            ack_code=_new_code(session),
+            opened_at=now,
+            last_event_at=now,
+            event_count=0,
+            step=0,
+            round=0,
+            next_action_at=None if silenced else now + timedelta(seconds=config.group_wait_s),
+            title_zh=event.message_zh[:200],
+        )
+        session.add(alert)
+        session.flush()
+    else:
+        if Severity(event.severity).rank > Severity(alert.severity).rank:
+            alert.severity = event.severity.value  # the incident grew worse: its policy now
+        if alert.state == AlertState.SILENCED and not _silenced(session, event, now):
+            # seen where no maintenance is going on: the incident is real after all
+            alert.state = AlertState.TRIGGERED.value
+            alert.next_action_at = now + timedelta(seconds=config.group_wait_s)
+    alert.last_event_at = now
+    alert.event_count += event.count
+    session.add(AlertEvent(alert_id=alert.id, event_id=str(event.event_id)))
+    return Decision(alert.id, new, AlertState(alert.state))
+
+
+def _daytime(at: datetime, tz: ZoneInfo, config: EscalationConfig) -> bool:
+    t = at.astimezone(tz).time()
+    return config.daytime_start <= t < config.daytime_end
+
+
+def _next_daytime(at: datetime, tz: ZoneInfo, config: EscalationConfig) -> datetime:
+    local = at.astimezone(tz)
+    start = datetime.combine(local.date(), config.daytime_start, tzinfo=tz)
+    if local >= start:
+        start += timedelta(days=1)
+    return start
+
+
+def _notify(
+    session: Session, alert: Alert, step: Step, now: datetime, tz: ZoneInfo
+) -> list[AlertNotification]:
+    people = [
+        p
+        for p in roster.chain(session=session, site=alert.site, at=now, tz=tz)
+        if p.role is step.role and p.phone
+    ]
+    made = []
+    for person in people:
+        row = AlertNotification(
+            alert_id=alert.id,
+            step=alert.step,
+            round=alert.round,
+            user_name=person.name,
+            phone=person.phone or "",
+            template="alert",
+            reference=str(uuid.uuid4()),
+            state="pending",
+            created_at=now,
+        )
+        session.add(row)
+        made.append(row)
+    if not people:
+        log.warning("alert %d: nobody reachable holds %s at %s", alert.id, step.role, alert.site)
+    return made
+
+
+def tick(
+    *, session: Session, config: EscalationConfig, now: datetime, tz: ZoneInfo
+) -> list[AlertNotification]:
+    """Take every alert whose next action is due: first notification after group_wait, the next
+    step of the chain when nobody acknowledged, the chain again (repeat), or a warning held for
+    the daytime. Returns the notifications to send (also stored, state pending)."""
+    due = session.scalars(
+        sa.select(Alert)
+        .where(Alert.state.in_(OPEN_STATES), Alert.next_action_at <= now)
+        .order_by(Alert.next_action_at)
+        .with_for_update()
+    ).all()
+    made: list[AlertNotification] = []
+    for alert in due:
+        policy = config.policies[Severity(alert.severity)]
+        if policy.daytime_only and not _daytime(now, tz, config):
+            alert.next_action_at = _next_daytime(now, tz, config)
+            continue
+        if alert.state == AlertState.TRIGGERED:
+            alert.state = AlertState.NOTIFIED.value
+            alert.notified_at = now
+            alert.step, alert.round = 0, 0
+        steps = policy.steps
+        made += _notify(session, alert, steps[alert.step], now, tz)
+        alert.last_notified_at = now
+        # what comes next: the following step, the chain again, or nothing more
+        if alert.step + 1 < len(steps):
+            wait = steps[alert.step + 1].after_s - steps[alert.step].after_s
+            alert.step += 1
+        elif alert.round < policy.repeat:
+            wait = policy.repeat_after_s
+            alert.step, alert.round = 0, alert.round + 1
+        else:
+            alert.next_action_at = None
+            continue
+        alert.next_action_at = now + timedelta(seconds=max(wait, 0.0))
+    return made
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    alert_id: int
+    by: str
+    notify: Sequence[str]  # phones already told about the alert, to hear who took it
+
+
+def acknowledge(*, session: Session, code: str, by: str, now: datetime) -> Acknowledged | None:
+    """Someone took the alert with this code (an SMS reply "1 3527" or the console's button);
+    None when no open alert has it. Escalation stops; everyone already notified is to learn
+    who took it."""
+    alert = session.scalar(
+        sa.select(Alert)
+        .where(Alert.ack_code == code.strip(), Alert.state.in_(OPEN_STATES))
+        .with_for_update()
+    )
+    if alert is None:
+        return None
+    alert.state = AlertState.ACKNOWLEDGED.value
+    alert.acked_at = now
+    alert.acked_by = by
+    alert.next_action_at = None
+    phones = session.scalars(
+        sa.select(AlertNotification.phone).where(AlertNotification.alert_id == alert.id).distinct()
+    ).all()
+    return Acknowledged(alert.id, by, list(phones))
+
+
+def parse_reply(text: str) -> str | None:
+    """The acknowledgement code in an SMS reply: "1 3527", "1,3527", "１ ３５２７" or "3527"."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKC", text).replace(",", " ").replace("，", " ").split()
+    if len(plain) == 2 and plain[0] == "1" and plain[1].isdigit():
+        code = plain[1]
+    elif len(plain) == 1 and plain[0].isdigit():
+        code = plain[0]
+    else:
+        return None
+    return code if len(code) == ACK_CODE_DIGITS else None
+
+
+def resolve(*, session: Session, alert_id: int, now: datetime) -> bool:
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.state == AlertState.RESOLVED:
+        return False
+    alert.state = AlertState.RESOLVED.value
+    alert.resolved_at = now
+    alert.next_action_at = None
+    return True

@@ -1,0 +1,193 @@
+"""The alert lifecycle on a driven clock: grouping, escalation along the roster, repeat,
+acknowledgement by SMS reply code, daytime-only warnings, silences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.payloads import EventPayload
+from central import accounts, alerting, roster
+from central.alerting import AlertState, EscalationConfig
+from central.config import CentralConfig
+from central.db.models import Alert, AlertNotification, Silence
+from central.roster import DayKind, DutyRole
+from tests.central.conftest import EGRET, make_event
+
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 12, 2, 10, 0, tzinfo=TZ)  # a Wednesday, daytime
+CONFIG = EscalationConfig()
+PEOPLE = {DutyRole.DUTY: "wang", DutyRole.BACKUP: "li", DutyRole.HEAD: "zhang"}
+
+
+@pytest.fixture()
+def session(
+    session_factory: sessionmaker[Session], central_config: CentralConfig
+) -> Iterator[Session]:
+    """changxing's roster around the clock: 王伟 duty, 李娜 backup, 张站长 head."""
+    with session_factory() as s:
+        for i, (role, name) in enumerate(PEOPLE.items()):
+            accounts.create_user(
+                session=s,
+                name=name,
+                password="long enough pw",
+                role=accounts.Role.STAFF,
+                sites=["changxing"],
+                known_sites=central_config.sites,
+                phone=f"1380000000{i}",
+                now=datetime.now(UTC),
+            )
+            for start, end in ((time(0), time(12)), (time(12), time(0))):
+                roster.add_shift(
+                    session=s,
+                    site="changxing",
+                    role=role,
+                    user_name=name,
+                    day_kind=DayKind.ANY,
+                    start=start,
+                    end=end,
+                )
+        s.commit()
+        yield s
+
+
+def death(at: datetime, **overrides: Any) -> EventPayload:
+    data: dict[str, Any] = {
+        "kind": "anomaly",
+        "rule": "motionless_bird",
+        "severity": "alert",
+        "captured_at": at,
+        "species": EGRET,
+    }
+    data.update(overrides)
+    return make_event(**data)
+
+
+def tick(session: Session, at: datetime) -> list[tuple[str, int, int]]:
+    made = alerting.tick(session=session, config=CONFIG, now=at, tz=TZ)
+    session.flush()
+    return [(n.user_name, n.step, n.round) for n in made]
+
+
+def test_ten_dead_birds_in_ten_minutes_are_one_alert_that_pages_once(session: Session) -> None:
+    for minute in range(10):
+        at = T0 + timedelta(minutes=minute)
+        decision = alerting.observe(session=session, event=death(at), config=CONFIG, now=at)
+        assert decision is not None and decision.new == (minute == 0)
+        if minute == 0:
+            assert tick(session, at + timedelta(seconds=CONFIG.group_wait_s)) == [("wang", 0, 0)]
+    alert = session.query(Alert).one()
+    assert alert.event_count == 10 and alert.state == AlertState.NOTIFIED
+    # later birds joined the alert: nobody is paged again for them
+    assert tick(session, T0 + timedelta(minutes=9, seconds=59)) == []
+    assert session.query(AlertNotification).count() == 1
+
+
+def test_no_acknowledgement_walks_the_chain_then_repeats_it(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    start = T0 + timedelta(seconds=30)
+    assert tick(session, start) == [("wang", 0, 0)]
+    assert tick(session, start + timedelta(seconds=599)) == []
+    assert tick(session, start + timedelta(seconds=600)) == [("li", 1, 0)]
+    assert tick(session, start + timedelta(seconds=1200)) == [("zhang", 2, 0)]
+    # severity alert repeats the chain once, an hour later, then stops
+    again = start + timedelta(seconds=1200 + 3600)
+    assert tick(session, again) == [("wang", 0, 1)]
+    assert tick(session, again + timedelta(seconds=600)) == [("li", 1, 1)]
+    assert tick(session, again + timedelta(seconds=1200)) == [("zhang", 2, 1)]
+    assert tick(session, again + timedelta(days=1)) == []
+
+
+def test_a_reply_with_the_code_stops_the_escalation(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    tick(session, T0 + timedelta(seconds=30))
+    tick(session, T0 + timedelta(seconds=630))  # the backup was told too
+    alert = session.query(Alert).one()
+    code = alerting.parse_reply(f"1 {alert.ack_code}")
+    assert code == alert.ack_code
+    taken = alerting.acknowledge(
+        session=session, code=code, by="13800000000", now=T0 + timedelta(minutes=12)
+    )
+    assert taken is not None and sorted(taken.notify) == ["13800000000", "13800000001"]
+    assert alert.state == AlertState.ACKNOWLEDGED and alert.acked_by == "13800000000"
+    assert tick(session, T0 + timedelta(days=1)) == []  # nobody else is woken
+    assert alerting.acknowledge(session=session, code=code, by="x", now=T0) is None  # once
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("1 3527", "3527"),
+        ("1,3527", "3527"),
+        ("１ ３５２７", "3527"),
+        ("3527", "3527"),
+        ("1，3527", "3527"),
+        ("收到", None),
+        ("1 35", None),
+        ("2 3527 x", None),
+    ],
+)
+def test_reply_codes(text: str, code: str | None) -> None:
+    assert alerting.parse_reply(text) == code
+
+
+def test_a_warning_at_night_waits_for_the_morning(session: Session) -> None:
+    night = datetime(2026, 12, 2, 23, 0, tzinfo=TZ)
+    event = death(night, rule="abnormal_count", severity="warning")
+    alerting.observe(session=session, event=event, config=CONFIG, now=night)
+    assert tick(session, night + timedelta(minutes=1)) == []
+    alert = session.query(Alert).one()
+    assert alert.next_action_at == datetime(2026, 12, 3, 8, 0, tzinfo=TZ)
+    assert tick(session, datetime(2026, 12, 3, 8, 0, tzinfo=TZ)) == [("wang", 0, 0)]
+    assert tick(session, datetime(2026, 12, 4, 8, 0, tzinfo=TZ)) == []  # warning: duty only
+
+
+def test_incidents_are_kept_apart(session: Session) -> None:
+    heron = {"scientific_name": "Ardea cinerea", "chinese_name": "苍鹭", "confidence": 0.8}
+    a = alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    b = alerting.observe(session=session, event=death(T0, species=heron), config=CONFIG, now=T0)
+    c = alerting.observe(session=session, event=death(T0, site="xiazhuhu"), config=CONFIG, now=T0)
+    later = T0 + timedelta(seconds=CONFIG.group_interval_s + 1)
+    d = alerting.observe(session=session, event=death(later), config=CONFIG, now=later)
+    assert a and b and c and d
+    assert len({a.alert_id, b.alert_id, c.alert_id, d.alert_id}) == 4
+    obs = make_event()  # an observation pages nobody
+    assert alerting.observe(session=session, event=obs, config=CONFIG, now=T0) is None
+
+
+def test_a_worse_event_raises_the_alert(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0, severity="warning"), config=CONFIG, now=T0)
+    alerting.observe(
+        session=session,
+        event=death(T0, severity="critical"),
+        config=CONFIG,
+        now=T0 + timedelta(seconds=5),
+    )
+    assert session.query(Alert).one().severity == "critical"
+
+
+def test_a_silenced_site_pages_nobody(session: Session) -> None:
+    session.add(
+        Silence(
+            site="changxing",
+            camera="cam1",
+            starts_at=T0 - timedelta(hours=1),
+            ends_at=T0 + timedelta(hours=1),
+            created_by="zhang",
+            reason="检修",
+        )
+    )
+    decision = alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    assert decision is not None and decision.state == AlertState.SILENCED
+    assert tick(session, T0 + timedelta(minutes=5)) == []
+    # the same incident seen by a camera under no maintenance is real after all
+    at = T0 + timedelta(minutes=6)
+    other = alerting.observe(session=session, event=death(at, camera="cam2"), config=CONFIG, now=at)
+    assert other is not None and other.alert_id == decision.alert_id
+    assert other.state == AlertState.TRIGGERED
+    assert tick(session, at + timedelta(seconds=30)) == [("wang", 0, 0)]
