@@ -12,11 +12,12 @@ model and its callback parsers; the alerting core only sees this interface.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class DeliveryState(StrEnum):
@@ -92,6 +93,25 @@ class ProviderError(Exception):
         self.uncertain = uncertain
 
 
+def callback_items(body: bytes, what: str) -> list[dict[str, Any]]:
+    """The objects of a provider's JSON push (an array; a lone object is taken as one);
+    ValueError saying what is wrong otherwise."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} push is not UTF-8 JSON: {exc}") from exc
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ValueError(f"{what} push must be a JSON array, got {type(data).__name__}")
+    items: list[dict[str, Any]] = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise ValueError(f"{what} push item is not an object: {item!r}")
+        items.append(item)
+    return items
+
+
 @runtime_checkable
 class SmsProvider(Protocol):
     """A way to send SMS and learn their fate."""
@@ -114,4 +134,5 @@ __all__ = [
     "Reply",
     "SmsProvider",
     "Submitted",
+    "callback_items",
 ]
