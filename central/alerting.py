@@ -20,16 +20,16 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from broker.payloads import Category, EventPayload, Severity
 from central import roster
+from central.alerts.policy import EscalationConfig, Step
 from central.db.models import Alert, AlertEvent, AlertNotification, Silence
 
 log = logging.getLogger(__name__)
@@ -46,57 +46,6 @@ class AlertState(StrEnum):
 
 
 OPEN_STATES = (AlertState.TRIGGERED, AlertState.NOTIFIED)
-
-
-class Step(BaseModel):
-    """Notify whoever holds `role` once `after_s` have passed since the alert was first sent."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    role: roster.DutyRole
-    after_s: float = Field(ge=0, le=86_400)
-
-
-class Policy(BaseModel):
-    """How one severity escalates."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    steps: list[Step] = Field(min_length=1)
-    repeat: int = Field(0, ge=0, le=10, description="run the chain again this many times")
-    repeat_after_s: float = Field(1800, gt=0, description="pause before the chain starts again")
-    daytime_only: bool = Field(
-        False, description="at night, wait for the daytime window (a warning need not wake anyone)"
-    )
-
-
-def _default_policies() -> dict[Severity, Policy]:
-    chain = [
-        Step(role=roster.DutyRole.DUTY, after_s=0),
-        Step(role=roster.DutyRole.BACKUP, after_s=600),
-        Step(role=roster.DutyRole.HEAD, after_s=1200),
-    ]
-    return {
-        Severity.CRITICAL: Policy(steps=chain, repeat=2, repeat_after_s=1800),
-        Severity.ALERT: Policy(steps=chain, repeat=1, repeat_after_s=3600),
-        Severity.WARNING: Policy(
-            steps=[Step(role=roster.DutyRole.DUTY, after_s=0)], daytime_only=True
-        ),
-    }
-
-
-class EscalationConfig(BaseModel):
-    """Grouping and escalation (defaults documented in the README)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    group_wait_s: float = Field(30, ge=0, le=3600, description="wait for more of the same first")
-    group_interval_s: float = Field(
-        1800, gt=0, le=86_400, description="a new event this soon after the last joins the alert"
-    )
-    policies: dict[Severity, Policy] = Field(default_factory=_default_policies)
-    daytime_start: time = time(8, 0)
-    daytime_end: time = time(20, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,9 @@ from broker.validate import encode
 from central import messages, nodes, web
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
+from central.alerts.pager import Pager
 from central.api.deps import CommandSender
-from central.api.routes import events, evidence, health
+from central.api.routes import events, evidence, health, sms
 from central.config import CentralConfig
 from central.db.migrate import upgrade
 from central.db.models import Event
@@ -55,6 +56,7 @@ def create_app(
     config: CentralConfig,
     session_factory: sessionmaker[Session],
     send_command: CommandSender | None = None,
+    pager: Pager | None = None,
 ) -> FastAPI:
     """Build the API around the given config, database sessions and (optionally) the way to
     send a command to a node over MQTT."""
@@ -62,10 +64,12 @@ def create_app(
     app.state.config = config
     app.state.session_factory = session_factory
     app.state.send_command = send_command
+    app.state.pager = pager
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)
     app.include_router(events.router, responses=_VALIDATION_RESPONSES)
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
+    app.include_router(sms.router)
     # pages and scripts compressed (htmx 52 KB → 17 KB on a 4G link); JPEGs are left as they are
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     web.install(app)
@@ -123,6 +127,7 @@ class CentralService:
         self.engine: sa.Engine | None = None
         self.session_factory: sessionmaker[Session] | None = None
         self.dispatcher: AlertDispatcher | None = None
+        self.pager: Pager | None = None
         self.ingestors: list[Ingestor] = []
         self.app: FastAPI | None = None
         self._http: uvicorn.Server | None = None
@@ -146,6 +151,17 @@ class CentralService:
         )
         self.dispatcher.recover_interrupted()
         self.dispatcher.send_pending()
+        # 2b. The duty pager (roster, escalation, acknowledgement), when configured.
+        if cfg.alerts.escalation is not None:
+            from central.alerts.pager import make_providers
+
+            self.pager = Pager(
+                config=cfg,
+                session_factory=self.session_factory,
+                providers=make_providers(cfg),
+            )
+            self.dispatcher.pager = self.pager
+            self.pager.start()
         # 3. Ingest: one connection and worker per configured worker.
         self.ingestors = [
             Ingestor.from_config(
@@ -170,7 +186,10 @@ class CentralService:
         self._monitor_thread.start()
         # 5. HTTP API in a background thread.
         self.app = create_app(
-            config=cfg, session_factory=self.session_factory, send_command=self.send_command
+            config=cfg,
+            session_factory=self.session_factory,
+            send_command=self.send_command,
+            pager=self.pager,
         )
         if self._serve_http:
             self._http = uvicorn.Server(
@@ -261,6 +280,9 @@ class CentralService:
 
     def stop(self) -> None:
         """Stop in reverse order; unacknowledged messages stay with the broker."""
+        if self.pager is not None:
+            self.pager.stop()
+            self.pager = None
         self._monitor_stop.set()
         if self._monitor_thread is not None:
             self._monitor_thread.join(10)

@@ -25,6 +25,7 @@ from pydantic import (
 from broker.payloads import Severity
 from broker.topics import ID_PATTERN
 from central import messages
+from central.alerts.policy import EscalationConfig
 from models.species import Catalogue, CatalogueError, load_catalogue
 from surveillance.settings import MortalityClusterSettings
 
@@ -163,6 +164,41 @@ class SiteConfig(_Section):
         return self
 
 
+PROVIDER_TYPES = ("aliyun", "tencent", "modem", "file")
+
+
+def provider_settings(entry: dict[str, Any]) -> tuple[str, BaseModel]:
+    """Validate one `alerts.providers` entry with its provider's own settings model (the
+    provider module is imported only when configured: its SDK stays unloaded otherwise)."""
+    data = dict(entry)
+    kind = data.pop("type", None)
+    if kind == "file":
+        return kind, FileProviderSettings.model_validate(data)
+    if kind == "aliyun":
+        from central.alerts.aliyun import AliyunSettings
+
+        return kind, AliyunSettings.model_validate(data)
+    if kind == "tencent":
+        from central.alerts.tencent import TencentSettings
+
+        return kind, TencentSettings.model_validate(data)
+    if kind == "modem":
+        from central.alerts.modem import ModemSettings
+
+        return kind, ModemSettings.model_validate(data)
+    raise ValueError(
+        f"未知的短信服务 unknown SMS provider type {kind!r}; known: {', '.join(PROVIDER_TYPES)}"
+    )
+
+
+class FileProviderSettings(BaseModel):
+    """The file back-end as a provider (development, demos, a last resort)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+
+
 class AlertConfig(_Section):
     """SMS alerts to the duty officers (值班人员)."""
 
@@ -179,6 +215,37 @@ class AlertConfig(_Section):
         description="accept an empty duty_phones (a test bench, a read-only mirror); a station "
         "exists to raise alarms, so an empty list is an error without this explicit opt-out",
     )
+    escalation: EscalationConfig | None = Field(
+        None,
+        description="page the duty roster with grouping, escalation and acknowledgement "
+        "(central/alerting.py) instead of texting every duty_phones number per event",
+    )
+    providers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="SMS providers for escalation, tried in order: {type: aliyun | tencent | "
+        "modem | file, ...their settings}",
+    )
+    daily_cap_per_number: int = Field(
+        10, ge=1, le=500, description="messages one number may get per day, all providers"
+    )
+    callback_token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="env var holding the secret path part of the providers' receipt and reply "
+        "callbacks (/api/sms/<provider>/<secret>/report|reply)",
+    )
+    _provider_settings: list[tuple[str, BaseModel]] = PrivateAttr(default_factory=list)
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_known(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for entry in value:
+            provider_settings(entry)  # refused at start-up, not at the first alert
+        return value
+
+    def provider_settings(self) -> list[tuple[str, BaseModel]]:
+        """(type, validated settings) of each configured provider, in order."""
+        return [provider_settings(entry) for entry in self.providers]
 
     @model_validator(mode="after")
     def _backend_and_phones(self) -> AlertConfig:
@@ -188,7 +255,9 @@ class AlertConfig(_Section):
                     key=self.sms_backend, known=", ".join(SMS_BACKENDS)
                 )
             )
-        if not self.duty_phones and not self.allow_no_duty_phones:
+        if self.escalation is not None and not self.providers:
+            raise ValueError("alerts.escalation needs at least one of alerts.providers")
+        if not self.duty_phones and not self.allow_no_duty_phones and self.escalation is None:
             raise ValueError(messages.NO_DUTY_PHONES)
         return self
 

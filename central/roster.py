@@ -22,23 +22,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from central.alerts.policy import DutyRole
 from central.db.models import DutyOverride, DutyShift, RosterDay, User
 
 STEP = timedelta(minutes=15)  # resolution of gap search (shifts start on quarter hours)
-
-
-class DutyRole(StrEnum):
-    """A place in the escalation chain, in order."""
-
-    DUTY = "duty"  # 值班员
-    BACKUP = "backup"  # 备班
-    HEAD = "head"  # 站长
-
-    @property
-    def label(self) -> str:
-        return {"duty": "值班员 duty officer", "backup": "备班 backup", "head": "站长 head"}[
-            self.value
-        ]
 
 
 class DayKind(StrEnum):
@@ -46,6 +33,9 @@ class DayKind(StrEnum):
     WEEKEND = "weekend"
     HOLIDAY = "holiday"
     ANY = "any"
+
+
+__all__ = ["DayKind", "DutyRole", "Gap", "OnDuty", "RosterError", "chain", "gaps"]
 
 
 class RosterError(ValueError):

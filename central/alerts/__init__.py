@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from central.config import CentralConfig
+if TYPE_CHECKING:  # central.config holds the alerting policy models: no import cycle at run time
+    from central.config import CentralConfig
 
 
 class SmsError(RuntimeError):
@@ -20,7 +21,7 @@ class SmsBackend(Protocol):
         """Send `text` to `phone`."""
 
 
-BackendFactory = Callable[[CentralConfig], SmsBackend]
+BackendFactory = Callable[["CentralConfig"], SmsBackend]
 _REGISTRY: dict[str, BackendFactory] = {}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -16,6 +16,9 @@ from central import messages
 from central.alerts import SmsBackend, SmsError
 from central.config import CentralConfig
 from central.db.models import SMS_FAILED, SMS_PENDING, SMS_SENDING, SMS_SENT, SmsMessage
+
+if TYPE_CHECKING:
+    from central.alerts.pager import Pager
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class AlertDispatcher:
         self._retry_max_s = SMS_RETRY_MAX_S if retry_max_s is None else retry_max_s
         self._tz = ZoneInfo(config.timezone)
         self._min_rank = Severity(config.alerts.min_severity).rank
+        self.pager: Pager | None = None  # set by the service when alerts.escalation is on
 
     def wants(self, event: EventPayload) -> bool:
         """True when this event must page the duty officers."""
@@ -78,7 +82,12 @@ class AlertDispatcher:
         )
 
     def enqueue(self, session: Session, *, event: EventPayload) -> int:
-        """Add pending SMS rows for the event to `session` (not committed); returns how many."""
+        """Add pending SMS rows for the event to `session` (not committed); returns how many.
+        With a duty pager (alerts.escalation), the event joins its alert instead, and the
+        pager's own loop sends (0 here)."""
+        if self.pager is not None:
+            self.pager.observe(session, event, datetime.now(UTC))
+            return 0
         if not self.wants(event):
             return 0
         phones = list(dict.fromkeys(self._config.alerts.duty_phones))

@@ -61,8 +61,14 @@ def _short(text: str, limit: int = VARIABLE_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render(alert: Alert, site_name: str) -> tuple[dict[str, str], str]:
-    """Template variables and the full text of an alert message (Chinese, with the code)."""
+def render(
+    alert: Alert, site_name: str, template: str = "alert", who: str = ""
+) -> tuple[dict[str, str], str]:
+    """Template variables and the full text of a message (Chinese): "alert" (with the code to
+    reply) or "ack_notice" (who took the alert)."""
+    if template == "ack_notice":
+        params = {"who": _short(who), "code": alert.ack_code}
+        return params, f"【WildWatch】告警 {alert.ack_code} 已由 {who} 接警，无需再回复。"
     params = {
         "site": _short(site_name),
         "what": _short(alert.title_zh or alert.rule),
@@ -145,7 +151,12 @@ class Sender:
             return False
         alert = session.get(Alert, row.alert_id)
         assert alert is not None
-        params, text = render(alert, self.site_names.get(alert.site, alert.site))
+        params, text = render(
+            alert,
+            self.site_names.get(alert.site, alert.site),
+            row.template,
+            who=alert.acked_by or "",
+        )
         sms = OutgoingSms(
             phone=row.phone,
             template=row.template,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,14 @@ from broker.client import BrokerAddress, MqttLink
 from broker.payloads import EventPayload, HeartbeatPayload
 from broker.topics import heartbeat_topic
 from broker.validate import encode
+from central import roster
 from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.file import FileSmsBackend
 from central.config import CentralConfig
 from central.db.migrate import upgrade
 from central.db.session import make_engine, make_session_factory
 from central.ingest import Ingestor
+from central.roster import DayKind, DutyRole
 from tests.helpers import MosquittoServer, wait_for
 
 SITES = {
@@ -208,3 +210,19 @@ def start_ingestor(
     yield start
     for ingestor in started:
         ingestor.stop()
+
+
+def on_duty_all_day(
+    session: Session, *, user_name: str, role: DutyRole, site: str = "changxing"
+) -> None:
+    """Put a person on the roster around the clock (two shifts, one past midnight)."""
+    for start, end in ((time(0), time(12)), (time(12), time(0))):
+        roster.add_shift(
+            session=session,
+            site=site,
+            role=role,
+            user_name=user_name,
+            day_kind=DayKind.ANY,
+            start=start,
+            end=end,
+        )

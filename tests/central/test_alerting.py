@@ -4,7 +4,7 @@ acknowledgement by SMS reply code, daytime-only warnings, silences."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.payloads import EventPayload
-from central import accounts, alerting, roster
-from central.alerting import AlertState, EscalationConfig
+from central import accounts, alerting
+from central.alerting import AlertState
+from central.alerts.policy import EscalationConfig
 from central.config import CentralConfig
 from central.db.models import Alert, AlertNotification, Silence
-from central.roster import DayKind, DutyRole
-from tests.central.conftest import EGRET, make_event
+from central.roster import DutyRole
+from tests.central.conftest import EGRET, make_event, on_duty_all_day
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 12, 2, 10, 0, tzinfo=TZ)  # a Wednesday, daytime
@@ -42,16 +43,7 @@ def session(
                 phone=f"1380000000{i}",
                 now=datetime.now(UTC),
             )
-            for start, end in ((time(0), time(12)), (time(12), time(0))):
-                roster.add_shift(
-                    session=s,
-                    site="changxing",
-                    role=role,
-                    user_name=name,
-                    day_kind=DayKind.ANY,
-                    start=start,
-                    end=end,
-                )
+            on_duty_all_day(s, user_name=name, role=role)
         s.commit()
         yield s
 

@@ -119,7 +119,13 @@ def test_ingest_raises_the_cross_node_cluster_and_pages_once(
     assert wait_for(lambda: len(clusters()) == 1, 20)
     (cluster,) = clusters()
     assert (cluster.node, cluster.severity, cluster.count) == (CENTRAL_NODE, "critical", 3)
-    assert wait_for(lambda: central_config.sms_file.exists(), 10)
+    # the file exists from the moment the line is being written: wait for the line itself
+    assert wait_for(
+        lambda: (
+            central_config.sms_file.exists() and central_config.sms_file.read_text().endswith("\n")
+        ),
+        10,
+    )
     sms = [json.loads(x) for x in central_config.sms_file.read_text().splitlines()]
     assert len(sms) == 1 and "长兴扬子鳄国家级自然保护区" in sms[0]["text"]
     assert ingest.counters.dead_lettered == 0

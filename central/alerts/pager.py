@@ -1,0 +1,187 @@
+"""The duty pager: runs the alert lifecycle (central/alerting.py) against the roster and sends
+its notifications through the configured providers (central/alerts/sender.py).
+
+Ingest calls `observe` inside the transaction that stores the event, so an anomaly and its
+alert commit together. A thread calls `run_once` every second: due escalation steps, sending,
+lost uncertain sends, and now and then a pull of receipts. Provider callbacks (receipts and the
+duty officers' replies) come in through `on_receipt` and `on_reply`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.payloads import EventPayload
+from central import alerting
+from central.alerts.providers import Receipt, Reply, SmsProvider
+from central.alerts.sender import Caps, Sender, apply_receipt, retry_lost
+from central.config import CentralConfig
+from central.db.models import AlertNotification
+
+log = logging.getLogger(__name__)
+
+RUN_EVERY_S = 1.0
+PULL_RECEIPTS_EVERY = timedelta(minutes=5)
+
+
+def make_providers(config: CentralConfig) -> list[SmsProvider]:
+    """The configured providers, in order (each module imported only when configured)."""
+    providers: list[SmsProvider] = []
+    for kind, settings in config.alerts.provider_settings():
+        if kind == "file":
+            from central.alerts.file import FileProvider
+
+            providers.append(FileProvider(settings.path))  # type: ignore[attr-defined]
+        elif kind == "aliyun":
+            from central.alerts.aliyun import AliyunProvider, AliyunSettings
+
+            assert isinstance(settings, AliyunSettings)
+            providers.append(AliyunProvider(settings))
+        elif kind == "tencent":
+            from central.alerts.tencent import TencentProvider, TencentSettings
+
+            assert isinstance(settings, TencentSettings)
+            providers.append(TencentProvider(settings))
+        elif kind == "modem":
+            from central.alerts.modem import ModemProvider, ModemSettings
+
+            assert isinstance(settings, ModemSettings)
+            providers.append(ModemProvider(settings))
+    return providers
+
+
+class Pager:
+    """Escalation, sending and acknowledgement for one central."""
+
+    def __init__(
+        self,
+        *,
+        config: CentralConfig,
+        session_factory: sessionmaker[Session],
+        providers: Sequence[SmsProvider],
+    ) -> None:
+        assert config.alerts.escalation is not None, "the pager needs alerts.escalation"
+        self.config = config
+        self.escalation = config.alerts.escalation
+        self.tz = ZoneInfo(config.timezone)
+        self.session_factory = session_factory
+        self.providers = list(providers)
+        self.sender = Sender(
+            self.providers,
+            site_names={k: v.name_zh for k, v in config.sites.items()},
+            tz=self.tz,
+            caps=Caps(per_number_per_day=config.alerts.daily_cap_per_number),
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_pull = datetime.min.replace(tzinfo=UTC)
+
+    def observe(self, session: Session, event: EventPayload, now: datetime) -> bool:
+        """Join or open the event's alert in the caller's transaction; True when it pages."""
+        return (
+            alerting.observe(session=session, event=event, config=self.escalation, now=now)
+            is not None
+        )
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """One round: due steps, then sending; returns how many messages went out."""
+        now = now or datetime.now(UTC)
+        with self.session_factory.begin() as session:
+            alerting.tick(session=session, config=self.escalation, now=now, tz=self.tz)
+            retry_lost(session, now)
+        with self.session_factory.begin() as session:
+            sent = self.sender.send_pending(session, now)
+        if now - self._last_pull >= PULL_RECEIPTS_EVERY:
+            self._last_pull = now
+            self.pull_receipts(now)
+        return sent
+
+    def pull_receipts(self, now: datetime) -> int:
+        """Ask each provider for the receipts of the last day's messages it has not settled."""
+        since = now - timedelta(days=1)
+        found = 0
+        for provider in self.providers:
+            with self.session_factory() as session:
+                phones = sorted(
+                    set(
+                        session.scalars(
+                            sa.select(AlertNotification.phone).where(
+                                AlertNotification.provider == provider.key,
+                                AlertNotification.state.in_(["submitted", "uncertain"]),
+                                AlertNotification.created_at >= since,
+                            )
+                        )
+                    )
+                )
+            if not phones:
+                continue
+            try:
+                receipts = provider.receipts(since=since, phones=phones)
+            except Exception as exc:  # a provider away must not stop the pager
+                log.warning("receipts from %s: %s", provider.key, exc)
+                continue
+            for receipt in receipts:
+                found += self.on_receipt(receipt, now)
+        return found
+
+    def on_receipt(self, receipt: Receipt, now: datetime) -> bool:
+        with self.session_factory.begin() as session:
+            return apply_receipt(session, receipt, now)
+
+    def on_reply(self, reply: Reply, now: datetime) -> alerting.Acknowledged | None:
+        """A duty officer's SMS reply: "1 <code>" takes the alert; everyone already told about
+        it is told who took it. Other replies are logged and kept nowhere else."""
+        code = alerting.parse_reply(reply.text)
+        if code is None:
+            log.info("reply from %s is not an acknowledgement: %r", reply.phone, reply.text)
+            return None
+        return self.acknowledge(code=code, by=reply.phone, now=now)
+
+    def acknowledge(self, *, code: str, by: str, now: datetime) -> alerting.Acknowledged | None:
+        """Take the alert with this code (a reply or the console's button)."""
+        with self.session_factory.begin() as session:
+            taken = alerting.acknowledge(session=session, code=code, by=by, now=now)
+            if taken is None:
+                log.info("acknowledgement %s by %s matches no open alert", code, by)
+                return None
+            for phone in taken.notify:
+                session.add(
+                    AlertNotification(
+                        alert_id=taken.alert_id,
+                        step=-1,
+                        round=0,
+                        user_name=by,
+                        phone=phone,
+                        template="ack_notice",
+                        reference=str(uuid.uuid4()),
+                        state="pending",
+                        created_at=now,
+                    )
+                )
+        log.info("alert %d acknowledged by %s", taken.alert_id, by)
+        return taken
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="pager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(RUN_EVERY_S):
+            try:
+                self.run_once()
+            except Exception:  # the next round tries again; a bug must not end paging
+                log.exception("pager round failed")
