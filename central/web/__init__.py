@@ -15,7 +15,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from central.web.deps import CsrfRefused, Forbidden, LoginRequired
-from central.web.pages import auth, events, media, queue, reports, roster, stats, status
+from central.web.pages import (
+    alerts,
+    auth,
+    events,
+    media,
+    queue,
+    reports,
+    roster,
+    stats,
+    status,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -23,7 +33,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 def install(app: FastAPI) -> None:
     """Add the console's pages, its static files and its error answers to the app."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, events, media, status, stats, reports, roster):
+    for module in (auth, queue, events, media, status, stats, reports, roster, alerts):
         app.include_router(module.router, include_in_schema=False)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)

@@ -31,6 +31,8 @@ templates.env.globals.update(
     DismissReason=DismissReason,
     dismiss_labels={r.value: r.label for r in DismissReason},
     risk_groups=RISK_GROUPS,
+    alert_states=labels.ALERT_STATES,
+    message_states=labels.MESSAGE_STATES,
 )
 
 

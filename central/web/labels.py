@@ -44,3 +44,20 @@ NODE_STATES: dict[str, str] = {"online": "在线 online", "offline": "离线 off
 
 def rule(name: str | None) -> str:
     return RULES.get(name or "", name or "—")
+
+
+ALERT_STATES: dict[str, str] = {
+    "triggered": "待通知 triggered",
+    "notified": "已通知 notified",
+    "acknowledged": "已接警 acknowledged",
+    "resolved": "已结束 resolved",
+    "silenced": "静默 silenced",
+}
+MESSAGE_STATES: dict[str, str] = {
+    "pending": "待发送 pending",
+    "submitted": "已提交 submitted",
+    "delivered": "已送达 delivered",
+    "failed": "失败 failed",
+    "capped": "超出发送上限，未发送 over the daily cap: not sent",
+    "uncertain": "待回执确认 uncertain (awaiting receipt)",
+}

@@ -7,11 +7,12 @@ carries the message."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -20,9 +21,10 @@ from broker.validate import encode
 from central import accounts
 from central.app import CentralService
 from central.config import CentralConfig
-from central.db.models import Alert, AlertNotification
+from central.db.models import Alert, AlertNotification, User
 from central.roster import DutyRole
 from tests.central.conftest import EGRET, make_event, on_duty_all_day
+from tests.central.web.station import PASSWORD, add_people
 from tests.helpers import free_port, wait_for
 from tests.peers.tencent_sms import TencentSmsServer
 
@@ -83,17 +85,12 @@ def service(
     svc.start()
     assert svc.session_factory is not None
     with svc.session_factory.begin() as session:
-        accounts.create_user(
-            session=session,
-            name="wang",
-            password="long enough pw",
-            role=accounts.Role.STAFF,
-            sites=["changxing"],
+        add_people(
+            session,
+            {"wang": (accounts.Role.STAFF, ["changxing"], "王伟")},
             known_sites=svc.config.sites,
-            display_name="王伟",
-            phone=DUTY_PHONE,
-            now=datetime.now(UTC),
         )
+        session.query(User).filter_by(name="wang").one().phone = DUTY_PHONE
         on_duty_all_day(session, user_name="wang", role=DutyRole.DUTY)
     try:
         assert all(i.wait_connected(10) for i in svc.ingestors)
@@ -175,3 +172,46 @@ def test_with_tencent_down_the_file_carries_the_message(
     line = json.loads((tmp_path / "fallback-sms.jsonl").read_text(encoding="utf-8"))
     assert line["phone"] == DUTY_PHONE and "游荡犬" in line["text"] and "回复 1 " in line["text"]
     assert tencent.sent == []
+
+
+def test_the_console_shows_the_messages_and_takes_the_alert(
+    service: CentralService,
+    tencent: TencentSmsServer,
+    publisher: Callable[[str, bytes], None],
+) -> None:
+    assert service.session_factory is not None
+    with service.session_factory.begin() as session:
+        add_people(
+            session,
+            {"zhang": (accounts.Role.HEAD, ["changxing"], "张站长")},
+            known_sites=service.config.sites,
+        )
+    event = make_event(
+        kind="anomaly",
+        rule="motionless_bird",
+        severity="alert",
+        species=EGRET,
+        message_zh="发现白鹭疑似死亡",
+    )
+    publisher(event_topic("changxing", "cx-01"), encode(event))
+    assert wait_for(lambda: [n.state for n in notifications(service)] == ["submitted"], 15)
+    base = f"http://127.0.0.1:{service.config.http.port}"
+    with httpx.Client(base_url=base, follow_redirects=True) as client:
+        page = client.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        client.post(
+            "/login",
+            data={"name": "zhang", "password": PASSWORD, "csrf_token": csrf.group(1)},
+        )
+        page = client.get("/alerts")
+        assert "已通知 notified" in page.text and "已提交 submitted" in page.text
+        assert "tencent" in page.text and DUTY_PHONE in page.text
+        alert_id = re.search(r'action="/alerts/(\d+)/ack"', page.text)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert alert_id is not None and csrf is not None
+        r = client.post(f"/alerts/{alert_id.group(1)}/ack", data={"csrf_token": csrf.group(1)})
+        assert r.status_code == 200 and "已接警 Taken by <b>zhang</b>" in r.text
+        r = client.post(f"/alerts/{alert_id.group(1)}/ack", data={"csrf_token": csrf.group(1)})
+        assert r.status_code == 409  # once
+    assert wait_for(lambda: len(tencent.sent) == 2, 15)  # the duty officer hears who took it
