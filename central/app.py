@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import uvicorn
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.payloads import CommandName, CommandPayload
 from broker.topics import command_topic
 from broker.validate import encode
-from central import messages, nodes, web
+from central import express, messages, nodes, web
 from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.pager import Pager
@@ -209,13 +210,24 @@ class CentralService:
     def supervise(self) -> None:
         """One monitor round: node checks, then SMS due for another try. A failing step is
         logged and tried again next round; it never ends the monitor or skips the other."""
-        for step in (self.check_nodes, self.retry_alerts):
+        for step in (self.check_nodes, self.retry_alerts, self.express_clock):
             try:
                 step()
             except SQLAlchemyError as exc:  # the database is away: the next round tries again
                 log.warning("%s failed: %s", step.__name__, exc)
             except Exception:  # a bug must not end supervision (and with it the SMS retries)
                 log.exception("%s failed", step.__name__)
+
+    def express_clock(self, now: datetime | None = None) -> None:
+        """Express reports: reminders at 60 and 90 minutes, written at their 2-hour deadline."""
+        assert self.session_factory is not None
+        with self.session_factory.begin() as session:
+            express.tick(
+                session=session,
+                now=now or datetime.now(UTC),
+                out_dir=self.config.report_dir / "express",
+                tz=ZoneInfo(self.config.timezone),
+            )
 
     def retry_alerts(self) -> None:
         """Send SMS still pending and failed ones whose pause is over (see AlertDispatcher)."""

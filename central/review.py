@@ -13,8 +13,14 @@ from sqlalchemy.orm import Session
 from broker.payloads import Box, CommandName, CommandPayload
 from broker.topics import command_topic
 from broker.validate import encode
-from central import crud, messages
-from central.db.models import REVIEW_ACTION_BACKGROUND, REVIEW_DISMISSED, Event
+from central import crud, express, messages
+from central.db.models import (
+    REVIEW_ACTION_BACKGROUND,
+    REVIEW_CONFIRMED,
+    REVIEW_DISMISSED,
+    Event,
+)
+from models.species import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,33 @@ class ReviewError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+def decide(
+    *,
+    session: Session,
+    event_id: str,
+    decision: str,
+    reviewer: str,
+    note: str,
+    at: datetime,
+    catalogue: Catalogue,
+    reason: str | None = None,
+) -> Event | None:
+    """Record a confirm or dismiss decision (crud.review_event); a confirmed mortality cluster
+    or protected animal's death also opens its express report and 2-hour clock."""
+    row = crud.review_event(
+        session=session,
+        event_id=event_id,
+        decision=decision,
+        reviewer=reviewer,
+        note=note,
+        at=at,
+        reason=reason,
+    )
+    if row is not None and decision == REVIEW_CONFIRMED:
+        express.open_if_due(session=session, row=row, catalogue=catalogue, confirmed_at=at)
+    return row
 
 
 def mark_background(

@@ -464,3 +464,24 @@ class Silence(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+
+
+class ExpressReport(Base):
+    """快报: the 2-hour report of a confirmed mortality cluster or protected animal's death."""
+
+    __tablename__ = "express_reports"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", name="uq_express_reports_event_id"),
+        sa.Index("ix_express_reports_sent_at_deadline", "sent_at", "deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    site: Mapped[str] = mapped_column(sa.String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="the confirmation")
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    reminded_60_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminded_90_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    path: Mapped[str | None] = mapped_column(sa.String(512))
+    sha256: Mapped[str | None] = mapped_column(sa.String(64))

@@ -21,6 +21,7 @@ from central.db.models import (
     Event,
     EventOpen,
     EventReview,
+    ExpressReport,
     Node,
     NodeOutage,
     ReportSignoff,
@@ -404,3 +405,7 @@ def cases_for(*, session: Session, event_ids: Iterable[str]) -> dict[str, Case]:
     return {
         c.event_id: c for c in session.scalars(sa.select(Case).where(Case.event_id.in_(wanted)))
     }
+
+
+def express_for(*, session: Session, event_id: str) -> ExpressReport | None:
+    return session.scalar(sa.select(ExpressReport).where(ExpressReport.event_id == event_id))

@@ -20,7 +20,14 @@ from broker.payloads import (
 )
 from broker.topics import ID_PATTERN
 from central import crud, messages, review
-from central.api.deps import CommandDep, CurrentStaff, SessionDep, StaffScope, get_current_staff
+from central.api.deps import (
+    CommandDep,
+    ConfigDep,
+    CurrentStaff,
+    SessionDep,
+    StaffScope,
+    get_current_staff,
+)
 from central.db.models import Event
 from central.schemas import (
     BackgroundCreate,
@@ -113,25 +120,28 @@ def read_reviews(session: SessionDep, scope: StaffScope, event_id: uuid.UUID) ->
 @router.post("/{event_id}/review", response_model=EventPublic)
 def review_event(
     session: SessionDep,
+    config: ConfigDep,
     staff: CurrentStaff,
     scope: StaffScope,
     event_id: uuid.UUID,
-    review: ReviewCreate,
+    body: ReviewCreate,
 ) -> EventPublic:
     """Confirm or dismiss an event as the authenticated staff member; dismissed anomalies no
-    longer count in reports."""
+    longer count in reports; a confirmed mortality cluster or protected animal's death starts
+    its 2-hour express report."""
     _visible(session, scope, event_id)
-    row = crud.review_event(
+    row = review.decide(
         session=session,
         event_id=str(event_id),
-        decision=review.decision,
+        decision=body.decision,
         reviewer=staff.name,
-        note=review.note,
+        note=body.note,
         at=datetime.now(UTC),
+        catalogue=config.species_catalogue,
     )
     if row is None:
         raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
-    log.info("event %s %s by %s: %s", event_id, review.decision, staff.name, review.note or "-")
+    log.info("event %s %s by %s: %s", event_id, body.decision, staff.name, body.note or "-")
     session.commit()
     session.refresh(row)
     return EventPublic.model_validate(row)

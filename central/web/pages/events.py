@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from broker.topics import ID_PATTERN
-from central import crud, messages, review
+from central import messages, review
 from central.api.deps import ConfigDep, SessionDep, get_command_sender_or_none
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED, Event
 from central.web import export, queries
@@ -175,6 +175,8 @@ def event_page(
         opens=opens,
         similar=queries.similar_cases(session=session, row=row),
         case=queries.cases_for(session=session, event_ids=[row.event_id]).get(row.event_id),
+        express=queries.express_for(session=session, event_id=row.event_id),
+        now=datetime.now(UTC),
     )
     return response
 
@@ -207,6 +209,7 @@ def _must_have_opened(session: SessionDep, account: ReviewerDep, event_id: str) 
 def review_event(
     request: Request,
     session: SessionDep,
+    config: ConfigDep,
     account: ReviewerDep,
     event_id: uuid.UUID,
     decision: Annotated[Literal["confirmed", "dismissed"], Form()],
@@ -219,7 +222,7 @@ def review_event(
     reason = _reason(decision, reason_code)
     if open_case and decision == REVIEW_CONFIRMED:
         queries.open_case(session=session, row=row, opened_by=account.name, now=datetime.now(UTC))
-    crud.review_event(
+    review.decide(
         session=session,
         event_id=row.event_id,
         decision=decision,
@@ -227,6 +230,7 @@ def review_event(
         note=note.strip(),
         at=datetime.now(UTC),
         reason=reason.value if reason else None,
+        catalogue=config.species_catalogue,
     )
     session.commit()
     log.info("event %s %s by %s (console)", row.event_id, decision, account.name)
@@ -280,7 +284,7 @@ def bulk_review(
     skipped = [e for e in wanted if e not in visible]
     now = datetime.now(UTC)
     for event_id in done:
-        crud.review_event(
+        review.decide(
             session=session,
             event_id=event_id,
             decision=decision,
@@ -288,6 +292,7 @@ def bulk_review(
             note="",
             at=now,
             reason=reason.value if reason else None,
+            catalogue=config.species_catalogue,
         )
     session.commit()
     log.info("bulk %s by %s: %d done, %d skipped", decision, account.name, len(done), len(skipped))

@@ -237,3 +237,20 @@ def test_confirm_can_open_a_case_for_the_report(login: Login, seeded: Seeded) ->
         },
     )
     assert "已立案" not in client.get(f"/events/{other}").text
+
+
+def test_confirming_a_protected_death_shows_the_express_clock(
+    login: Login, session_factory: sessionmaker[Session]
+) -> None:
+    ibis = {"scientific_name": "Nipponia nippon", "chinese_name": "朱鹮", "confidence": 0.9}
+    event = make_event(kind="anomaly", rule="motionless_bird", severity="alert", species=ibis)
+    with session_factory.begin() as session:
+        crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+    client, csrf = login("wang")
+    assert "快报" not in client.get(f"/events/{event.event_id}").text
+    client.post(
+        f"/events/{event.event_id}/review", data={"decision": "confirmed", "csrf_token": csrf}
+    )
+    page = client.get(f"/events/{event.event_id}").text
+    assert "快报 Express report" in page
+    assert "剩余 119 分钟" in page or "剩余 120 分钟" in page

@@ -1,0 +1,212 @@
+"""The express report (快报) and its 2-hour clock.
+
+A confirmed mortality cluster, or a confirmed suspected death of a nationally protected animal
+(Class I or II in the station's catalogue), must reach the veterinary side within 2 hours of
+confirmation (DOMAIN.md). Confirming such an event opens an express report with that deadline;
+the duty chain is reminded at 60 and 90 minutes (through the event's alert, when the pager runs),
+and at the deadline whatever is known is written out with a receipt (the file and its sha256)
+so the station can prove what was sent and when. Delivery to the bureau (mail, HTTP upload)
+comes with the report issue; until then the written file is the deliverable.
+
+Every step takes `now`: tests drive the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from broker.payloads import RuleName
+from central.db.models import (
+    AlertEvent,
+    AlertNotification,
+    Case,
+    Event,
+    EventReview,
+    ExpressReport,
+)
+from models.species import Catalogue
+
+log = logging.getLogger(__name__)
+
+DEADLINE = timedelta(hours=2)
+REMINDERS = (timedelta(minutes=60), timedelta(minutes=90))
+PROTECTED = ("I", "II")
+
+
+def needs_express(row: Event, catalogue: Catalogue) -> bool:
+    """A mortality cluster, or a suspected death of a nationally protected species."""
+    if row.rule == RuleName.MORTALITY_CLUSTER:
+        return True
+    if row.rule != RuleName.MOTIONLESS_BIRD or not row.species_scientific:
+        return False
+    species = catalogue.get(row.species_scientific)
+    return species is not None and species.protection_level in PROTECTED
+
+
+def open_if_due(
+    *, session: Session, row: Event, catalogue: Catalogue, confirmed_at: datetime
+) -> ExpressReport | None:
+    """Open the express report of a just-confirmed event when it needs one (once per event)."""
+    if not needs_express(row, catalogue):
+        return None
+    existing = session.scalar(
+        sa.select(ExpressReport).where(ExpressReport.event_id == row.event_id)
+    )
+    if existing is not None:
+        return existing
+    report = ExpressReport(
+        event_id=row.event_id,
+        site=row.site,
+        opened_at=confirmed_at,
+        deadline=confirmed_at + DEADLINE,
+    )
+    session.add(report)
+    session.flush()
+    log.warning(
+        "express report %d opened for event %s: due %s",
+        report.id,
+        row.event_id,
+        report.deadline.isoformat(),
+    )
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    report_id: int
+    path: Path
+    sha256: str
+
+
+def _remind(session: Session, report: ExpressReport, now: datetime) -> int:
+    """Reminders to everyone the event's alert has paged (none without an alert)."""
+    alert_id = session.scalar(
+        sa.select(AlertEvent.alert_id).where(AlertEvent.event_id == report.event_id)
+    )
+    if alert_id is None:
+        log.warning("express report %d: no alert to remind through", report.id)
+        return 0
+    phones = session.execute(
+        sa.select(AlertNotification.user_name, AlertNotification.phone)
+        .where(AlertNotification.alert_id == alert_id, AlertNotification.template == "alert")
+        .distinct()
+    ).all()
+    for user_name, phone in phones:
+        session.add(
+            AlertNotification(
+                alert_id=alert_id,
+                step=-2,
+                round=0,
+                user_name=user_name,
+                phone=phone,
+                template="reminder",
+                reference=str(uuid.uuid4()),
+                state="pending",
+                created_at=now,
+            )
+        )
+    return len(phones)
+
+
+def _known(session: Session, report: ExpressReport, tz: ZoneInfo) -> dict[str, object]:
+    """What is known of the case at the deadline: the event, its reviews, the case record."""
+    event = session.scalar(sa.select(Event).where(Event.event_id == report.event_id))
+    assert event is not None
+    reviews = session.scalars(
+        sa.select(EventReview)
+        .where(EventReview.event_id == report.event_id)
+        .order_by(EventReview.reviewed_at)
+    ).all()
+    case = session.scalar(sa.select(Case).where(Case.event_id == report.event_id))
+    return {
+        "schema_version": 1,
+        "kind": "express_report",
+        "title_zh": "陆生野生动物疫源疫病快报",
+        "site": report.site,
+        "opened_at": report.opened_at.astimezone(tz).isoformat(),
+        "deadline": report.deadline.astimezone(tz).isoformat(),
+        "event": {
+            "event_id": event.event_id,
+            "rule": event.rule,
+            "captured_at": event.captured_at.astimezone(tz).isoformat(),
+            "camera": event.camera,
+            "node": event.node,
+            "species_scientific": event.species_scientific,
+            "species_chinese": event.species_chinese,
+            "count": event.count,
+            "message_zh": event.message_zh,
+            "evidence": [f.name for f in event.evidence],
+        },
+        "reviews": [
+            {
+                "decision": r.decision,
+                "reviewer": r.reviewer,
+                "note": r.note,
+                "at": r.reviewed_at.astimezone(tz).isoformat(),
+            }
+            for r in reviews
+        ],
+        "case": None
+        if case is None
+        else {"id": case.id, "opened_by": case.opened_by, "status": case.status},
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def tick(*, session: Session, now: datetime, out_dir: Path, tz: ZoneInfo) -> list[Written]:
+    """Reminders that are due, and the reports whose deadline has come: written with a receipt."""
+    written: list[Written] = []
+    reports = session.scalars(
+        sa.select(ExpressReport)
+        .where(ExpressReport.sent_at.is_(None))
+        .order_by(ExpressReport.deadline)
+        .with_for_update()
+    ).all()
+    for report in reports:
+        if report.reminded_60_at is None and now >= report.opened_at + REMINDERS[0]:
+            _remind(session, report, now)
+            report.reminded_60_at = now
+        if report.reminded_90_at is None and now >= report.opened_at + REMINDERS[1]:
+            _remind(session, report, now)
+            report.reminded_90_at = now
+        if now < report.deadline:
+            continue
+        body = json.dumps(_known(session, report, tz), ensure_ascii=False, indent=2).encode()
+        stamp = report.opened_at.astimezone(tz).strftime("%Y%m%d-%H%M")
+        path = out_dir / f"express_{report.site}_{stamp}_{report.event_id[:8]}.json"
+        digest = hashlib.sha256(body).hexdigest()
+        _write(path, body)
+        receipt = {
+            "file": path.name,
+            "sha256": digest,
+            "written_at": now.astimezone(tz).isoformat(),
+            "deadline": report.deadline.astimezone(tz).isoformat(),
+            "delivered_to": "file (mail and HTTP delivery come with the report work)",
+        }
+        _write(path.with_suffix(".receipt.json"), json.dumps(receipt, ensure_ascii=False).encode())
+        report.sent_at, report.path, report.sha256 = now, str(path), digest
+        written.append(Written(report.id, path, digest))
+        log.warning(
+            "express report %d written at its deadline: %s (sha256 %s)", report.id, path, digest
+        )
+    return written
