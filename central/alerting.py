@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from broker.payloads import Category, EventPayload, Severity
 from central import roster
-from central.alerts.policy import EscalationConfig, Step
+from central.alerts.policy import EscalationConfig, Policy, Step
 from central.db.models import Alert, AlertEvent, AlertNotification, Silence
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,12 @@ def observe(
         session.flush()
     else:
         if Severity(event.severity).rank > Severity(alert.severity).rank:
-            alert.severity = event.severity.value  # the incident grew worse: its policy now
+            # the incident grew worse: its policy now, from the top of the chain, at once
+            # (a warning held for the morning or already done must page now)
+            alert.severity = event.severity.value
+            if alert.state in OPEN_STATES:
+                alert.step, alert.round = 0, 0
+                alert.next_action_at = now + timedelta(seconds=config.group_wait_s)
         if alert.state == AlertState.SILENCED and not _silenced(session, event, now):
             # seen where no maintenance is going on: the incident is real after all
             alert.state = AlertState.TRIGGERED.value
@@ -201,18 +206,44 @@ def tick(
     ).all()
     made: list[AlertNotification] = []
     for alert in due:
-        policy = config.policies[Severity(alert.severity)]
-        if policy.daytime_only and not _daytime(now, tz, config):
-            alert.next_action_at = _next_daytime(now, tz, config)
-            continue
-        if alert.state == AlertState.TRIGGERED:
-            alert.state = AlertState.NOTIFIED.value
-            alert.notified_at = now
-            alert.step, alert.round = 0, 0
-        steps = policy.steps
+        try:
+            with session.begin_nested():  # one alert's trouble never stops the others
+                made += _advance(session, alert, config, now, tz)
+        except Exception:
+            log.exception("alert %d could not advance; it is tried again next round", alert.id)
+    return made
+
+
+def _policy(config: EscalationConfig, severity: str) -> Policy:
+    """The severity's policy, or the nearest stricter one configured (then the nearest)."""
+    wanted = Severity(severity)
+    if wanted in config.policies:
+        return config.policies[wanted]
+    ranked = sorted(
+        config.policies, key=lambda s: (s.rank < wanted.rank, abs(s.rank - wanted.rank))
+    )
+    return config.policies[ranked[0]]
+
+
+def _advance(
+    session: Session, alert: Alert, config: EscalationConfig, now: datetime, tz: ZoneInfo
+) -> list[AlertNotification]:
+    policy = _policy(config, alert.severity)
+    if policy.daytime_only and not _daytime(now, tz, config):
+        alert.next_action_at = _next_daytime(now, tz, config)
+        return []
+    if alert.state == AlertState.TRIGGERED:
+        alert.state = AlertState.NOTIFIED.value
+        alert.notified_at = now
+        alert.step, alert.round = 0, 0
+    steps = policy.steps
+    if alert.step >= len(steps):  # the policy changed under the alert: its first step
+        alert.step = 0
+    made: list[AlertNotification] = []
+    # a step whose role nobody reachable holds is skipped at once, not waited out
+    while True:
         made += _notify(session, alert, steps[alert.step], now, tz)
         alert.last_notified_at = now
-        # what comes next: the following step, the chain again, or nothing more
         if alert.step + 1 < len(steps):
             wait = steps[alert.step + 1].after_s - steps[alert.step].after_s
             alert.step += 1
@@ -221,8 +252,10 @@ def tick(
             alert.step, alert.round = 0, alert.round + 1
         else:
             alert.next_action_at = None
-            continue
-        alert.next_action_at = now + timedelta(seconds=max(wait, 0.0))
+            return made
+        if made:
+            break
+    alert.next_action_at = now + timedelta(seconds=max(wait, 0.0))
     return made
 
 
@@ -233,25 +266,64 @@ class Acknowledged:
     notify: Sequence[str]  # phones already told about the alert, to hear who took it
 
 
-def acknowledge(*, session: Session, code: str, by: str, now: datetime) -> Acknowledged | None:
-    """Someone took the alert with this code (an SMS reply "1 3527" or the console's button);
-    None when no open alert has it. Escalation stops; everyone already notified is to learn
-    who took it."""
-    alert = session.scalar(
-        sa.select(Alert)
-        .where(Alert.ack_code == code.strip(), Alert.state.in_(OPEN_STATES))
-        .with_for_update()
-    )
+def acknowledge(
+    *,
+    session: Session,
+    by: str,
+    now: datetime,
+    code: str | None = None,
+    alert_id: int | None = None,
+    phone: str | None = None,
+) -> Acknowledged | None:
+    """Someone took an alert: by its id (the console's button), or by the code of an SMS reply
+    from `phone`, which must be a number the alert paged (a code alone is short and reused).
+    None when no open alert matches. Escalation stops, messages not yet sent are cancelled, and
+    those the alert reached (but the acknowledger) are to learn who took it."""
+    query = sa.select(Alert).where(Alert.state.in_(OPEN_STATES))
+    if alert_id is not None:
+        query = query.where(Alert.id == alert_id)
+    elif code is not None and phone is not None:
+        paged = sa.select(AlertNotification.alert_id).where(
+            AlertNotification.phone.in_(_phone_forms(phone))
+        )
+        query = query.where(Alert.ack_code == code.strip(), Alert.id.in_(paged))
+    else:
+        raise ValueError("acknowledge by alert_id, or by code and phone")
+    alert = session.scalar(query.order_by(Alert.id.desc()).with_for_update())
     if alert is None:
         return None
     alert.state = AlertState.ACKNOWLEDGED.value
     alert.acked_at = now
     alert.acked_by = by
     alert.next_action_at = None
-    phones = session.scalars(
-        sa.select(AlertNotification.phone).where(AlertNotification.alert_id == alert.id).distinct()
+    session.execute(
+        sa.update(AlertNotification)
+        .where(
+            AlertNotification.alert_id == alert.id,
+            AlertNotification.template == "alert",
+            AlertNotification.state == "pending",
+        )
+        .values(state="cancelled", code="acknowledged", updated_at=now)
+    )
+    reached = session.scalars(
+        sa.select(AlertNotification.phone)
+        .where(
+            AlertNotification.alert_id == alert.id,
+            AlertNotification.template == "alert",
+            AlertNotification.state.in_(["submitted", "delivered", "uncertain"]),
+        )
+        .distinct()
     ).all()
-    return Acknowledged(alert.id, by, list(phones))
+    skip = set(_phone_forms(phone)) if phone else set()
+    return Acknowledged(alert.id, by, [p for p in reached if p not in skip])
+
+
+def _phone_forms(phone: str) -> list[str]:
+    """A mainland number as it may be written: 13800000000, +8613800000000, 8613800000000."""
+    digits = phone.strip().lstrip("+")
+    if digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return [digits, "+86" + digits, "86" + digits]
 
 
 def parse_reply(text: str) -> str | None:

@@ -71,6 +71,7 @@ def create_app(
     app.include_router(events.router, responses=_VALIDATION_RESPONSES)
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
     app.include_router(sms.router)
+    sms.redact_access_log()
     # pages and scripts compressed (htmx 52 KB → 17 KB on a 4G link); JPEGs are left as they are
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     web.install(app)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.payloads import EventPayload
 from central import alerting
 from central.alerts.providers import Receipt, Reply, SmsProvider
-from central.alerts.sender import Caps, Sender, apply_receipt, retry_lost
+from central.alerts.sender import Caps, Sender, apply_receipt, recover_interrupted, retry_lost
 from central.config import CentralConfig
 from central.db.models import AlertNotification
 
@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 
 RUN_EVERY_S = 1.0
 PULL_RECEIPTS_EVERY = timedelta(minutes=5)
+
+
+def _display_name(session: Session, who: str) -> str:
+    """The name to tell others: a console user's display name, or the person whose phone it is."""
+    from central.alerting import _phone_forms
+    from central.db.models import User
+
+    user = session.scalar(
+        sa.select(User).where(sa.or_(User.name == who, User.phone.in_(_phone_forms(who))))
+    )
+    return (user.display_name or user.name) if user else who
 
 
 def make_providers(config: CentralConfig) -> list[SmsProvider]:
@@ -97,8 +108,7 @@ class Pager:
         with self.session_factory.begin() as session:
             alerting.tick(session=session, config=self.escalation, now=now, tz=self.tz)
             retry_lost(session, now)
-        with self.session_factory.begin() as session:
-            sent = self.sender.send_pending(session, now)
+        sent = self.sender.send_pending(self.session_factory, now)
         if now - self._last_pull >= PULL_RECEIPTS_EVERY:
             self._last_pull = now
             self.pull_receipts(now)
@@ -143,14 +153,25 @@ class Pager:
         if code is None:
             log.info("reply from %s is not an acknowledgement: %r", reply.phone, reply.text)
             return None
-        return self.acknowledge(code=code, by=reply.phone, now=now)
+        return self.acknowledge(by=reply.phone, now=now, code=code, phone=reply.phone)
 
-    def acknowledge(self, *, code: str, by: str, now: datetime) -> alerting.Acknowledged | None:
-        """Take the alert with this code (a reply or the console's button)."""
+    def acknowledge(
+        self,
+        *,
+        by: str,
+        now: datetime,
+        code: str | None = None,
+        phone: str | None = None,
+        alert_id: int | None = None,
+    ) -> alerting.Acknowledged | None:
+        """Take an alert: by id (the console's button) or by the code a paged number replied."""
         with self.session_factory.begin() as session:
-            taken = alerting.acknowledge(session=session, code=code, by=by, now=now)
+            by = _display_name(session, by)  # what the others are told, and the console shows
+            taken = alerting.acknowledge(
+                session=session, by=by, now=now, code=code, phone=phone, alert_id=alert_id
+            )
             if taken is None:
-                log.info("acknowledgement %s by %s matches no open alert", code, by)
+                log.info("acknowledgement %s by %s matches no open alert", code or alert_id, by)
                 return None
             for phone in taken.notify:
                 session.add(
@@ -170,6 +191,8 @@ class Pager:
         return taken
 
     def start(self) -> None:
+        with self.session_factory.begin() as session:
+            recover_interrupted(session, datetime.now(UTC))
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="pager", daemon=True)
         self._thread.start()

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from central.alerts.providers import (
     DeliveryState,
@@ -32,13 +32,15 @@ from central.db.models import Alert, AlertNotification
 
 log = logging.getLogger(__name__)
 
-PENDING, SUBMITTED, DELIVERED, FAILED, CAPPED, UNCERTAIN = (
+PENDING, SENDING, SUBMITTED, DELIVERED, FAILED, CAPPED, UNCERTAIN, CANCELLED = (
     "pending",
+    "sending",
     "submitted",
     "delivered",
     "failed",
     "capped",
     "uncertain",
+    "cancelled",
 )
 SENT_STATES = (SUBMITTED, DELIVERED, UNCERTAIN)
 MAX_ATTEMPTS = 8
@@ -96,8 +98,7 @@ def sent_today(session: Session, phone: str, now: datetime, tz: ZoneInfo) -> int
             .select_from(AlertNotification)
             .where(
                 AlertNotification.phone == phone,
-                AlertNotification.state.in_(SENT_STATES),
-                AlertNotification.updated_at >= start_local,
+                AlertNotification.sent_at >= start_local,
             )
         )
         or 0
@@ -122,105 +123,169 @@ class Sender:
         self.tz = tz
         self.caps = caps
 
-    def send_pending(self, session: Session, now: datetime, limit: int = 100) -> int:
-        """Send what is due; returns how many were handed to a provider."""
-        rows = session.scalars(
-            sa.select(AlertNotification)
-            .where(
-                AlertNotification.state == PENDING,
-                sa.or_(
-                    AlertNotification.updated_at.is_(None),
-                    AlertNotification.updated_at <= now - RETRY_PAUSE,
-                    AlertNotification.attempts == 0,
-                ),
-            )
-            .order_by(AlertNotification.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+    def send_pending(
+        self, session_factory: sessionmaker[Session], now: datetime, limit: int = 100
+    ) -> int:
+        """Send what is due, one message at a time: each is claimed (`sending`) and committed
+        before the provider is called, and its outcome committed after, so a crash or an error
+        never sends twice what a provider took, and no transaction is held over the network."""
+        with session_factory() as session:
+            ids = session.scalars(
+                sa.select(AlertNotification.id)
+                .where(
+                    AlertNotification.state == PENDING,
+                    sa.or_(
+                        AlertNotification.attempts == 0,
+                        AlertNotification.updated_at.is_(None),
+                        AlertNotification.updated_at <= now - RETRY_PAUSE,
+                    ),
+                )
+                .order_by(AlertNotification.id)
+                .limit(limit)
+            ).all()
         sent = 0
-        for row in rows:
-            if self._send_one(session, row, now):
-                sent += 1
+        for row_id in ids:
+            try:
+                sent += self._send_one(session_factory, row_id, now)
+            except Exception:  # one message's trouble never stops the others
+                log.exception("alert notification %d could not be sent", row_id)
         return sent
 
-    def _send_one(self, session: Session, row: AlertNotification, now: datetime) -> bool:
-        if sent_today(session, row.phone, now, self.tz) >= self.caps.per_number_per_day:
-            row.state, row.code, row.updated_at = CAPPED, "daily_cap", now
-            log.warning(
-                "alert %d: %s (%s) has had %d messages today; not sent (cap)",
-                row.alert_id,
-                row.user_name,
-                row.phone,
-                self.caps.per_number_per_day,
+    def _claim(
+        self, session_factory: sessionmaker[Session], row_id: int, now: datetime
+    ) -> OutgoingSms | None:
+        """Mark the row `sending` (only if still pending) and build its message; None when
+        another round took it, the alert was taken meanwhile, or a cap holds it back."""
+        with session_factory.begin() as session:
+            claimed = session.execute(
+                sa.update(AlertNotification)
+                .where(AlertNotification.id == row_id, AlertNotification.state == PENDING)
+                .values(state=SENDING, updated_at=now, attempts=AlertNotification.attempts + 1)
             )
-            return False
-        alert = session.get(Alert, row.alert_id)
-        assert alert is not None
-        params, text = render(
-            alert,
-            self.site_names.get(alert.site, alert.site),
-            row.template,
-            who=alert.acked_by or "",
-        )
-        sms = OutgoingSms(
-            phone=row.phone,
-            template=row.template,
-            params=params,
-            text=text,
-            reference=row.reference,
-        )
-        row.attempts += 1
-        row.updated_at = now
-        errors = []
+            if getattr(claimed, "rowcount", 0) != 1:
+                return None
+            row = session.get(AlertNotification, row_id)
+            alert = session.get(Alert, row.alert_id) if row is not None else None
+            assert row is not None and alert is not None
+            if row.template == "alert" and alert.state not in ("triggered", "notified"):
+                row.state, row.code = CANCELLED, alert.state  # taken or closed meanwhile
+                return None
+            if sent_today(session, row.phone, now, self.tz) >= self.caps.per_number_per_day:
+                row.state, row.code = CAPPED, "daily_cap"
+                log.warning(
+                    "alert %d: %s (%s) has had %d messages today; not sent (cap)",
+                    row.alert_id,
+                    row.user_name,
+                    row.phone,
+                    self.caps.per_number_per_day,
+                )
+                return None
+            params, text = render(
+                alert,
+                self.site_names.get(alert.site, alert.site),
+                row.template,
+                who=alert.acked_by or "",
+            )
+            return OutgoingSms(
+                phone=row.phone,
+                template=row.template,
+                params=params,
+                text=text,
+                reference=row.reference,
+            )
+
+    def _send_one(self, session_factory: sessionmaker[Session], row_id: int, now: datetime) -> int:
+        sms = self._claim(session_factory, row_id, now)
+        if sms is None:
+            return 0
+        errors: list[str] = []
+        permanent = True
+        outcome: dict[str, object] = {}
         for provider in self.providers:
             try:
                 submitted = provider.submit(sms)
             except ProviderError as exc:
                 errors.append(f"{provider.key}: {exc.code or exc}")
+                permanent = permanent and not exc.retryable
                 if exc.uncertain:  # it may have gone out: never send it twice
-                    row.state, row.provider, row.code = UNCERTAIN, provider.key, exc.code
+                    outcome = {
+                        "state": UNCERTAIN,
+                        "provider": provider.key,
+                        "code": exc.code,
+                        "sent_at": now,
+                    }
                     log.warning(
-                        "alert %d to %s: %s may have been sent (%s); receipts decide",
-                        row.alert_id,
-                        row.phone,
+                        "notification %d to %s: %s may have been sent (%s)",
+                        row_id,
+                        sms.phone,
                         provider.key,
                         exc,
                     )
-                    return True
+                    break
                 continue  # the next provider (failover)
-            row.state, row.provider = SUBMITTED, submitted.provider
-            row.message_id, row.code = submitted.message_id, None
+            outcome = {
+                "state": SUBMITTED,
+                "provider": submitted.provider,
+                "message_id": submitted.message_id,
+                "code": None,
+                "sent_at": now,
+            }
             log.info(
-                "alert %d to %s (%s) via %s: %s",
-                row.alert_id,
-                row.user_name,
-                row.phone,
+                "notification %d to %s via %s: %s",
+                row_id,
+                sms.phone,
                 submitted.provider,
                 submitted.message_id,
             )
-            return True
-        row.code = "; ".join(errors)[:64]
-        if row.attempts >= MAX_ATTEMPTS:
-            row.state = FAILED
-        log.error(
-            "alert %d to %s not sent (attempt %d): %s",
-            row.alert_id,
-            row.phone,
-            row.attempts,
-            "; ".join(errors),
-        )
-        return False
+            break
+        with session_factory.begin() as session:
+            row = session.get(AlertNotification, row_id)
+            assert row is not None
+            row.updated_at = now
+            if outcome:
+                for key, value in outcome.items():
+                    setattr(row, key, value)
+                return 1
+            row.code = "; ".join(errors)[:64]
+            # every provider refused for good, or tries exhausted: failed; else later again
+            row.state = FAILED if permanent or row.attempts >= MAX_ATTEMPTS else PENDING
+            log.error(
+                "notification %d to %s not sent (attempt %d): %s",
+                row_id,
+                sms.phone,
+                row.attempts,
+                "; ".join(errors),
+            )
+            return 0
+
+
+def recover_interrupted(session: Session, now: datetime) -> int:
+    """Rows left `sending` by a process that stopped mid-send: whether the provider took them
+    is unknown, so they are uncertain (receipts decide, else they go again later)."""
+    result = session.execute(
+        sa.update(AlertNotification)
+        .where(AlertNotification.state == SENDING)
+        .values(state=UNCERTAIN, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def apply_receipt(session: Session, receipt: Receipt, now: datetime) -> bool:
-    """Record a receipt (duplicates and late ones are harmless); False when no message matches."""
-    match = [AlertNotification.provider == receipt.provider]
+    """Record a receipt (duplicates and late ones are harmless); False when no message matches.
+    Our reference, when the provider echoes it, identifies the message alone; a provider's id
+    (a modem's wraps at 256) only among that provider's messages of the last days, newest
+    first."""
+    query = sa.select(AlertNotification)
     if receipt.reference:
-        match.append(AlertNotification.reference == receipt.reference)
+        query = query.where(AlertNotification.reference == receipt.reference)
     else:
-        match.append(AlertNotification.message_id == receipt.message_id)
-    row = session.scalar(sa.select(AlertNotification).where(*match).with_for_update())
+        query = query.where(
+            AlertNotification.provider == receipt.provider,
+            AlertNotification.message_id == receipt.message_id,
+            AlertNotification.state.in_([SUBMITTED, UNCERTAIN, SENDING, DELIVERED, FAILED]),
+            AlertNotification.created_at >= now - timedelta(days=3),
+        )
+    row = session.scalar(query.order_by(AlertNotification.id.desc()).limit(1).with_for_update())
     if row is None:
         return False
     if row.state == DELIVERED:
@@ -229,8 +294,9 @@ def apply_receipt(session: Session, receipt: Receipt, now: datetime) -> bool:
         row.state = DELIVERED
     elif receipt.state is DeliveryState.FAILED:
         row.state = FAILED
-    elif row.state == UNCERTAIN:
+    elif row.state in (UNCERTAIN, SENDING):
         row.state = SUBMITTED  # the provider has it after all
+    row.provider = row.provider or receipt.provider
     row.code = receipt.code[:64] or row.code
     row.message_id = row.message_id or receipt.message_id
     row.updated_at = now
@@ -246,7 +312,11 @@ def retry_lost(session: Session, now: datetime) -> int:
         )
     ).all()
     for row in rows:
-        row.state, row.updated_at = PENDING, now
+        row.updated_at = now
+        if row.attempts >= MAX_ATTEMPTS:
+            row.state = FAILED
+            continue
+        row.state = PENDING
         log.warning(
             "alert %d to %s: no receipt for the uncertain send; sending again",
             row.alert_id,

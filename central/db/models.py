@@ -430,6 +430,7 @@ class AlertNotification(Base):
         sa.UniqueConstraint("reference", name="uq_alert_notifications_reference"),
         sa.Index("ix_alert_notifications_alert_id", "alert_id"),
         sa.Index("ix_alert_notifications_state", "state"),
+        sa.Index("ix_alert_notifications_phone_sent_at", "phone", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -449,6 +450,9 @@ class AlertNotification(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), doc="handed to a provider (what per-number caps count)"
+    )
 
 
 class Silence(Base):

@@ -60,4 +60,6 @@ MESSAGE_STATES: dict[str, str] = {
     "failed": "失败 failed",
     "capped": "超出发送上限，未发送 over the daily cap: not sent",
     "uncertain": "待回执确认 uncertain (awaiting receipt)",
+    "sending": "发送中 sending",
+    "cancelled": "已取消（告警已被接警）cancelled: the alert was taken",
 }

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.payloads import EventPayload
+from broker.payloads import EventPayload, Severity
 from central import accounts, alerting
 from central.alerting import AlertState
 from central.alerts.policy import EscalationConfig
 from central.config import CentralConfig
-from central.db.models import Alert, AlertNotification, Silence
+from central.db.models import Alert, AlertNotification, DutyShift, Silence
 from central.roster import DutyRole
 from tests.central.conftest import EGRET, make_event, on_duty_all_day
 
@@ -99,16 +99,71 @@ def test_a_reply_with_the_code_stops_the_escalation(session: Session) -> None:
     alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
     tick(session, T0 + timedelta(seconds=30))
     tick(session, T0 + timedelta(seconds=630))  # the backup was told too
+    for row in session.query(AlertNotification):
+        row.state = "submitted"  # as the sender leaves them
+    tick(session, T0 + timedelta(seconds=1230))  # the head's message is still pending
     alert = session.query(Alert).one()
     code = alerting.parse_reply(f"1 {alert.ack_code}")
     assert code == alert.ack_code
-    taken = alerting.acknowledge(
-        session=session, code=code, by="13800000000", now=T0 + timedelta(minutes=12)
+    at = T0 + timedelta(minutes=21)
+    # a number the alert never paged cannot take it with the code
+    assert (
+        alerting.acknowledge(session=session, code=code, phone="13999999999", by="x", now=at)
+        is None
     )
-    assert taken is not None and sorted(taken.notify) == ["13800000000", "13800000001"]
-    assert alert.state == AlertState.ACKNOWLEDGED and alert.acked_by == "13800000000"
+    taken = alerting.acknowledge(
+        session=session, code=code, phone="+8613800000000", by="王伟", now=at
+    )
+    # the backup hears who took it; the acknowledger is not told their own news
+    assert taken is not None and list(taken.notify) == ["13800000001"]
+    assert alert.state == AlertState.ACKNOWLEDGED and alert.acked_by == "王伟"
+    head = session.query(AlertNotification).filter_by(user_name="zhang").one()
+    assert head.state == "cancelled"  # not sent after the alert was taken
     assert tick(session, T0 + timedelta(days=1)) == []  # nobody else is woken
-    assert alerting.acknowledge(session=session, code=code, by="x", now=T0) is None  # once
+    assert (
+        alerting.acknowledge(session=session, code=code, phone="13800000000", by="x", now=at)
+        is None
+    )  # once
+
+
+def test_the_console_takes_an_alert_by_its_id(session: Session) -> None:
+    decision = alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    assert decision is not None
+    taken = alerting.acknowledge(session=session, alert_id=decision.alert_id, by="张站长", now=T0)
+    assert taken is not None and taken.alert_id == decision.alert_id
+    with pytest.raises(ValueError):
+        alerting.acknowledge(session=session, code="1234", by="x", now=T0)  # no phone
+
+
+def test_a_warning_that_turns_critical_pages_at_once(session: Session) -> None:
+    night = datetime(2026, 12, 2, 23, 0, tzinfo=TZ)
+    warn = death(night, severity="warning")
+    alerting.observe(session=session, event=warn, config=CONFIG, now=night)
+    assert tick(session, night + timedelta(minutes=1)) == []  # held for the morning
+    later = night + timedelta(minutes=10)
+    alerting.observe(
+        session=session, event=death(later, severity="critical"), config=CONFIG, now=later
+    )
+    assert tick(session, later + timedelta(seconds=30)) == [("wang", 0, 0)]
+
+
+def test_a_step_nobody_holds_is_skipped_at_once(
+    session: Session, central_config: CentralConfig
+) -> None:
+    session.query(DutyShift).filter_by(role="duty").delete()  # no duty officer today
+    alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    assert tick(session, T0 + timedelta(seconds=30)) == [("li", 1, 0)]  # the backup, now
+
+
+def test_an_alert_whose_policy_is_gone_still_pages(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    only_critical = EscalationConfig(
+        policies={Severity.CRITICAL: CONFIG.policies[Severity.CRITICAL]}
+    )
+    made = alerting.tick(
+        session=session, config=only_critical, now=T0 + timedelta(seconds=30), tz=TZ
+    )
+    assert [n.user_name for n in made] == ["wang"]  # the nearest stricter policy
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from central.alerts.pager import Pager
@@ -26,6 +28,26 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/sms", tags=["sms"])
 
 Kind = Literal["report", "reply"]
+MAX_BODY = 1 << 20  # a push carries at most a few hundred reports
+_SECRET_IN_PATH = re.compile(r"(/api/sms/[^/\s]+/)[^/\s]+")
+
+
+class RedactCallbackSecret(logging.Filter):
+    """Keeps the callbacks' secret path part out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_PATH.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def redact_access_log() -> None:
+    """Install the filter on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactCallbackSecret) for f in access.filters):
+        access.addFilter(RedactCallbackSecret())
 
 
 Parsers = tuple[
@@ -66,9 +88,14 @@ async def callback(
     if pager is None:
         raise HTTPException(status_code=503, detail="告警升级未启用 escalation is not configured")
     parse_report, parse_reply, answer = _parsers(provider)
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise HTTPException(status_code=413)
     body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(status_code=413)
     now = datetime.now(UTC)
-    try:
+
+    def handle() -> None:  # database work off the event loop
         if kind == "report":
             receipts = parse_report(body)
             matched = sum(pager.on_receipt(r, now) for r in receipts)
@@ -76,6 +103,9 @@ async def callback(
         else:
             for reply in parse_reply(body):
                 pager.on_reply(reply, now)
+
+    try:
+        await run_in_threadpool(handle)
     except ValueError as exc:
         log.warning("%s %s callback refused: %s", provider, kind, exc)
         raise HTTPException(status_code=400, detail=str(exc)) from exc

@@ -86,11 +86,15 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("updated_at", TIME, nullable=True),
+        sa.Column("sent_at", TIME, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_alert_notifications"),
         sa.UniqueConstraint("reference", name="uq_alert_notifications_reference"),
     )
     op.create_index("ix_alert_notifications_alert_id", "alert_notifications", ["alert_id"])
     op.create_index("ix_alert_notifications_state", "alert_notifications", ["state"])
+    op.create_index(
+        "ix_alert_notifications_phone_sent_at", "alert_notifications", ["phone", "sent_at"]
+    )
     op.create_table(
         "silences",
         sa.Column("id", BIG_ID, primary_key=True, autoincrement=True),
@@ -109,6 +113,7 @@ def downgrade() -> None:
     """Revert this revision."""
     op.drop_index("ix_silences_site_ends_at", table_name="silences")
     op.drop_table("silences")
+    op.drop_index("ix_alert_notifications_phone_sent_at", table_name="alert_notifications")
     op.drop_index("ix_alert_notifications_state", table_name="alert_notifications")
     op.drop_index("ix_alert_notifications_alert_id", table_name="alert_notifications")
     op.drop_table("alert_notifications")

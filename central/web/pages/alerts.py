@@ -67,9 +67,8 @@ def acknowledge(
     pager: Pager | None = request.app.state.pager
     if pager is None:
         raise HTTPException(status_code=503, detail="告警升级未启用 escalation is not configured")
-    code = alert.ack_code
     session.rollback()  # the pager takes it in its own transaction
-    if pager.acknowledge(code=code, by=account.name, now=datetime.now(UTC)) is None:
+    if pager.acknowledge(alert_id=alert_id, by=account.name, now=datetime.now(UTC)) is None:
         raise HTTPException(
             status_code=409, detail="该告警已被接警或已结束 already taken or closed"
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from central import alerting
 from central.alerts import sender
@@ -69,6 +69,15 @@ def pending_alert(session: Session) -> list[AlertNotification]:
     return made
 
 
+def send(sender_: Sender, session: Session, now: datetime) -> int:
+    """What the pager does: commit what the lifecycle stored, send (each message in its own
+    transactions), then read the rows again."""
+    session.commit()
+    sent = sender_.send_pending(sessionmaker(bind=session.get_bind()), now)
+    session.expire_all()
+    return sent
+
+
 def make_sender(*providers: SmsProvider, cap: int = 10) -> Sender:
     return Sender(
         providers,
@@ -82,7 +91,7 @@ def test_sent_through_tencent_with_the_template_and_the_code(
     session: Session, tencent: TencentProvider, server: TencentSmsServer
 ) -> None:
     [row] = pending_alert(session)
-    assert make_sender(tencent).send_pending(session, T0 + timedelta(seconds=31)) == 1
+    assert send(make_sender(tencent), session, T0 + timedelta(seconds=31)) == 1
     assert row.state == "submitted" and row.provider == "tencent" and row.message_id
     sent = server.by_serial(row.message_id)
     alert = session.get(Alert, row.alert_id)
@@ -109,7 +118,7 @@ def test_a_provider_error_fails_over_to_the_next(
     [row] = pending_alert(session)
     server.fail_next(1, code="InternalError")
     backup = FileProvider(tmp_path / "sms.jsonl")
-    assert make_sender(tencent, backup).send_pending(session, T0 + timedelta(seconds=31)) == 1
+    assert send(make_sender(tencent, backup), session, T0 + timedelta(seconds=31)) == 1
     assert row.state == "submitted" and row.provider == "file"
     line = json.loads((tmp_path / "sms.jsonl").read_text(encoding="utf-8"))
     assert line["phone"] == row.phone and "回复 1 " in line["text"]
@@ -123,7 +132,7 @@ def test_a_timeout_is_not_sent_twice_until_receipts_decide(
     server.hold_next(1, seconds=30)  # longer than the SDK's 2 s timeout
     backup = FileProvider(tmp_path / "sms.jsonl")
     try:
-        make_sender(tencent, backup).send_pending(session, T0 + timedelta(seconds=31))
+        send(make_sender(tencent, backup), session, T0 + timedelta(seconds=31))
     finally:
         server.release()
     assert row.state == "uncertain" and row.provider == "tencent"
@@ -149,7 +158,7 @@ def test_an_uncertain_send_with_no_receipt_goes_again(
     row.state, row.provider, row.updated_at = "uncertain", "tencent", T0
     assert sender.retry_lost(session, T0 + sender.UNCERTAIN_AFTER) == 1
     assert row.state == "pending"
-    make_sender(tencent).send_pending(session, T0 + sender.UNCERTAIN_AFTER)
+    send(make_sender(tencent), session, T0 + sender.UNCERTAIN_AFTER)
     assert row.state == "submitted"
 
 
@@ -158,7 +167,7 @@ def test_a_number_over_its_daily_cap_is_not_sent(
 ) -> None:
     first, *_ = pending_alert(session)
     file = FileProvider(tmp_path / "sms.jsonl")
-    make_sender(file, cap=1).send_pending(session, T0 + timedelta(seconds=31))
+    send(make_sender(file, cap=1), session, T0 + timedelta(seconds=31))
     assert first.state == "submitted"
     # a second incident the same day, to the same duty officer
     heron = {"scientific_name": "Ardea cinerea", "chinese_name": "苍鹭", "confidence": 0.8}
@@ -166,7 +175,7 @@ def test_a_number_over_its_daily_cap_is_not_sent(
     alerting.observe(session=session, event=death(at, species=heron), config=CONFIG, now=at)
     [second] = alerting.tick(session=session, config=CONFIG, now=at + timedelta(seconds=30), tz=TZ)
     session.flush()
-    make_sender(file, cap=1).send_pending(session, at + timedelta(seconds=31))
+    send(make_sender(file, cap=1), session, at + timedelta(seconds=31))
     assert second.state == "capped" and second.code == "daily_cap"
     assert len((tmp_path / "sms.jsonl").read_text(encoding="utf-8").splitlines()) == 1
 
@@ -179,10 +188,10 @@ def test_every_provider_down_keeps_the_message_for_later(
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the folder should be")
     dead = FileProvider(blocked / "sms.jsonl")
-    assert make_sender(tencent, dead).send_pending(session, T0 + timedelta(seconds=31)) == 0
+    assert send(make_sender(tencent, dead), session, T0 + timedelta(seconds=31)) == 0
     assert row.state == "pending" and row.attempts == 1 and "InternalError" in (row.code or "")
     # not tried again before the pause; then it goes
-    assert make_sender(tencent).send_pending(session, T0 + timedelta(seconds=60)) == 0
+    assert send(make_sender(tencent), session, T0 + timedelta(seconds=60)) == 0
     later = T0 + timedelta(seconds=31) + sender.RETRY_PAUSE
-    assert make_sender(tencent).send_pending(session, later) == 1
+    assert send(make_sender(tencent), session, later) == 1
     assert row.state == "submitted"
