@@ -25,8 +25,6 @@ from sqlalchemy.orm import Session
 from central.alerts.policy import DutyRole
 from central.db.models import DutyOverride, DutyShift, RosterDay, User
 
-STEP = timedelta(minutes=15)  # resolution of gap search (shifts start on quarter hours)
-
 
 class DayKind(StrEnum):
     WORKDAY = "workday"
@@ -163,19 +161,31 @@ def chain(*, session: Session, site: str, at: datetime, tz: ZoneInfo) -> list[On
 
 def gaps(*, session: Session, site: str, start: datetime, end: datetime, tz: ZoneInfo) -> list[Gap]:
     """Spans in [start, end) with no reachable duty officer (nobody, or nobody with a phone
-    number) at `site`, found on a 15-minute grid."""
+    number) at `site`, exact to the minute: who is on duty only changes where a shift or an
+    override starts or ends, or at midnight (the kind of day), so only those moments are
+    looked at."""
     roster = _Roster(session, site, start, end, tz)
+    points = {start}
+    first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+    day = first - timedelta(days=1)
+    while day <= last:
+        moments = [time(0)] + [t for s in roster.shifts for t in (s.start_time, s.end_time)]
+        for moment in moments:
+            at = datetime.combine(day, moment, tzinfo=tz)
+            if start < at < end:
+                points.add(at)
+        day += timedelta(days=1)
+    for o in roster.overrides:
+        points.update(t for t in (o.starts_at, o.ends_at) if start < t < end)
     found: list[Gap] = []
-    t = start
     open_at: datetime | None = None
-    while t < end:
+    for t in sorted(points):
         reachable = any(p.role is DutyRole.DUTY and p.phone for p in roster.at(t))
         if not reachable and open_at is None:
             open_at = t
         elif reachable and open_at is not None:
             found.append(Gap(open_at, t))
             open_at = None
-        t += STEP
     if open_at is not None:
         found.append(Gap(open_at, end))
     return found

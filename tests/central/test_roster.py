@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central import accounts, roster
 from central.config import CentralConfig
+from central.db.models import DutyShift
 from central.roster import DayKind, DutyRole, Gap
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -184,3 +185,24 @@ def test_a_shift_that_cannot_reach_anyone_is_refused(session: Session) -> None:
             starts_at=local(2026, 12, 4, 0),
             ends_at=local(2026, 12, 3, 0),
         )
+
+
+def test_gaps_are_exact_to_the_minute(session: Session) -> None:
+    # 王伟's workday ends at 18:00; 李娜's night (her shifts gone) starts at 18:10 this Wednesday
+    roster.add_override(
+        session=session,
+        site="changxing",
+        role=DutyRole.DUTY,
+        user_name="li",
+        starts_at=local(2026, 12, 2, 18, 10),
+        ends_at=local(2026, 12, 3, 8),
+    )
+    session.query(DutyShift).filter_by(user_name="li").delete()
+    found = roster.gaps(
+        session=session,
+        site="changxing",
+        start=local(2026, 12, 2, 17, 7),
+        end=local(2026, 12, 2, 19, 3),
+        tz=TZ,
+    )
+    assert found == [Gap(local(2026, 12, 2, 18, 0), local(2026, 12, 2, 18, 10))]
