@@ -4,10 +4,8 @@ that checks the ACS3-HMAC-SHA256 signature; faults are the server's, not mocked 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pydantic
@@ -32,6 +30,7 @@ from central.alerts.providers import (
 )
 from tests.helpers import free_port
 from tests.peers.aliyun_sms import AliyunSmsServer, StoredSms
+from tests.peers.callbacks import CallbackReceiver
 
 KEY_ID = "LTAI5tTestKeyId"
 SECRET = "test-secret-0123456789"
@@ -437,51 +436,16 @@ def test_callback_response_is_what_aliyun_expects() -> None:
     assert json.loads(CALLBACK_RESPONSE_BODY) == CALLBACK_RESPONSE
 
 
-class _CallbackReceiver:
-    """A stand-in for central's callback endpoint: parses with this module's parsers and
-    answers as Aliyun requires."""
-
-    def __init__(self) -> None:
-        self.receipts: list[Receipt] = []
-        self.replies: list[Reply] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/aliyun/report":
-                    receiver.receipts.extend(parse_report_callback(body))
-                else:
-                    receiver.replies.extend(parse_reply_callback(body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(CALLBACK_RESPONSE_BODY)))
-                self.end_headers()
-                self.wfile.write(CALLBACK_RESPONSE_BODY)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
-
 def test_server_pushes_report_and_reply_callbacks(server: AliyunSmsServer) -> None:
     provider = make_provider(server)
     biz_id = provider.submit(alert("ww-push")).message_id
     server.mark_delivered(biz_id)
-    receiver = _CallbackReceiver()
+    receiver = CallbackReceiver(
+        receipt_path="/aliyun/report",
+        parse_receipts=parse_report_callback,
+        parse_replies=parse_reply_callback,
+        answer=CALLBACK_RESPONSE,
+    )
     try:
         status, body = server.post_report(receiver.url("/aliyun/report"), [biz_id])
         assert status == 200 and json.loads(body) == CALLBACK_RESPONSE

@@ -4,10 +4,8 @@ checks the TC3-HMAC-SHA256 signature; caps and delivery on a test clock, no slee
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -32,6 +30,7 @@ from central.alerts.tencent import (
     parse_status_callback,
 )
 from tests.helpers import FakeClock, free_port
+from tests.peers.callbacks import CallbackReceiver
 from tests.peers.tencent_sms import TencentSmsServer
 
 KEY_ENV = "WILDWATCH_TEST_TENCENT_SECRET_KEY"
@@ -462,55 +461,23 @@ def test_callback_response_is_the_documented_one() -> None:
     assert dict(CALLBACK_RESPONSE) == {"result": 0, "errmsg": "OK"}
 
 
-class Receiver:
-    """A stand-in for central's callback endpoint: parses what arrives and answers as documented."""
-
-    def __init__(self) -> None:
-        self.receipts: list[Receipt] = []
-        self.replies: list[Reply] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/status":
-                    owner.receipts.extend(parse_status_callback(body))
-                else:
-                    owner.replies.extend(parse_reply_callback(body))
-                answer = json.dumps(dict(CALLBACK_RESPONSE)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[CallbackReceiver]:
+    r = CallbackReceiver(  # central's callback endpoint, with Tencent's parsers and answer
+        receipt_path="/status",
+        parse_receipts=parse_status_callback,
+        parse_replies=parse_reply_callback,
+        answer=CALLBACK_RESPONSE,
+    )
     yield r
     r.close()
 
 
 def test_pushed_status_reports_and_replies_round_trip(
-    provider: TencentProvider, server: TencentSmsServer, clock: FakeClock, receiver: Receiver
+    provider: TencentProvider,
+    server: TencentSmsServer,
+    clock: FakeClock,
+    receiver: CallbackReceiver,
 ) -> None:
     first = provider.submit(alert(ref="p1"))
     second = provider.submit(alert(OTHER_PHONE, ref="p2"))
