@@ -172,6 +172,13 @@ class ModemSettings(BaseModel):
     status_reports: bool = Field(
         default=True, description="Ask the network for a status report (+CDS) per message"
     )
+    reopen_every_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="When the modem is gone (unplugged, a USB reset, not there at start), how "
+        "often the pager tries to open it again",
+    )
 
 
 _FINAL = ("OK", "ERROR", "COMMAND NOT SUPPORT")
@@ -291,6 +298,9 @@ class ModemProvider:
             ) from exc
         self._stop.clear()
         self._broken = None
+        self._jobs = queue.Queue()  # close() left its stop sentinel in the old one
+        self._buf = bytearray()
+        self._pushed = None
         self._threads = [
             threading.Thread(target=self._read_loop, name="modem-reader", daemon=True),
             threading.Thread(target=self._work_loop, name="modem-worker", daemon=True),
@@ -470,6 +480,10 @@ class ModemProvider:
             out = list(self._replies)
             self._replies.clear()
         return out
+
+    @property
+    def reopen_every_s(self) -> float:
+        return self.settings.reopen_every_s
 
     @property
     def alive(self) -> bool:

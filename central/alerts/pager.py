@@ -4,11 +4,14 @@ its notifications through the configured providers (central/alerts/sender.py).
 Ingest calls `observe` inside the transaction that stores the event, so an anomaly and its
 alert commit together. A thread calls `run_once` every second: due escalation steps, sending,
 lost uncertain sends, and now and then a pull of receipts. Provider callbacks (receipts and the
-duty officers' replies) come in through `on_receipt` and `on_reply`.
+duty officers' replies) come in through `on_receipt` and `on_reply`; a modem is a device the
+pager looks after itself: opened at start and again after it drops, its replies and status
+reports collected every round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.payloads import EventPayload
 from central import alerting
-from central.alerts.providers import Receipt, Reply, SmsProvider
+from central.alerts.providers import DeviceProvider, ProviderError, Receipt, Reply, SmsProvider
 from central.alerts.sender import Caps, Sender, apply_receipt, recover_interrupted, retry_lost
 from central.config import CentralConfig
 from central.db.models import AlertNotification
@@ -94,6 +97,11 @@ class Pager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_pull = datetime.min.replace(tzinfo=UTC)
+        self.devices = [p for p in self.providers if isinstance(p, DeviceProvider)]
+        self._device_tried: dict[int, datetime] = {}  # index in devices: last open attempt
+        self._device_receipts_since = datetime.now(UTC)  # wall clock: devices stamp receipts so
+        self._replies_waiting: list[Reply] = []  # taken from a device, not yet handled
+        self.device_opens = 0  # successful opens after the first (the modem came back)
 
     def observe(self, session: Session, event: EventPayload, now: datetime) -> bool:
         """Join or open the event's alert in the caller's transaction; True when it pages."""
@@ -105,6 +113,8 @@ class Pager:
     def run_once(self, now: datetime | None = None) -> int:
         """One round: due steps, then sending; returns how many messages went out."""
         now = now or datetime.now(UTC)
+        self.tend_devices(now)
+        self.collect_from_devices(now)
         with self.session_factory.begin() as session:
             alerting.tick(session=session, config=self.escalation, now=now, tz=self.tz)
             retry_lost(session, now)
@@ -114,11 +124,54 @@ class Pager:
             self.pull_receipts(now)
         return sent
 
+    def tend_devices(self, now: datetime) -> None:
+        """Open each device that is not alive, at most once per its reopen_every_s."""
+        for index, device in enumerate(self.devices):
+            if device.alive:
+                continue
+            last = self._device_tried.get(index)
+            if last is not None and now - last < timedelta(seconds=device.reopen_every_s):
+                continue
+            self._device_tried[index] = now
+            with contextlib.suppress(Exception):
+                device.close()  # what is left of the last connection: threads, the port
+            try:
+                device.start()
+            except ProviderError as exc:
+                log.warning(
+                    "%s cannot be opened (%s); next try in %g s",
+                    device.key,
+                    exc,
+                    device.reopen_every_s,
+                )
+                continue
+            if last is not None:
+                self.device_opens += 1
+                log.warning("%s is back and open again", device.key)
+
+    def collect_from_devices(self, now: datetime) -> None:
+        """The replies and status reports the devices received since the last round."""
+        wall = datetime.now(UTC)
+        since, self._device_receipts_since = (
+            self._device_receipts_since - timedelta(seconds=5),
+            wall,
+        )
+        for device in self.devices:
+            self._replies_waiting.extend(device.replies())
+            if device.alive:
+                for receipt in device.receipts(since=since, phones=[]):
+                    self.on_receipt(receipt, now)  # a receipt seen twice changes nothing
+        while self._replies_waiting:
+            self.on_reply(self._replies_waiting[0], now)  # raises: kept for the next round
+            self._replies_waiting.pop(0)
+
     def pull_receipts(self, now: datetime) -> int:
         """Ask each provider for the receipts of the last day's messages it has not settled."""
         since = now - timedelta(days=1)
         found = 0
         for provider in self.providers:
+            if provider in self.devices:
+                continue  # collected every round
             with self.session_factory() as session:
                 phones = sorted(
                     set(
@@ -191,8 +244,10 @@ class Pager:
         return taken
 
     def start(self) -> None:
+        now = datetime.now(UTC)
         with self.session_factory.begin() as session:
-            recover_interrupted(session, datetime.now(UTC))
+            recover_interrupted(session, now)
+        self.tend_devices(now)  # a modem missing at start is no reason not to start
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="pager", daemon=True)
         self._thread.start()
@@ -201,6 +256,9 @@ class Pager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for device in self.devices:
+            with contextlib.suppress(Exception):
+                device.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(RUN_EVERY_S):

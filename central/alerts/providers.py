@@ -126,8 +126,33 @@ class SmsProvider(Protocol):
         query needs a number; [] for providers that only push."""
 
 
+@runtime_checkable
+class DeviceProvider(SmsProvider, Protocol):
+    """A provider that is hardware on this machine (a modem). The pager opens it at start,
+    opens it again every `reopen_every_s` while it is gone (unplugged, a USB reset), collects
+    the replies it received, and closes it at stop."""
+
+    @property
+    def alive(self) -> bool:
+        """True while it can send."""
+
+    @property
+    def reopen_every_s(self) -> float:
+        """How often to try to open it again while it is not alive."""
+
+    def start(self) -> None:
+        """Open it; ProviderError when it cannot be opened now."""
+
+    def close(self) -> None:
+        """Close it (idempotent)."""
+
+    def replies(self) -> list[Reply]:
+        """Messages received since the last call, each returned once."""
+
+
 __all__ = [
     "DeliveryState",
+    "DeviceProvider",
     "OutgoingSms",
     "ProviderError",
     "Receipt",

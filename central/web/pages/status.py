@@ -37,6 +37,8 @@ def status_page(
         site: roster.gaps(session=session, site=site, start=now, end=now + ROSTER_AHEAD, tz=tz)
         for site in sites
     }
+    pager = request.app.state.pager
+    devices_down = [d.key for d in pager.devices if not d.alive] if pager is not None else []
     response: Response = render(
         request,
         "status.html",
@@ -48,5 +50,6 @@ def status_page(
         days=TIMELINE_DAYS,
         sites=sites,
         roster_gaps=gaps,
+        devices_down=devices_down,
     )
     return response

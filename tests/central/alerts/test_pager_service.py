@@ -22,9 +22,9 @@ from broker.validate import encode
 from central import accounts
 from central.app import CentralService
 from central.config import CentralConfig
-from central.db.models import Alert, AlertNotification, User
-from central.roster import DutyRole
-from tests.central.conftest import EGRET, make_event, on_duty_all_day
+from central.db.models import Alert
+from tests.central.alerts.service import DUTY_PHONE, notifications, paging_service
+from tests.central.conftest import EGRET, make_event
 from tests.central.web.station import PASSWORD, add_people
 from tests.helpers import free_port, wait_for
 from tests.peers.tencent_sms import TencentSmsServer
@@ -32,7 +32,6 @@ from tests.peers.tencent_sms import TencentSmsServer
 KEY_ENV = "WILDWATCH_TEST_PAGER_TENCENT_KEY"
 CALLBACK_ENV = "WILDWATCH_TEST_SMS_CALLBACK"
 SECRET = "callback-secret-0123456789"
-DUTY_PHONE = "13800000001"
 
 
 @pytest.fixture()
@@ -82,28 +81,8 @@ def service(
 ) -> Iterator[CentralService]:
     monkeypatch.setenv(KEY_ENV, tencent.secret_key)
     monkeypatch.setenv(CALLBACK_ENV, SECRET)
-    svc = CentralService(pager_config(central_config, tencent, tmp_path))
-    svc.start()
-    assert svc.session_factory is not None
-    with svc.session_factory.begin() as session:
-        add_people(
-            session,
-            {"wang": (accounts.Role.STAFF, ["changxing"], "王伟")},
-            known_sites=svc.config.sites,
-        )
-        session.query(User).filter_by(name="wang").one().phone = DUTY_PHONE
-        on_duty_all_day(session, user_name="wang", role=DutyRole.DUTY)
-    try:
-        assert all(i.wait_connected(10) for i in svc.ingestors)
+    with paging_service(pager_config(central_config, tencent, tmp_path)) as svc:
         yield svc
-    finally:
-        svc.stop()
-
-
-def notifications(svc: CentralService) -> list[AlertNotification]:
-    assert svc.session_factory is not None
-    with svc.session_factory() as session:
-        return list(session.scalars(sa.select(AlertNotification).order_by(AlertNotification.id)))
 
 
 def url(svc: CentralService, kind: str, secret: str = SECRET) -> str:
