@@ -102,6 +102,7 @@ def observe(
     if event.rule is None or event.severity not in config.policies:
         return None
     key = group_key(event)
+    wait = timedelta(seconds=config.group_wait(event.severity))
     since = now - timedelta(seconds=config.group_interval_s)
     alert = session.scalar(
         sa.select(Alert)
@@ -128,7 +129,7 @@ def observe(
             event_count=0,
             step=0,
             round=0,
-            next_action_at=None if silenced else now + timedelta(seconds=config.group_wait_s),
+            next_action_at=None if silenced else now + wait,
             title_zh=event.message_zh[:200],
         )
         session.add(alert)
@@ -140,11 +141,13 @@ def observe(
             alert.severity = event.severity.value
             if alert.state in OPEN_STATES:
                 alert.step, alert.round = 0, 0
-                alert.next_action_at = now + timedelta(seconds=config.group_wait_s)
+                alert.next_action_at = now + wait
         if alert.state == AlertState.SILENCED and not _silenced(session, event, now):
             # seen where no maintenance is going on: the incident is real after all
             alert.state = AlertState.TRIGGERED.value
-            alert.next_action_at = now + timedelta(seconds=config.group_wait_s)
+            alert.next_action_at = now + timedelta(
+                seconds=config.group_wait(Severity(alert.severity))
+            )
     alert.last_event_at = now
     alert.event_count += event.count
     session.add(AlertEvent(alert_id=alert.id, event_id=str(event.event_id)))
@@ -214,6 +217,15 @@ def tick(
     return made
 
 
+def next_due(session: Session, *, after: datetime) -> datetime | None:
+    """When the earliest open alert's next step falls due after `after` (None: none)."""
+    return session.scalar(
+        sa.select(sa.func.min(Alert.next_action_at)).where(
+            Alert.state.in_(OPEN_STATES), Alert.next_action_at > after
+        )
+    )
+
+
 def _policy(config: EscalationConfig, severity: str) -> Policy:
     """The severity's policy, or the nearest stricter one configured (then the nearest)."""
     wanted = Severity(severity)
@@ -255,7 +267,11 @@ def _advance(
             return made
         if made:
             break
-    alert.next_action_at = now + timedelta(seconds=max(wait, 0.0))
+    # Counted from when this step was due, not from when the round got to it, so that a late
+    # round does not push every later step back (the delays stay the configured ones).
+    scheduled = alert.next_action_at
+    base = scheduled if scheduled is not None and scheduled <= now else now
+    alert.next_action_at = max(base + timedelta(seconds=max(wait, 0.0)), now)
     return made
 
 
@@ -274,11 +290,13 @@ def acknowledge(
     code: str | None = None,
     alert_id: int | None = None,
     phone: str | None = None,
+    own_phone: str | None = None,
 ) -> Acknowledged | None:
     """Someone took an alert: by its id (the console's button), or by the code of an SMS reply
     from `phone`, which must be a number the alert paged (a code alone is short and reused).
     None when no open alert matches. Escalation stops, messages not yet sent are cancelled, and
-    those the alert reached (but the acknowledger) are to learn who took it."""
+    those the alert reached (but the acknowledger: `phone`, or `own_phone` for one who took it
+    on the console) are to learn who took it."""
     query = sa.select(Alert).where(Alert.state.in_(OPEN_STATES))
     if alert_id is not None:
         query = query.where(Alert.id == alert_id)
@@ -314,7 +332,7 @@ def acknowledge(
         )
         .distinct()
     ).all()
-    skip = set(_phone_forms(phone)) if phone else set()
+    skip = {form for p in (phone, own_phone) if p for form in _phone_forms(p)}
     return Acknowledged(alert.id, by, [p for p in reached if p not in skip])
 
 

@@ -84,10 +84,10 @@ class AlertDispatcher:
     def enqueue(self, session: Session, *, event: EventPayload) -> int:
         """Add pending SMS rows for the event to `session` (not committed); returns how many.
         With a duty pager (alerts.escalation), the event joins its alert instead, and the
-        pager's own loop sends (0 here)."""
+        pager's own loop sends (1 when it joined or opened an alert, so that ingest wakes the
+        pager once the transaction committed)."""
         if self.pager is not None:
-            self.pager.observe(session, event, datetime.now(UTC))
-            return 0
+            return int(self.pager.observe(session, event, datetime.now(UTC)))
         if not self.wants(event):
             return 0
         phones = list(dict.fromkeys(self._config.alerts.duty_phones))
@@ -123,6 +123,8 @@ class AlertDispatcher:
     def send_pending(self, limit: int = 100, *, now: datetime | None = None) -> int:
         """Send pending SMS and failed ones due for another try; returns how many were sent."""
         now = now or datetime.now(UTC)
+        if self.pager is not None:
+            self.pager.wake()  # what ingest just committed pages now, not in up to a second
         with self._session_factory() as session:
             ids = session.scalars(
                 sa.select(SmsMessage.id)

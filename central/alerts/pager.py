@@ -35,15 +35,18 @@ RUN_EVERY_S = 1.0
 PULL_RECEIPTS_EVERY = timedelta(minutes=5)
 
 
-def _display_name(session: Session, who: str) -> str:
-    """The name to tell others: a console user's display name, or the person whose phone it is."""
+def _person(session: Session, who: str) -> tuple[str, str | None]:
+    """The name to tell others and the phone of whoever `who` is (a console user's name, or a
+    phone number): the display name, or `who` itself for a number nobody has."""
     from central.alerting import _phone_forms
     from central.db.models import User
 
     user = session.scalar(
         sa.select(User).where(sa.or_(User.name == who, User.phone.in_(_phone_forms(who))))
     )
-    return (user.display_name or user.name) if user else who
+    if user is None:
+        return who, None
+    return user.display_name or user.name, user.phone
 
 
 def make_providers(config: CentralConfig) -> list[SmsProvider]:
@@ -95,6 +98,10 @@ class Pager:
             caps=Caps(per_number_per_day=config.alerts.daily_cap_per_number),
         )
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        # the earliest step due after the last round's time (one that was due then and is
+        # still waiting failed, and is tried again at the next round, a second later)
+        self._next_due: datetime | None = None
         self._thread: threading.Thread | None = None
         self._last_pull = datetime.min.replace(tzinfo=UTC)
         self.devices = [p for p in self.providers if isinstance(p, DeviceProvider)]
@@ -110,6 +117,11 @@ class Pager:
             is not None
         )
 
+    def wake(self) -> None:
+        """Run the next round now instead of within RUN_EVERY_S (ingest calls this after it
+        committed an event that joined or opened an alert)."""
+        self._wake.set()
+
     def run_once(self, now: datetime | None = None) -> int:
         """One round: due steps, then sending; returns how many messages went out."""
         now = now or datetime.now(UTC)
@@ -118,6 +130,7 @@ class Pager:
         with self.session_factory.begin() as session:
             alerting.tick(session=session, config=self.escalation, now=now, tz=self.tz)
             retry_lost(session, now)
+            self._next_due = alerting.next_due(session, after=now)
         sent = self.sender.send_pending(self.session_factory, now)
         if now - self._last_pull >= PULL_RECEIPTS_EVERY:
             self._last_pull = now
@@ -219,9 +232,16 @@ class Pager:
     ) -> alerting.Acknowledged | None:
         """Take an alert: by id (the console's button) or by the code a paged number replied."""
         with self.session_factory.begin() as session:
-            by = _display_name(session, by)  # what the others are told, and the console shows
+            # what the others are told and the console shows; their own phone is not told
+            by, own_phone = _person(session, by)
             taken = alerting.acknowledge(
-                session=session, by=by, now=now, code=code, phone=phone, alert_id=alert_id
+                session=session,
+                by=by,
+                now=now,
+                code=code,
+                phone=phone,
+                alert_id=alert_id,
+                own_phone=own_phone,
             )
             if taken is None:
                 log.info("acknowledgement %s by %s matches no open alert", code or alert_id, by)
@@ -254,6 +274,7 @@ class Pager:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         for device in self.devices:
@@ -261,7 +282,16 @@ class Pager:
                 device.close()
 
     def _loop(self) -> None:
-        while not self._stop.wait(RUN_EVERY_S):
+        while True:
+            # every RUN_EVERY_S, sooner when a step falls due before that or ingest wakes it
+            pause = RUN_EVERY_S
+            if self._next_due is not None:
+                until = (self._next_due - datetime.now(UTC)).total_seconds()
+                pause = min(pause, max(until, 0.0))
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.run_once()
             except Exception:  # the next round tries again; a bug must not end paging

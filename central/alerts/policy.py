@@ -46,6 +46,13 @@ class Policy(BaseModel):
     daytime_only: bool = Field(
         False, description="at night, wait for the daytime window (a warning need not wake anyone)"
     )
+    group_wait_s: float | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="this severity's wait for more of the same before the first message "
+        "(None: the escalation's group_wait_s)",
+    )
 
 
 def _default_policies() -> dict[Severity, Policy]:
@@ -55,7 +62,9 @@ def _default_policies() -> dict[Severity, Policy]:
         Step(role=DutyRole.HEAD, after_s=1200),
     ]
     return {
-        Severity.CRITICAL: Policy(steps=chain, repeat=2, repeat_after_s=1800),
+        # Critical pages at once: a mortality cluster is already a group of deaths, and a dog
+        # or an intruder in the reserve will not wait for a batch.
+        Severity.CRITICAL: Policy(steps=chain, repeat=2, repeat_after_s=1800, group_wait_s=0),
         Severity.ALERT: Policy(steps=chain, repeat=1, repeat_after_s=3600),
         Severity.WARNING: Policy(steps=[Step(role=DutyRole.DUTY, after_s=0)], daytime_only=True),
     }
@@ -73,3 +82,10 @@ class EscalationConfig(BaseModel):
     policies: dict[Severity, Policy] = Field(default_factory=_default_policies)
     daytime_start: time = time(8, 0)
     daytime_end: time = time(20, 0)
+
+    def group_wait(self, severity: Severity) -> float:
+        """Seconds a new alert of this severity waits for more of the same."""
+        policy = self.policies.get(severity)
+        if policy is not None and policy.group_wait_s is not None:
+            return policy.group_wait_s
+        return self.group_wait_s

@@ -135,6 +135,24 @@ def test_the_console_takes_an_alert_by_its_id(session: Session) -> None:
         alerting.acknowledge(session=session, code="1234", by="x", now=T0)  # no phone
 
 
+def test_who_takes_it_on_the_console_is_not_told_they_did(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0), config=CONFIG, now=T0)
+    start = T0 + timedelta(seconds=30)
+    tick(session, start)
+    tick(session, start + timedelta(seconds=600))  # wang, then li
+    for n in session.query(AlertNotification):
+        n.state = "submitted"
+    alert = session.query(Alert).one()
+    taken = alerting.acknowledge(
+        session=session,
+        alert_id=alert.id,
+        by="李娜",
+        own_phone="13800000001",
+        now=start + timedelta(seconds=700),
+    )
+    assert taken is not None and list(taken.notify) == ["13800000000"]  # wang only
+
+
 def test_a_warning_that_turns_critical_pages_at_once(session: Session) -> None:
     night = datetime(2026, 12, 2, 23, 0, tzinfo=TZ)
     warn = death(night, severity="warning")
@@ -144,7 +162,25 @@ def test_a_warning_that_turns_critical_pages_at_once(session: Session) -> None:
     alerting.observe(
         session=session, event=death(later, severity="critical"), config=CONFIG, now=later
     )
-    assert tick(session, later + timedelta(seconds=30)) == [("wang", 0, 0)]
+    assert tick(session, later) == [("wang", 0, 0)]  # critical waits for nothing
+
+
+def test_critical_pages_at_once_and_alert_waits_for_more_of_the_same(session: Session) -> None:
+    alerting.observe(session=session, event=death(T0, severity="critical"), config=CONFIG, now=T0)
+    alerting.observe(
+        session=session,
+        event=death(T0, rule="free_roaming_dog", species=None),
+        config=CONFIG,
+        now=T0,
+    )
+    assert tick(session, T0) == [("wang", 0, 0)]  # the critical one
+    assert tick(session, T0 + timedelta(seconds=29)) == []
+    assert tick(session, T0 + timedelta(seconds=30)) == [("wang", 0, 0)]  # the alert one
+    # a policy may set its own wait; one without takes the escalation's
+    config = EscalationConfig.model_validate(
+        {"group_wait_s": 5, "policies": {"alert": {"steps": [{"role": "duty", "after_s": 0}]}}}
+    )
+    assert config.group_wait(Severity.ALERT) == 5 and CONFIG.group_wait(Severity.CRITICAL) == 0
 
 
 def test_a_step_nobody_holds_is_skipped_at_once(

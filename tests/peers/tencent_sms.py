@@ -180,6 +180,26 @@ class TencentSmsServer:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def provider_config(self, key_env: str, *, timeout_s: float = 3) -> dict[str, Any]:
+        """central.yaml's `alerts.providers` entry that points the SDK here: templates 2001
+        (alert: site, what, count, code) and 2002 (ack_notice: who, code), the secret key in
+        the environment variable `key_env`."""
+        return {
+            "type": "tencent",
+            "secret_id": self.secret_id,
+            "secret_key_env": key_env,
+            "sdk_app_id": self.sdk_app_id,
+            "sign_name": "野保监测",
+            "templates": {"alert": "2001", "ack_notice": "2002"},
+            "template_params": {
+                "alert": ["site", "what", "count", "code"],
+                "ack_notice": ["who", "code"],
+            },
+            "endpoint": self.endpoint,
+            "scheme": "http",
+            "timeout_s": timeout_s,
+        }
+
     def start(self) -> TencentSmsServer:
         """Listen on a free loopback port and serve in a thread."""
         handler = _handler_for(self)

@@ -50,21 +50,7 @@ def pager_config(
             "escalation": {"group_wait_s": 0},
             "callback_token_env": CALLBACK_ENV,
             "providers": [
-                {
-                    "type": "tencent",
-                    "secret_id": tencent.secret_id,
-                    "secret_key_env": KEY_ENV,
-                    "sdk_app_id": tencent.sdk_app_id,
-                    "sign_name": "野保监测",
-                    "templates": {"alert": "2001", "ack_notice": "2002"},
-                    "template_params": {
-                        "alert": ["site", "what", "count", "code"],
-                        "ack_notice": ["who", "code"],
-                    },
-                    "endpoint": tencent.endpoint,
-                    "scheme": "http",
-                    "timeout_s": 3,
-                },
+                tencent.provider_config(KEY_ENV),
                 {"type": "file", "path": str(tmp_path / "fallback-sms.jsonl")},
             ],
         }
