@@ -94,6 +94,17 @@ def _silenced(session: Session, event: EventPayload, at: datetime) -> bool:
     )
 
 
+# Two ingest workers that see the same incident at the same moment must not both find no alert
+# and both open one. On PostgreSQL the transactions that page take this advisory lock in turn
+# (held until they commit; one lock, so no deadlock between workers). SQLite has one writer.
+OBSERVE_LOCK = 0x5757_414C_4552_5431  # "WWALERT1"
+
+
+def _one_observer_at_a_time(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(OBSERVE_LOCK)))
+
+
 def observe(
     *, session: Session, event: EventPayload, config: EscalationConfig, now: datetime
 ) -> Decision | None:
@@ -101,6 +112,7 @@ def observe(
     observation, or a severity without a policy)."""
     if event.rule is None or event.severity not in config.policies:
         return None
+    _one_observer_at_a_time(session)
     key = group_key(event)
     wait = timedelta(seconds=config.group_wait(event.severity))
     since = now - timedelta(seconds=config.group_interval_s)

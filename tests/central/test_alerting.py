@@ -3,6 +3,7 @@ acknowledgement by SMS reply code, daytime-only warnings, silences."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,3 +275,31 @@ def test_a_silenced_site_pages_nobody(session: Session) -> None:
     assert other is not None and other.alert_id == decision.alert_id
     assert other.state == AlertState.TRIGGERED
     assert tick(session, at + timedelta(seconds=30)) == [("wang", 0, 0)]
+
+
+def test_two_workers_seeing_one_incident_at_once_open_one_alert(
+    session: Session, session_factory: sessionmaker[Session], database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer; the lock is PostgreSQL's")
+    session.commit()  # the roster the fixture made
+    first = session_factory()
+    alerting.observe(session=first, event=death(T0), config=CONFIG, now=T0)
+    first.flush()  # worker 1 opened the alert and has not committed yet
+    done = threading.Event()
+
+    def worker_two() -> None:
+        with session_factory.begin() as second:
+            alerting.observe(session=second, event=death(T0), config=CONFIG, now=T0)
+        done.set()
+
+    thread = threading.Thread(target=worker_two)
+    thread.start()
+    assert not done.wait(0.5)  # waits for worker 1's transaction
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert done.is_set()
+    session.expire_all()
+    alert = session.query(Alert).one()  # worker 2 joined the alert worker 1 opened
+    assert alert.event_count == 2 * death(T0).count
