@@ -157,6 +157,14 @@ SHEET_INFO = "报告信息"
 SHEET_SUMMARY = "日报汇总"
 SHEET_SPECIES = "物种统计"
 SHEET_LATE = "补报（迟到数据）"
+SHEET_ROSTER = "值班空缺"
+ROSTER_HEADERS: list[tuple[str, int]] = [
+    ("监测站 Station", 34),
+    ("站点代码 Code", 14),
+    ("无人值班起 No duty officer from", 24),
+    ("至 Until", 24),
+    ("时长（小时）Hours", 12),
+]
 
 INFO_HEADERS: list[tuple[str, int]] = [("项目 Item", 26), ("内容 Value", 80)]
 INFO_TITLE = "标题 Title"

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from central import crud, messages
+from central import crud, messages, roster
 from central.config import CentralConfig
 from central.db.models import REVIEW_DISMISSED, Event
 from central.reports import record
@@ -21,6 +21,7 @@ from central.reports.model import (
     CategoryCount,
     DailyReport,
     Photo,
+    RosterGap,
     Section,
     SiteSection,
     SpeciesCount,
@@ -175,6 +176,7 @@ def _section(
     config: CentralConfig,
     start: datetime,
     end: datetime,
+    gaps: list[RosterGap],
 ) -> SiteSection:
     tz = ZoneInfo(config.timezone)
     categories: dict[str, int] = defaultdict(int)
@@ -209,7 +211,25 @@ def _section(
         abnormal=abnormal,
         abnormal_zh=messages.YES if abnormal else messages.NO,
         summary_zh=summary,
+        roster_gaps=gaps,
     )
+
+
+ROSTER_AHEAD = timedelta(hours=24)
+
+
+def _roster_gaps(
+    session: Session, config: CentralConfig, site: str, start: datetime, end: datetime
+) -> list[RosterGap]:
+    """When nobody reachable was, or will be, on duty: the window and the day after it. Only
+    with duty alerting: the per-event path texts duty_phones and has no roster."""
+    if config.alerts.escalation is None or site not in config.sites:
+        return []
+    tz = ZoneInfo(config.timezone)
+    return [
+        RosterGap(start=g.start.astimezone(tz), end=g.end.astimezone(tz))
+        for g in roster.gaps(session=session, site=site, start=start, end=end + ROSTER_AHEAD, tz=tz)
+    ]
 
 
 def late_anomalies(
@@ -284,6 +304,7 @@ def build_daily_report(
             config=config,
             start=start,
             end=end,
+            gaps=_roster_gaps(session, config, site, start, end),
         )
         for site, events in by_site.items()
     ]

@@ -98,6 +98,13 @@ class AnomalyItem(BaseModel):
     photos: list[Photo] = Field(default_factory=list)
 
 
+class RosterGap(BaseModel):
+    """A span with no reachable duty officer on the site's roster (report's timezone)."""
+
+    start: datetime
+    end: datetime
+
+
 class SiteSection(BaseModel):
     """The report of one monitoring point."""
 
@@ -119,6 +126,11 @@ class SiteSection(BaseModel):
     abnormal: bool = Field(description="a wildlife epidemic abnormality (late additions included)")
     abnormal_zh: str = Field(description="是 / 否")
     summary_zh: str = Field(description="无异常 or 发现疫病异常 n 起, then the other sections")
+    roster_gaps: list[RosterGap] = Field(
+        default_factory=list,
+        description="spans in the window and the 24 hours after it when no reachable duty "
+        "officer was or is on the roster (only with duty alerting, alerts.escalation)",
+    )
 
     def in_section(self, section: Section) -> list[AnomalyItem]:
         """The anomalies of one section captured in the window (late additions have their own)."""

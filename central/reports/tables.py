@@ -147,6 +147,22 @@ def anomaly_tables(report: DailyReport) -> list[Table]:
     return tables
 
 
+def roster_table(report: DailyReport) -> Table:
+    """Spans with no reachable duty officer, per site (window and the day after)."""
+    rows: list[list[Cell]] = [
+        [
+            s.name_zh,
+            s.station_code,
+            _time(g.start),
+            _time(g.end),
+            round((g.end - g.start).total_seconds() / 3600, 1),
+        ]
+        for s in report.sites
+        for g in s.roster_gaps
+    ]
+    return Table(messages.SHEET_ROSTER, messages.ROSTER_HEADERS, rows)
+
+
 def report_tables(report: DailyReport) -> list[Table]:
     """Every table of the report, in reading order."""
     return [
@@ -154,4 +170,5 @@ def report_tables(report: DailyReport) -> list[Table]:
         summary_table(report),
         species_table(report),
         *anomaly_tables(report),
+        roster_table(report),
     ]

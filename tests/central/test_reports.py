@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session, sessionmaker
 
-from central import crud
+from central import accounts, crud, roster
 from central.commands import cli
 from central.config import CentralConfig
 from central.db.models import Event, EvidenceFile
@@ -26,6 +26,7 @@ from central.reports.daily import (
 )
 from central.reports.model import Section, section_of
 from central.reports.record import write_report
+from central.roster import DayKind, DutyRole
 from tests.central.conftest import make_event
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -38,6 +39,7 @@ SHEETS = [
     "其他情况",
     "设备故障",
     "补报（迟到数据）",
+    "值班空缺",
 ]
 EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
 CRANE = {"scientific_name": "Grus japonensis", "chinese_name": "丹顶鹤", "confidence": 0.9}
@@ -305,6 +307,52 @@ def test_day_without_anything_is_a_zero_report(
     for sheet in SHEETS[2:]:
         assert wb[sheet].max_row == 1, sheet  # header only
     assert [r[5] for r in wb["日报汇总"].iter_rows(min_row=2, values_only=True)] == ["否", "否"]
+
+
+def test_roster_gaps_are_listed_with_duty_alerting(
+    central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    data = central_config.model_dump(mode="json", exclude={"mqtt": {"password"}})
+    data["alerts"]["escalation"] = {}
+    data["alerts"]["providers"] = [{"type": "file", "path": str(tmp_path / "sms.jsonl")}]
+    config = CentralConfig.model_validate(data)
+    with session_factory.begin() as session:
+        accounts.create_user(
+            session=session,
+            name="wang",
+            password="correct horse battery",
+            role=accounts.Role.STAFF,
+            sites=["changxing"],
+            known_sites=config.sites,
+            phone="13800000001",
+            now=_at(20, 9),
+        )
+        roster.add_shift(  # days only at changxing; nobody at all at xiazhuhu
+            session=session,
+            site="changxing",
+            role=DutyRole.DUTY,
+            user_name="wang",
+            day_kind=DayKind.ANY,
+            start=time(8),
+            end=time(20),
+        )
+    with session_factory() as session:
+        report = build_daily_report(session=session, config=config, day=date(2026, 11, 25))
+        without = build_daily_report(session=session, config=central_config, day=date(2026, 11, 25))
+    changxing, xiazhuhu = report.sites
+    assert [(g.start, g.end) for g in changxing.roster_gaps] == [
+        (_at(24, 20), _at(25, 8)),
+        (_at(25, 20), _at(26, 8)),
+    ]
+    assert [(g.start, g.end) for g in xiazhuhu.roster_gaps] == [(_at(24, 15), _at(26, 15))]
+    assert all(not s.roster_gaps for s in without.sites)  # no roster without duty alerting
+    _json, xlsx_path = write_report(report, tmp_path)
+    rows = list(load_workbook(xlsx_path)["值班空缺"].iter_rows(min_row=2, values_only=True))
+    assert [(r[1], r[4]) for r in rows] == [
+        ("ZJ-HZ-CX", 12.0),
+        ("ZJ-HZ-CX", 12.0),
+        ("ZJ-HZ-DQ", 48.0),
+    ]
 
 
 def test_next_day_report_gets_the_cutoff_event(
