@@ -326,15 +326,7 @@ def acknowledge(
     alert.acked_at = now
     alert.acked_by = by
     alert.next_action_at = None
-    session.execute(
-        sa.update(AlertNotification)
-        .where(
-            AlertNotification.alert_id == alert.id,
-            AlertNotification.template == "alert",
-            AlertNotification.state == "pending",
-        )
-        .values(state="cancelled", code="acknowledged", updated_at=now)
-    )
+    _cancel_pending(session, alert.id, now, why="acknowledged")
     reached = session.scalars(
         sa.select(AlertNotification.phone)
         .where(
@@ -346,6 +338,19 @@ def acknowledge(
     ).all()
     skip = {form for p in (phone, own_phone) if p for form in _phone_forms(p)}
     return Acknowledged(alert.id, by, [p for p in reached if p not in skip])
+
+
+def _cancel_pending(session: Session, alert_id: int, now: datetime, *, why: str) -> None:
+    """The alert's messages not sent yet will not be (a 'taken by' notice still goes)."""
+    session.execute(
+        sa.update(AlertNotification)
+        .where(
+            AlertNotification.alert_id == alert_id,
+            AlertNotification.template == "alert",
+            AlertNotification.state == "pending",
+        )
+        .values(state="cancelled", code=why, updated_at=now)
+    )
 
 
 def _phone_forms(phone: str) -> list[str]:
@@ -371,10 +376,77 @@ def parse_reply(text: str) -> str | None:
 
 
 def resolve(*, session: Session, alert_id: int, now: datetime) -> bool:
-    alert = session.get(Alert, alert_id)
+    """Close an alert (over, or a false alarm): no more steps, messages not yet sent are
+    cancelled. False when there is no such alert or it is closed already."""
+    alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None or alert.state == AlertState.RESOLVED:
         return False
     alert.state = AlertState.RESOLVED.value
     alert.resolved_at = now
     alert.next_action_at = None
+    _cancel_pending(session, alert.id, now, why="resolved")
     return True
+
+
+# -- maintenance windows ---------------------------------------------------------------------
+
+MAX_SILENCE = timedelta(days=14)
+
+
+class SilenceError(ValueError):
+    """A maintenance window that cannot be kept (the message is for the person)."""
+
+
+def add_silence(
+    *,
+    session: Session,
+    site: str,
+    camera: str | None,
+    starts_at: datetime,
+    ends_at: datetime,
+    by: str,
+    reason: str,
+    now: datetime,
+) -> Silence:
+    """A maintenance window for a site, or one camera of it: incidents that start in it page
+    nobody (an alert already open goes on; resolve it if it is the maintenance itself)."""
+    if ends_at <= starts_at:
+        raise SilenceError("结束时间须晚于开始时间 the end must come after the start")
+    if ends_at <= now:
+        raise SilenceError("该时段已经过去 the window is over already")
+    if ends_at - starts_at > MAX_SILENCE:
+        raise SilenceError("维护时段最长14天 a window is at most 14 days")
+    silence = Silence(
+        site=site,
+        camera=(camera or "").strip() or None,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_by=by,
+        reason=reason.strip(),
+    )
+    session.add(silence)
+    session.flush()
+    return silence
+
+
+def end_silence(*, session: Session, silence_id: int, now: datetime) -> Silence | None:
+    """End a window now (or drop one not begun); None when there is none still running."""
+    silence = session.get(Silence, silence_id)
+    if silence is None or silence.ends_at <= now:
+        return None
+    if silence.starts_at > now:
+        session.delete(silence)  # never began
+    else:
+        silence.ends_at = now
+    return silence
+
+
+def current_silences(session: Session, sites: Sequence[str], now: datetime) -> list[Silence]:
+    """Windows running now or to come, of these sites, soonest first."""
+    return list(
+        session.scalars(
+            sa.select(Silence)
+            .where(Silence.site.in_(list(sites)), Silence.ends_at > now)
+            .order_by(Silence.starts_at)
+        )
+    )

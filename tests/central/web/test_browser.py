@@ -155,3 +155,21 @@ def test_station_head_signs_the_report(station: Station, size: str) -> None:
         tap(driver, section.find_element(By.CSS_SELECTOR, "form.sign button"))
         signed = wait_css(driver, "#report-changxing .signed", timeout=20)
         assert "已签发" in signed.text and "zhang" in signed.text
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_staff_set_a_maintenance_window_and_end_it(station: Station, size: str) -> None:
+    with chromium(*SIZES[size]) as driver:
+        log_in(driver, station.base, "wang", "/alerts")
+        form = wait_css(driver, "form.silence-form")
+        form.find_element(By.CSS_SELECTOR, "input[name=camera]").send_keys("cx-cam-02")
+        form.find_element(By.CSS_SELECTOR, "input[name=reason]").send_keys("更换电池")
+        tap(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        row = wait_css(driver, "#silences tbody tr", timeout=20)
+        assert "cx-cam-02" in row.text and "更换电池" in row.text and "wang" in row.text
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+        )
+        tap(driver, row.find_element(By.CSS_SELECTOR, "button"))
+        gone(driver, "#silences tbody tr")
+        assert "没有维护时段" in wait_css(driver, "#silences").text
