@@ -137,9 +137,18 @@ class SiteSection(BaseModel):
         return [a for a in self.anomalies if a.section is section]
 
 
+REPORT_SCHEMA_VERSION = 1  # raised when a key changes meaning or goes; new keys keep it
+REPORT_SCHEMA_PATH = "/api/reports/schema.json"
+
+
 class DailyReport(BaseModel):
     """The 15:00 report: one section per configured site (plus any unconfigured site with data)."""
 
+    schema_version: int = Field(
+        REPORT_SCHEMA_VERSION,
+        description="version of this JSON format; its JSON Schema is served by central at "
+        + REPORT_SCHEMA_PATH,
+    )
     day: date
     title: str = ""
     title_en: str = ""
@@ -159,3 +168,12 @@ class DailyReport(BaseModel):
     zero_report: bool = Field(description="true when no site had a wildlife epidemic abnormality")
     summary_zh: str
     sites: list[SiteSection]
+
+
+def report_json_schema() -> dict[str, object]:
+    """The JSON Schema of the report file (what a bureau's system validates against)."""
+    schema = DailyReport.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"{REPORT_SCHEMA_PATH}#v{REPORT_SCHEMA_VERSION}"
+    schema["title"] = "WildWatch 监测日报 daily report"
+    return schema

@@ -27,7 +27,8 @@ BOX = {
     "label": "bird",
     "confidence": 0.8,
 }
-OPEN_PATHS = {"/healthz"}
+# open on purpose: liveness, and the report format (a contract, no station data)
+OPEN_PATHS = {"/healthz", "/api/reports/schema.json"}
 
 
 class Sender:

@@ -11,10 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import accounts, crud, roster
+from central.app import create_app
 from central.commands import cli
 from central.config import CentralConfig
 from central.db.models import Event, EvidenceFile
@@ -393,3 +395,53 @@ def test_report_command_with_a_date(
         cli, ["report", "--config", str(config_file), "--date", "2026-11-22", "--catch-up"]
     )
     assert both.exit_code != 0 and "--catch-up" in both.output
+
+
+def _undeclared(value: Any, schema: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+    """Keys of `value` that `schema` does not declare, and required keys it lacks (walking
+    objects, arrays, $ref and anyOf as the report's schema uses them)."""
+    if "$ref" in schema:
+        return _undeclared(value, defs[schema["$ref"].rsplit("/", 1)[-1]], defs, path)
+    if "anyOf" in schema:
+        fits = [_undeclared(value, s, defs, path) for s in schema["anyOf"]]
+        return min(fits, key=len)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        wrong = [f"{path}.{k} not declared" for k in value if k not in props]
+        wrong += [f"{path}.{k} missing" for k in schema.get("required", []) if k not in value]
+        for key, item in value.items():
+            if key in props:
+                wrong += _undeclared(item, props[key], defs, f"{path}.{key}")
+        return wrong
+    if isinstance(value, list):
+        return [
+            w
+            for i, v in enumerate(value)
+            for w in _undeclared(v, schema.get("items", {}), defs, f"{path}[{i}]")
+        ]
+    if value is None and schema.get("type") not in (None, "null"):
+        return [f"{path} is null where {schema.get('type')} is declared"]
+    return []
+
+
+def test_the_report_json_follows_the_schema_central_publishes(
+    central_config: CentralConfig, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    config = _with(central_config)
+    _seed(session_factory)
+    with session_factory() as session:
+        report = build_daily_report(session=session, config=config, day=DAY, now=_at(22, 15, 10))
+    json_path, _ = write_report(report, tmp_path)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["schema_version"] == 1 and data["sites"][0]["anomalies"]  # a busy day
+    with TestClient(create_app(config=config, session_factory=session_factory)) as client:
+        r = client.get("/api/reports/schema.json")  # public: no login
+    assert r.status_code == 200
+    schema = r.json()
+    assert schema["$id"].endswith("#v1") and "2020-12" in schema["$schema"]
+    assert _undeclared(data, schema, schema["$defs"], "$") == []
+    # and the check bites: a key the schema does not know is found
+    data["sites"][0]["anomalies"][0]["bird_flu"] = True
+    assert _undeclared(data, schema, schema["$defs"], "$") == [
+        "$.sites[0].anomalies[0].bird_flu not declared"
+    ]
