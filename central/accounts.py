@@ -94,6 +94,7 @@ class Account:
     role: Role
     scope: Scope
     csrf_token: str
+    phone: str | None = None
 
     @property
     def shown_name(self) -> str:
@@ -228,6 +229,7 @@ def account_for(*, session: Session, token: str, now: datetime) -> Account | Non
         role=role,
         scope=Scope(None if role.all_sites else frozenset(user.sites)),
         csrf_token=web.csrf_token,
+        phone=user.phone,
     )
 
 

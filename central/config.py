@@ -119,6 +119,11 @@ class ReportConfig(_Section):
         description="a window counts as closed this long after the cut-off; events arriving "
         "later go to the next report's 补报 (late additions) section",
     )
+    pdf_font: Path | None = Field(
+        None,
+        description="TrueType font (.ttf/.ttc) with Chinese glyphs for the PDF; default: the "
+        "first installed of WenQuanYi Micro Hei (fonts-wqy-microhei), Zen Hei, Noto Sans CJK",
+    )
     max_catch_up_days: int = Field(
         62,
         ge=1,

@@ -303,3 +303,44 @@ def sms_alert(
         count=f"×{count}",
         confidence=confidence,
     )
+
+
+# -- Printed report (PDF) -------------------------------------------------------------------------
+PDF_SUBJECT = "陆生野生动物疫源疫病监测日报 / wildlife epidemic-source monitoring daily report"
+PDF_PAGE = "第 {page} 页 / 共 {{nb}} 页"
+PDF_UNREVIEWED = "未经审核 / not reviewed"
+PDF_REVIEWED = "已审核签发 / reviewed and signed"
+PDF_SITE_HEADING = "{n}. {name}（{code}）"
+PDF_OBSERVATIONS = "观测记录 {count} 条 / observation events"
+PDF_NONE = "无 / none"
+PDF_NO_WILDLIFE = "本时段未见野生动物记录 / no wildlife recorded in the window"
+PDF_EVIDENCE = "疫病异常证据照片 / evidence photos"
+PDF_PHOTO_MISSING = "照片未上传 / photo not uploaded"
+PDF_SPECIES_HEADERS: list[tuple[str, int]] = [  # (header, width in mm)
+    ("物种 Species", 34),
+    ("学名 Scientific name", 42),
+    ("累计数量 Count", 24),
+    ("单张最多 MaxN", 24),
+    ("观测方式 Method", 28),
+    ("摄像机 Cameras", 28),
+]
+PDF_ANOMALY_HEADERS: list[tuple[str, int]] = [
+    ("时间 Time", 22),
+    ("相机 Camera", 22),
+    ("类型 Rule", 26),
+    ("物种 Species", 22),
+    ("数量 No.", 13),
+    ("等级 Level", 15),
+    ("审核 Review", 18),
+    ("说明 Description", 42),
+]
+PDF_ROSTER_HEADERS: list[tuple[str, int]] = [
+    ("开始 From", 60),
+    ("结束 To", 60),
+    ("时长（小时）Hours", 30),
+]
+PDF_SIGN_REPORTER = "填报人 Reporter"
+PDF_SIGN_PHONE = "联系电话 Phone"
+PDF_SIGN_AUDITOR = "审核人 Auditor"
+PDF_SIGN_TIME = "签发时间 Signed at"
+PDF_SIGN_BLANK = "（未签发 not signed）"

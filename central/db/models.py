@@ -303,6 +303,10 @@ class ReportSignoff(Base):
     # the as-of time of the report the head read and signed: what the signature covers
     report_as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    reporter: Mapped[str] = mapped_column(
+        sa.String(64), default="", server_default="", doc="填报人 (the signer when left empty)"
+    )
+    reporter_phone: Mapped[str] = mapped_column(sa.String(32), default="", server_default="")
 
 
 class NodeOutage(Base):
@@ -489,3 +493,51 @@ class ExpressReport(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     path: Mapped[str | None] = mapped_column(sa.String(512))
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class ReportDelivery(Base):
+    """One site's daily report on its way to the bureau by one channel (mail, HTTP upload).
+
+    Prepared once at the cut-off (the files and their sha256 are fixed then), tried until
+    delivered; the idempotency key is the same on every try, so the bureau files one report."""
+
+    __tablename__ = "report_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "report_date", "site", "channel", name="uq_report_deliveries_report_date"
+        ),
+        sa.Index("ix_report_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_date: Mapped[date] = mapped_column(sa.Date)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    channel: Mapped[str] = mapped_column(sa.String(16), doc="smtp | http")
+    idempotency_key: Mapped[str] = mapped_column(sa.String(128))
+    signed: Mapped[bool] = mapped_column(sa.Boolean, doc="false: sent marked 未经审核")
+    files: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, doc="[{name, path, sha256, size}] as prepared"
+    )
+    state: Mapped[str] = mapped_column(sa.String(16), doc="pending | delivered")
+    prepared_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    receipt: Mapped[str | None] = mapped_column(
+        sa.String(255), doc="the mail's Message-ID or the bureau's receipt id"
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class DeliveryAttempt(Base):
+    """One try to deliver a report, and what came of it (shown on the report page)."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (sa.Index("ix_delivery_attempts_delivery_id", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("report_deliveries.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int] = mapped_column(sa.Integer)
+    ok: Mapped[bool] = mapped_column(sa.Boolean)
+    detail: Mapped[str] = mapped_column(sa.Text, default="", server_default="")

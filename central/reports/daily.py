@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from central import crud, messages, roster
 from central.config import CentralConfig
-from central.db.models import REVIEW_DISMISSED, Event
+from central.db.models import REVIEW_DISMISSED, Event, ReportSignoff, User
 from central.reports import record
 from central.reports.model import (
     AnomalyItem,
@@ -23,6 +23,7 @@ from central.reports.model import (
     Photo,
     RosterGap,
     Section,
+    SignOff,
     SiteSection,
     SpeciesCount,
     section_of,
@@ -177,6 +178,7 @@ def _section(
     start: datetime,
     end: datetime,
     gaps: list[RosterGap],
+    signoff: SignOff | None = None,
 ) -> SiteSection:
     tz = ZoneInfo(config.timezone)
     categories: dict[str, int] = defaultdict(int)
@@ -212,7 +214,33 @@ def _section(
         abnormal_zh=messages.YES if abnormal else messages.NO,
         summary_zh=summary,
         roster_gaps=gaps,
+        signoff=signoff,
     )
+
+
+def signoffs(session: Session, day: date, tz: ZoneInfo) -> dict[str, SignOff]:
+    """The sign-offs of `day`'s report by site, people by their display names (the reporter is
+    the signer, with the signer's phone, when the head left them empty)."""
+    rows = session.scalars(sa.select(ReportSignoff).where(ReportSignoff.report_date == day)).all()
+    names = {r.signer for r in rows}
+    people = (
+        {u.name: u for u in session.scalars(sa.select(User).where(User.name.in_(names)))}
+        if names
+        else {}
+    )
+    found: dict[str, SignOff] = {}
+    for r in rows:
+        signer = people.get(r.signer)
+        auditor = (signer.display_name if signer else "") or r.signer
+        found[r.site] = SignOff(
+            reporter=r.reporter or auditor,
+            reporter_phone=r.reporter_phone or (signer.phone if signer and signer.phone else ""),
+            auditor=auditor,
+            signed_at=r.signed_at.astimezone(tz),
+            report_as_of=r.report_as_of.astimezone(tz),
+            note=r.note,
+        )
+    return found
 
 
 ROSTER_AHEAD = timedelta(hours=24)
@@ -296,6 +324,7 @@ def build_daily_report(
     ):
         late_by_site[event.site].append(event)
         by_site.setdefault(event.site, [])
+    signed = signoffs(session, day, tz)
     sections = [
         _section(
             site=site,
@@ -305,6 +334,7 @@ def build_daily_report(
             start=start,
             end=end,
             gaps=_roster_gaps(session, config, site, start, end),
+            signoff=signed.get(site),
         )
         for site, events in by_site.items()
     ]
@@ -345,11 +375,25 @@ def produce(
     out_dir: Path,
     reports: MutableMapping[date, record.ReportRecord],
     now: datetime | None = None,
-) -> tuple[Path, Path]:
+) -> tuple[Path, ...]:
     """Build the report of `day` against `reports`, the reports in out_dir (record.records), and
-    write it; its record is added to `reports`, so a catch-up reads the folder only once."""
+    write it (JSON, XLSX, PDF); its record is added to `reports`, so a catch-up reads the folder
+    only once. Without a CJK font the PDF is left out (logged); the JSON and XLSX stand."""
+    from central.reports.pdf import PdfError
+
     report = build_daily_report(session=session, config=config, day=day, reports=reports, now=now)
-    paths = record.write_report(report, out_dir)
+    paths: tuple[Path, ...] = record.write_report(report, out_dir)
     reports[day] = record.record_of(report)
+    try:
+        paths += (
+            record.write_pdf(
+                report,
+                record.pdf_path(out_dir, day),
+                evidence_dir=config.evidence_dir,
+                font=config.report.pdf_font,
+            ),
+        )
+    except PdfError as exc:
+        log.error("daily report %s: no PDF (%s); JSON and XLSX are written", day, exc)
     log.info("daily report %s written (%s): %s", day, report.summary_zh, paths[0])
     return paths

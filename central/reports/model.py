@@ -105,6 +105,17 @@ class RosterGap(BaseModel):
     end: datetime
 
 
+class SignOff(BaseModel):
+    """审核签发: who filled in and who audited a site's report (report's timezone)."""
+
+    reporter: str = Field(description="填报人 the person who filled in the report")
+    reporter_phone: str = Field(description="填报人联系电话 the reporter's phone")
+    auditor: str = Field(description="审核人 the station head who signed")
+    signed_at: datetime = Field(description="签发时间 when the head signed")
+    report_as_of: datetime = Field(description="the as-of time of the draft the head read")
+    note: str = ""
+
+
 class SiteSection(BaseModel):
     """The report of one monitoring point."""
 
@@ -130,6 +141,9 @@ class SiteSection(BaseModel):
         default_factory=list,
         description="spans in the window and the 24 hours after it when no reachable duty "
         "officer was or is on the roster (only with duty alerting, alerts.escalation)",
+    )
+    signoff: SignOff | None = Field(
+        None, description="审核签发 by the station head; null: 未经审核 (not reviewed)"
     )
 
     def in_section(self, section: Section) -> list[AnomalyItem]:

@@ -45,6 +45,20 @@ def paths(out_dir: Path, day: date) -> tuple[Path, Path]:
     return out_dir / f"{stem}.json", out_dir / f"{stem}.xlsx"
 
 
+def pdf_path(out_dir: Path, day: date) -> Path:
+    """The printable PDF of the report of `day` (beside its JSON and XLSX)."""
+    return out_dir / f"{STEM.format(day=day.isoformat())}.pdf"
+
+
+def write_pdf(report: DailyReport, path: Path, *, evidence_dir: Path, font: Path | None) -> Path:
+    """Write the PDF atomically."""
+    from central.reports import pdf
+
+    data = pdf.render_pdf(report, evidence_dir=evidence_dir, font=font)
+    _atomic(path, lambda p: p.write_bytes(data))
+    return path
+
+
 def record_of(report: DailyReport) -> ReportRecord:
     """The record of a report just written: what read_record will read back from its JSON."""
     return ReportRecord(

@@ -318,6 +318,8 @@ def sign_report(
     note: str,
     as_of: datetime,
     now: datetime,
+    reporter: str = "",
+    reporter_phone: str = "",
 ) -> bool:
     """Record the sign-off of the report as of `as_of`; False when the report was already
     signed (the first one stands)."""
@@ -330,6 +332,8 @@ def sign_report(
             signed_at=now,
             report_as_of=as_of,
             note=note,
+            reporter=reporter,
+            reporter_phone=reporter_phone,
         )
         .on_conflict_do_nothing(index_elements=["report_date", "site"])
     )

@@ -43,7 +43,7 @@ def _produce(
     """Produce the report of `day` as the timer would: at cut-off + grace."""
     now = report_window(config=config, day=day)[1] + config.report.grace
     with session_factory() as session:
-        json_path, _xlsx = produce(
+        json_path, *_files = produce(
             session=session,
             config=config,
             day=day,
@@ -190,7 +190,9 @@ def test_catch_up_command_produces_every_missed_closed_day(
     now_closed = latest_closed_day(datetime.now(UTC), central_config)
     expected = [now_closed - timedelta(days=n) for n in range((now_closed - last).days - 1, -1, -1)]
     assert [Path(p).name for p in result.output.split()] == [
-        name for d in expected for name in (f"daily_report_{d}.json", f"daily_report_{d}.xlsx")
+        name
+        for d in expected
+        for name in (f"daily_report_{d}.json", f"daily_report_{d}.xlsx", f"daily_report_{d}.pdf")
     ]
     for d in expected:
         data = json.loads((out / f"daily_report_{d}.json").read_text(encoding="utf-8"))
@@ -217,7 +219,9 @@ def test_catch_up_produces_at_most_the_configured_number_of_days(
     now_closed = latest_closed_day(datetime.now(UTC), central_config)
     expected = [now_closed - timedelta(days=1), now_closed]
     assert [Path(p).name for p in result.output.split()] == [
-        name for d in expected for name in (f"daily_report_{d}.json", f"daily_report_{d}.xlsx")
+        name
+        for d in expected
+        for name in (f"daily_report_{d}.json", f"daily_report_{d}.xlsx", f"daily_report_{d}.pdf")
     ]
 
 
@@ -273,7 +277,7 @@ def test_catch_up_lists_a_late_event_once(
     on_file = record.records(out)  # read once, as the catch-up command does
     for n, day in enumerate((23, 24, 25)):
         with session_factory() as session:
-            json_path, _ = produce(
+            json_path, *_ = produce(
                 session=session,
                 config=central_config,
                 day=date(2026, 11, day),

@@ -386,9 +386,10 @@ def test_report_command_with_a_date(
     assert paths == [
         str(out / "daily_report_2026-11-22.json"),
         str(out / "daily_report_2026-11-22.xlsx"),
+        str(out / "daily_report_2026-11-22.pdf"),
     ]
     assert load_workbook(paths[1]).sheetnames == SHEETS
-    assert sorted(p.name for p in out.iterdir()) == [Path(p).name for p in paths]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in paths)  # no temp
     bad = CliRunner().invoke(cli, ["report", "--config", str(config_file), "--date", "22/11/2026"])
     assert bad.exit_code != 0 and "YYYY-MM-DD" in bad.output
     both = CliRunner().invoke(

@@ -19,6 +19,7 @@ from central.api.deps import ConfigDep, SessionDep
 from central.reports import record
 from central.reports.daily import build_daily_report, for_sites, report_day_for
 from central.reports.model import DailyReport
+from central.reports.pdf import PdfError
 from central.reports.xlsx import write_xlsx
 from central.web import queries
 from central.web.deps import AccountDep, CsrfAccountDep, Forbidden, render
@@ -88,12 +89,14 @@ def reports_page(
 
 @router.get("/reports/{day}.{fmt}")
 def download(
-    config: ConfigDep, account: AccountDep, day: date, fmt: Literal["json", "xlsx"]
+    config: ConfigDep, account: AccountDep, day: date, fmt: Literal["json", "xlsx", "pdf"]
 ) -> Response:
     report = _on_file(config, day)
     json_path, xlsx_path = record.paths(config.report_dir, day)
     if account.scope.sites is None:  # every site: the file itself, as sent to the bureau
-        path = json_path if fmt == "json" else xlsx_path
+        path = {"json": json_path, "xlsx": xlsx_path}.get(fmt) or record.pdf_path(
+            config.report_dir, day
+        )
         if not path.is_file():
             raise HTTPException(status_code=404, detail="文件不存在 file missing")
         return FileResponse(path, filename=path.name)
@@ -106,7 +109,16 @@ def download(
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     folder = Path(tempfile.mkdtemp(prefix="ww-report-"))
-    path = write_xlsx(mine, folder / name)
+    if fmt == "pdf":
+        try:
+            path = record.write_pdf(
+                mine, folder / name, evidence_dir=config.evidence_dir, font=config.report.pdf_font
+            )
+        except PdfError as exc:
+            _remove(folder)
+            raise HTTPException(status_code=503, detail=f"PDF 无法生成: {exc}") from exc
+    else:
+        path = write_xlsx(mine, folder / name)
     return FileResponse(
         path,
         filename=name,
@@ -129,6 +141,8 @@ def sign(
     site: Annotated[str, Form(pattern=ID_PATTERN)],
     as_of: Annotated[datetime, Form()],
     note: Annotated[str, Form(max_length=500)] = "",
+    reporter: Annotated[str, Form(max_length=64)] = "",
+    reporter_phone: Annotated[str, Form(max_length=32, pattern=r"^[0-9+\- ]*$")] = "",
 ) -> Response:
     """The station head signs the site's report of `day` as it stood at `as_of` (the time of
     the page they read; 审核签发); once per site and day. Only the report due next or one on
@@ -147,6 +161,8 @@ def sign(
         site=site,
         signer=account.name,
         note=note.strip(),
+        reporter=reporter.strip(),
+        reporter_phone=reporter_phone.strip(),
         as_of=as_of,
         now=now,
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from central import crud
 from central.config import CentralConfig
-from central.reports.daily import produce, report_day_for
+from central.reports.daily import build_daily_report, produce, report_day_for
 from central.reports.record import records
 from tests.central.conftest import make_event
 from tests.central.web.conftest import Seeded
@@ -65,7 +66,15 @@ def test_report_page_shows_own_sites_and_head_signs_once(
     day = re.search(r'action="/reports/([0-9-]+)/sign"', html)
     as_of = re.search(r'name="as_of" value="([^"]+)"', html)
     assert day is not None and as_of is not None
-    form = {"site": "changxing", "note": "已核实", "as_of": as_of.group(1), "csrf_token": csrf}
+    assert 'name="reporter" maxlength="64" required value="' in html  # prefilled with the head
+    form = {
+        "site": "changxing",
+        "note": "已核实",
+        "as_of": as_of.group(1),
+        "csrf_token": csrf,
+        "reporter": "李四",
+        "reporter_phone": "13900001111",
+    }
     # a day with no report, or a report time in the future, cannot be signed
     assert head.post("/reports/2001-01-01/sign", data=form).status_code == 404
     future = {**form, "as_of": "2999-01-01T00:00:00+00:00"}
@@ -74,6 +83,22 @@ def test_report_page_shows_own_sites_and_head_signs_once(
     assert r.status_code == 303
     html = head.get("/reports").text
     assert "已签发 Signed by <b>zhang</b>" in html and "已核实" in html and "数据截至" in html
+    assert "填报人 reporter 李四 13900001111" in html
+    # the sign-off is part of the report: reporter, phone and the head as auditor
+    with session_factory() as session:
+        report = build_daily_report(
+            session=session, config=console_config, day=date.fromisoformat(day.group(1))
+        )
+    signoff = next(s.signoff for s in report.sites if s.site == "changxing")
+    assert signoff is not None
+    assert (signoff.reporter, signoff.reporter_phone, signoff.auditor) == (
+        "李四",
+        "13900001111",
+        "张站长",  # the head's display name
+    )
+    assert all(s.signoff is None for s in report.sites if s.site != "changxing")
+    bad_phone = {**form, "site": "changxing", "reporter_phone": "<script>"}
+    assert head.post(f"/reports/{day.group(1)}/sign", data=bad_phone).status_code == 422
     # signing another site's report is refused; staff may not sign at all
     r = head.post(f"/reports/{day.group(1)}/sign", data={**form, "site": "xiazhuhu"})
     assert r.status_code == 404
@@ -109,7 +134,15 @@ def test_report_downloads_keep_to_the_persons_sites(
         if c.value is not None
     )
     assert "下渚湖" in text and "长兴扬子鳄" not in text
+    pdf = li.get(f"/reports/{day}.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    printed = subprocess.run(
+        ["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True
+    ).stdout.decode()
+    assert "下渚湖" in printed and "长兴扬子鳄" not in printed
     bureau, _ = login("sheng")
+    whole_pdf = bureau.get(f"/reports/{day}.pdf")
+    assert whole_pdf.status_code == 200 and whole_pdf.content.startswith(b"%PDF")
     whole = json.loads(bureau.get(f"/reports/{day}.json").content)
     assert {s["site"] for s in whole["sites"]} == {"changxing", "xiazhuhu"}
     assert whole["abnormal"] is True and whole["summary_zh"] not in text
