@@ -65,17 +65,27 @@ PAGES = [
 ]
 
 
-def _rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
+def event_rows(
+    n: int,
+    rng: random.Random,
+    *,
+    sites: list[str] | None = None,
+    end: datetime | None = None,
+    span: timedelta = timedelta(days=60),
+    anomaly_share: float = 0.2,
+) -> list[dict[str, Any]]:
+    """n event rows for a bulk insert: captured in [end - span, end), spread over `sites`."""
+    end = end or datetime.now(UTC)
+    sites = sites or list(SITES)
     rows = []
     for i in range(n):
-        anomaly = rng.random() < 0.2
-        at = now - timedelta(seconds=rng.uniform(0, 60 * 86400))
+        anomaly = rng.random() < anomaly_share
+        at = end - timedelta(seconds=rng.uniform(0, span.total_seconds()))
         scientific, chinese = rng.choice(SPECIES)
         review = "unreviewed"
         if (anomaly and rng.random() < 0.9) or (not anomaly and rng.random() < 0.3):
             review = rng.choice(["confirmed", "dismissed"])
-        site = rng.choice(list(SITES))
+        site = rng.choice(sites)
         rows.append(
             {
                 "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
@@ -122,7 +132,7 @@ def fill(url: str, n: int) -> tuple[str, float]:
     engine = make_engine(url)
     rng = random.Random(7)
     start = time.perf_counter()
-    rows = _rows(n, rng)
+    rows = event_rows(n, rng)
     with engine.begin() as conn:
         for i in range(0, n, 5000):
             conn.execute(sa.insert(Event), rows[i : i + 5000])

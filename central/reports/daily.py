@@ -109,16 +109,16 @@ def _anomaly(event: Event, tz: ZoneInfo, config: CentralConfig, *, late: bool) -
     )
 
 
-def _species(events: list[Event]) -> list[SpeciesCount]:
+def _species(groups: Sequence[crud.ObservationGroup]) -> list[SpeciesCount]:
     total: dict[tuple[str, str], int] = defaultdict(int)
     most: dict[tuple[str, str], int] = defaultdict(int)
     cameras: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for e in events:
-        if e.kind == "observation" and e.species_scientific:
-            key = (e.species_scientific, e.species_chinese or "")
-            total[key] += e.count
-            most[key] = max(most[key], e.count)
-            cameras[key].add(e.camera)
+    for g in groups:
+        if g.species_scientific:
+            key = (g.species_scientific, g.species_chinese or "")
+            total[key] += g.total
+            most[key] = max(most[key], g.most)
+            cameras[key].add(g.camera)
     return [
         SpeciesCount(
             scientific_name=sci,
@@ -172,7 +172,8 @@ def for_sites(report: DailyReport, keep: Callable[[str], bool]) -> DailyReport:
 def _section(
     *,
     site: str,
-    events: list[Event],
+    seen: Sequence[crud.ObservationGroup],
+    anomalies_seen: list[Event],
     late: list[Event],
     config: CentralConfig,
     start: datetime,
@@ -182,14 +183,9 @@ def _section(
 ) -> SiteSection:
     tz = ZoneInfo(config.timezone)
     categories: dict[str, int] = defaultdict(int)
-    observations = 0
-    anomalies: list[AnomalyItem] = []
-    for event in events:
-        if event.kind == "observation":
-            observations += 1
-            categories[event.category] += event.count
-        elif event.kind == "anomaly" and event.review_status != REVIEW_DISMISSED:
-            anomalies.append(_anomaly(event, tz, config, late=False))
+    for group in seen:
+        categories[group.category] += group.total
+    anomalies = [_anomaly(event, tz, config, late=False) for event in anomalies_seen]
     late_items = [_anomaly(e, tz, config, late=True) for e in late]
     abnormal, summary = _verdict(anomalies, late_items, zero=messages.NO_ANOMALY)
     cfg = config.sites.get(site)
@@ -202,12 +198,12 @@ def _section(
         longitude=cfg.longitude if cfg else None,
         window_start=start,
         window_end=end,
-        observation_events=observations,
+        observation_events=sum(g.events for g in seen),
         categories=[
             CategoryCount(category=c, category_zh=messages.category_zh(c), count=n)
             for c, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
-        species=_species(events),
+        species=_species(seen),
         anomalies=anomalies,
         late_additions=late_items,
         abnormal=abnormal,
@@ -302,8 +298,12 @@ def build_daily_report(
     as_of = (now or datetime.now(UTC)).astimezone(tz)  # before the queries: nothing falls between
     start, end = report_window(config=config, day=day)
     by_site: dict[str, list[Event]] = {site: [] for site in config.sites}
-    for event in crud.events_in_window(session=session, start=start, end=end):
+    for event in crud.anomalies_in_window(session=session, start=start, end=end):
         by_site.setdefault(event.site, []).append(event)
+    seen: dict[str, list[crud.ObservationGroup]] = defaultdict(list)
+    for group in crud.observation_groups(session=session, start=start, end=end):
+        seen[group.site].append(group)
+        by_site.setdefault(group.site, [])
     earlier = {d: r for d, r in (reports or {}).items() if d < day}
     previous = earlier[max(earlier)] if earlier else None
     if previous is not None:
@@ -328,7 +328,8 @@ def build_daily_report(
     sections = [
         _section(
             site=site,
-            events=events,
+            seen=seen.get(site, []),
+            anomalies_seen=events,
             late=late_by_site.get(site, []),
             config=config,
             start=start,
@@ -379,21 +380,10 @@ def produce(
     """Build the report of `day` against `reports`, the reports in out_dir (record.records), and
     write it (JSON, XLSX, PDF); its record is added to `reports`, so a catch-up reads the folder
     only once. Without a CJK font the PDF is left out (logged); the JSON and XLSX stand."""
-    from central.reports.pdf import PdfError
-
     report = build_daily_report(session=session, config=config, day=day, reports=reports, now=now)
-    paths: tuple[Path, ...] = record.write_report(report, out_dir)
+    paths = record.write_files(
+        report, out_dir, evidence_dir=config.evidence_dir, font=config.report.pdf_font
+    )
     reports[day] = record.record_of(report)
-    try:
-        paths += (
-            record.write_pdf(
-                report,
-                record.pdf_path(out_dir, day),
-                evidence_dir=config.evidence_dir,
-                font=config.report.pdf_font,
-            ),
-        )
-    except PdfError as exc:
-        log.error("daily report %s: no PDF (%s); JSON and XLSX are written", day, exc)
     log.info("daily report %s written (%s): %s", day, report.summary_zh, paths[0])
     return paths

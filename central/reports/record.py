@@ -59,6 +59,24 @@ def write_pdf(report: DailyReport, path: Path, *, evidence_dir: Path, font: Path
     return path
 
 
+def write_files(
+    report: DailyReport, out_dir: Path, *, evidence_dir: Path, font: Path | None
+) -> tuple[Path, ...]:
+    """JSON, XLSX and (with a CJK font) PDF of the report in `out_dir`; without a font the PDF
+    is left out and logged, the JSON and XLSX stand."""
+    from central.reports.pdf import PdfError
+
+    paths: tuple[Path, ...] = write_report(report, out_dir)
+    try:
+        pdf = write_pdf(report, pdf_path(out_dir, report.day), evidence_dir=evidence_dir, font=font)
+    except PdfError as exc:
+        log.error(
+            "report %s in %s: no PDF (%s); JSON and XLSX are written", report.day, out_dir, exc
+        )
+        return paths
+    return (*paths, pdf)
+
+
 def record_of(report: DailyReport) -> ReportRecord:
     """The record of a report just written: what read_record will read back from its JSON."""
     return ReportRecord(
