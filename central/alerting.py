@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from broker.payloads import Category, EventPayload, Severity
 from central import roster
 from central.alerts.policy import EscalationConfig, Policy, Step
-from central.db.models import Alert, AlertEvent, AlertNotification, Silence
+from central.db.models import Alert, AlertEvent, AlertNotification, Silence, User
 
 log = logging.getLogger(__name__)
 
@@ -450,3 +450,60 @@ def current_silences(session: Session, sites: Sequence[str], now: datetime) -> l
             .order_by(Silence.starts_at)
         )
     )
+
+
+NOTICE = "report_notice"  # the template of a message to the station heads (no reply asked)
+
+
+def notify_heads(
+    *, session: Session, site: str, rule: str, key: str, title_zh: str, now: datetime
+) -> Alert | None:
+    """Tell the site's station heads (站长) something about the daily report: an alert of its
+    own (shown on the 告警 page, closed there) and one message per head with a phone, sent by
+    the pager's sender. Once per `key`: None when it was already raised."""
+    group = f"{rule}:{key}"
+    if session.scalar(sa.select(Alert.id).where(Alert.group_key == group)) is not None:
+        return None
+    alert = Alert(
+        site=site,
+        rule=rule,
+        group_key=group,
+        severity=Severity.WARNING.value,
+        state=AlertState.NOTIFIED.value,  # no next action: the heads are told, nobody escalated
+        ack_code=_new_code(session),
+        opened_at=now,
+        last_event_at=now,
+        event_count=0,
+        step=0,
+        round=0,
+        next_action_at=None,
+        notified_at=now,
+        last_notified_at=now,
+        title_zh=title_zh[:200],
+    )
+    session.add(alert)
+    session.flush()
+    heads = [
+        u
+        for u in session.scalars(
+            sa.select(User).where(User.role == "head", User.active.is_(True)).order_by(User.name)
+        )
+        if u.phone and (not u.sites or site in u.sites)
+    ]
+    for head in heads:
+        session.add(
+            AlertNotification(
+                alert_id=alert.id,
+                step=-3,
+                round=0,
+                user_name=head.name,
+                phone=head.phone or "",
+                template=NOTICE,
+                reference=str(uuid.uuid4()),
+                state="pending",
+                created_at=now,
+            )
+        )
+    if not heads:
+        log.warning("%s at %s: no station head with a phone to tell (%s)", rule, site, title_zh)
+    return alert

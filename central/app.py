@@ -34,6 +34,7 @@ from central.db.migrate import upgrade
 from central.db.models import Event
 from central.db.session import make_engine, make_session_factory
 from central.ingest import IngestCounters, Ingestor
+from central.reports.delivery import Courier
 from central.schemas import ValidationProblem
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class CentralService:
         self.session_factory: sessionmaker[Session] | None = None
         self.dispatcher: AlertDispatcher | None = None
         self.pager: Pager | None = None
+        self.courier: Courier | None = None
         self.ingestors: list[Ingestor] = []
         self.app: FastAPI | None = None
         self._http: uvicorn.Server | None = None
@@ -183,6 +185,10 @@ class CentralService:
                 cfg.mqtt.host,
                 cfg.mqtt.port,
             )
+        # 3b. The daily report to the bureau (draft notice, cut-off, retries), when configured.
+        if cfg.report.delivery is not None:
+            self.courier = Courier(config=cfg, session_factory=self.session_factory)
+            self.courier.start()
         # 4. Supervision: offline nodes, missing sequence ranges, SMS to try again.
         self._monitor_stop.clear()
         self._monitor_thread = threading.Thread(target=self._monitor, name="monitor", daemon=True)
@@ -294,6 +300,9 @@ class CentralService:
 
     def stop(self) -> None:
         """Stop in reverse order; unacknowledged messages stay with the broker."""
+        if self.courier is not None:
+            self.courier.stop()
+            self.courier = None
         if self.pager is not None:
             self.pager.stop()
             self.pager = None

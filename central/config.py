@@ -26,6 +26,7 @@ from broker.payloads import Severity
 from broker.topics import ID_PATTERN
 from central import messages
 from central.alerts.policy import EscalationConfig
+from central.reports.settings import DeliveryConfig
 from models.species import Catalogue, CatalogueError, load_catalogue
 from surveillance.settings import MortalityClusterSettings
 
@@ -118,6 +119,9 @@ class ReportConfig(_Section):
         le=1440,
         description="a window counts as closed this long after the cut-off; events arriving "
         "later go to the next report's 补报 (late additions) section",
+    )
+    delivery: DeliveryConfig | None = Field(
+        None, description="send each site's report to the bureau by mail and/or HTTP upload"
     )
     pdf_font: Path | None = Field(
         None,

@@ -26,8 +26,7 @@ from broker.embedded import EmbeddedBroker
 from central import accounts, roster
 from central.app import CentralService
 from central.config import CentralConfig
-from central.reports.daily import build_daily_report, report_day_for
-from central.reports.record import write_report
+from central.reports.daily import produce, report_day_for
 from edge.app import EdgeNode
 from edge.config import NodeConfig, parse_config
 from edge.detect import create as create_detector
@@ -175,8 +174,7 @@ def run_demo(*, images: Path | None, workdir: Path, timeout_s: float) -> int:
         node.stop()
         broker.stop()
 
-    report = build_daily_report_for(central_cfg, day)
-    json_path, xlsx_path = report
+    written = build_daily_report_for(central_cfg, day)
     summary = _summary(central_cfg)
     sms = workdir / "central" / "sms.jsonl"
     sms_lines = sms.read_text(encoding="utf-8").splitlines() if sms.exists() else []
@@ -190,7 +188,7 @@ def run_demo(*, images: Path | None, workdir: Path, timeout_s: float) -> int:
     print(f"短信 SMS sent: {len(sms_lines)} -> {sms}")
     for line in sms_lines[:5]:
         print("   " + json.loads(line)["text"])
-    print(f"日报 daily report {day}: {json_path}  {xlsx_path}")
+    print(f"日报 daily report {day}: " + "  ".join(str(p) for p in written))
     return 0 if stored == made else 1
 
 
@@ -245,15 +243,16 @@ def _fmt(counter: Counter[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
 
 
-def build_daily_report_for(config: CentralConfig, day: date) -> tuple[Path, Path]:
-    """Compile and write the daily report of `day`."""
+def build_daily_report_for(config: CentralConfig, day: date) -> tuple[Path, ...]:
+    """Compile and write the daily report of `day`: JSON, XLSX and (with a CJK font) PDF."""
     from central.db.session import make_engine, make_session_factory
 
     engine = make_engine(config.database_url)
     try:
         with make_session_factory(engine)() as session:
-            report = build_daily_report(session=session, config=config, day=day)
-        return write_report(report, config.report_dir)
+            return produce(
+                session=session, config=config, day=day, out_dir=config.report_dir, reports={}
+            )
     finally:
         engine.dispose()
 

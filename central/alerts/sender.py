@@ -74,6 +74,9 @@ def render(
             f"【WildWatch】快报提醒：{site_name}{alert.title_zh or alert.rule}"
             "须在确认后2小时内上报，请尽快完成。"
         )
+    if template == "report_notice":
+        params = {"site": _short(site_name), "what": _short(alert.title_zh or alert.rule)}
+        return params, f"【WildWatch】{site_name}：{alert.title_zh or alert.rule}"
     if template == "ack_notice":
         params = {"who": _short(who), "code": alert.ack_code}
         return params, f"【WildWatch】告警 {alert.ack_code} 已由 {who} 接警，无需再回复。"

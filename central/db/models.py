@@ -515,6 +515,8 @@ class ReportDelivery(Base):
     channel: Mapped[str] = mapped_column(sa.String(16), doc="smtp | http")
     idempotency_key: Mapped[str] = mapped_column(sa.String(128))
     signed: Mapped[bool] = mapped_column(sa.Boolean, doc="false: sent marked 未经审核")
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
     files: Mapped[list[dict[str, Any]]] = mapped_column(
         Json, default=list, doc="[{name, path, sha256, size}] as prepared"
     )

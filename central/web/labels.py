@@ -14,7 +14,14 @@ RULES: dict[str, str] = {
     RuleName.CAMERA_HEALTH: "设备故障 camera / node fault",
     RuleName.STORAGE_LOW: "存储空间不足 storage low",
     RuleName.STATIC_OBJECT: "静止物体 static object",
+    # the daily report's notices to the station heads (central/reports/delivery.py)
+    "report_draft": "日报待签发 report draft ready",
+    "report_unsigned": "日报未经审核 report sent unsigned",
+    "report_missing": "日报未上报 report not delivered",
+    "report_undelivered": "日报送达超时 report overdue",
 }
+DELIVERY_STATES: dict[str, str] = {"pending": "重试中 retrying", "delivered": "已送达 delivered"}
+CHANNELS: dict[str, str] = {"smtp": "邮件 e-mail", "http": "上报接口 upload"}
 SEVERITIES: dict[str, str] = {
     Severity.CRITICAL: "紧急 critical",
     Severity.ALERT: "警报 alert",

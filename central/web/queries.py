@@ -18,12 +18,14 @@ from central.db.models import (
     REVIEW_CONFIRMED,
     REVIEW_UNREVIEWED,
     Case,
+    DeliveryAttempt,
     Event,
     EventOpen,
     EventReview,
     ExpressReport,
     Node,
     NodeOutage,
+    ReportDelivery,
     ReportSignoff,
 )
 
@@ -413,3 +415,47 @@ def cases_for(*, session: Session, event_ids: Iterable[str]) -> dict[str, Case]:
 
 def express_for(*, session: Session, event_id: str) -> ExpressReport | None:
     return session.scalar(sa.select(ExpressReport).where(ExpressReport.event_id == event_id))
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDelivery:
+    """A site's daily report of one day on its way to the bureau (the 报送 page's row)."""
+
+    site: str
+    signoff: ReportSignoff | None
+    deliveries: list[ReportDelivery]
+    attempts: dict[int, list[DeliveryAttempt]]
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.deliveries) and all(d.state == "delivered" for d in self.deliveries)
+
+
+def deliveries(
+    *, session: Session, scope: Scope, sites: Sequence[str], day: date
+) -> list[SiteDelivery]:
+    """Every site in scope with its sign-off, deliveries and their tries for `day`."""
+    mine = [s for s in sites if scope.allows(s)]
+    rows = session.scalars(
+        sa.select(ReportDelivery)
+        .where(ReportDelivery.report_date == day, ReportDelivery.site.in_(mine))
+        .order_by(ReportDelivery.site, ReportDelivery.channel)
+    ).all()
+    tries: dict[int, list[DeliveryAttempt]] = {}
+    if rows:
+        for attempt in session.scalars(
+            sa.select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
+            .order_by(DeliveryAttempt.id)
+        ):
+            tries.setdefault(attempt.delivery_id, []).append(attempt)
+    signed = signoffs(session=session, scope=scope, days=[day])
+    return [
+        SiteDelivery(
+            site=site,
+            signoff=signed.get((day, site)),
+            deliveries=[r for r in rows if r.site == site],
+            attempts=tries,
+        )
+        for site in mine
+    ]

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(16), nullable=False),
         sa.Column("idempotency_key", sa.String(128), nullable=False),
         sa.Column("signed", sa.Boolean(), nullable=False),
+        sa.Column("subject", sa.String(300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
         sa.Column("files", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("prepared_at", TIME, nullable=False),

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import Path as Path_
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
@@ -17,11 +18,12 @@ from broker.topics import ID_PATTERN
 from central import accounts
 from central.api.deps import ConfigDep, SessionDep
 from central.reports import record
-from central.reports.daily import build_daily_report, for_sites, report_day_for
+from central.reports.daily import build_daily_report, for_sites, report_day_for, report_window
+from central.reports.delivery import OUTBOX
 from central.reports.model import DailyReport
 from central.reports.pdf import PdfError
 from central.reports.xlsx import write_xlsx
-from central.web import queries
+from central.web import labels, queries
 from central.web.deps import AccountDep, CsrfAccountDep, Forbidden, render
 
 log = logging.getLogger(__name__)
@@ -170,3 +172,58 @@ def sign(
     if signed:
         log.info("report %s of %s signed by %s", day, site, account.name)
     return RedirectResponse("/reports", status_code=303)
+
+
+@router.get("/reports/delivery")
+def delivery_page(
+    request: Request,
+    session: SessionDep,
+    config: ConfigDep,
+    account: AccountDep,
+    day: date | None = None,
+) -> Response:
+    """报送: each site's report of the day on its way to the bureau (for a bureau account, every
+    site: the provincial view), every try, the receipts, and the sites not reported."""
+    now = datetime.now(UTC)
+    latest = report_day_for(now, config) - timedelta(days=1)
+    shown = day or latest
+    _start, end = report_window(config=config, day=shown)
+    settings = config.report.delivery
+    missing_at = end + timedelta(minutes=settings.missing_after_minutes if settings else 10)
+    rows = queries.deliveries(
+        session=session, scope=account.scope, sites=list(config.sites), day=shown
+    )
+    response: Response = render(
+        request,
+        "delivery.html",
+        config,
+        account,
+        page="reports",
+        day=shown,
+        days=[latest - timedelta(days=n) for n in range(14)],
+        rows=rows,
+        configured=settings is not None,
+        channels=settings.channels() if settings else [],
+        missing_at=missing_at,
+        late=now >= missing_at,
+        labels=labels,
+    )
+    return response
+
+
+@router.get("/reports/delivery/{day}/{site}.{fmt}")
+def sent_file(
+    config: ConfigDep,
+    account: AccountDep,
+    day: date,
+    site: Annotated[str, Path_(pattern=ID_PATTERN)],
+    fmt: Literal["json", "xlsx", "pdf"],
+) -> Response:
+    """A file exactly as it was sent to the bureau (its sha256 is on the 报送 page)."""
+    if not account.scope.allows(site):
+        raise HTTPException(status_code=404, detail="无此站点 no such site")
+    folder = config.report_dir / OUTBOX / day.isoformat() / site
+    path = folder / f"{record.STEM.format(day=day.isoformat())}.{fmt}"
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail=NO_REPORT)
+    return FileResponse(path, filename=f"daily_report_{day.isoformat()}_{site}.{fmt}")

@@ -152,9 +152,18 @@ def test_station_head_signs_the_report(station: Station, size: str) -> None:
             "return document.documentElement.scrollWidth <= window.innerWidth + 1"
         )
         assert not driver.find_elements(By.CSS_SELECTOR, "#report-xiazhuhu")
+        reporter = section.find_element(By.CSS_SELECTOR, "input[name=reporter]")
+        assert reporter.get_attribute("value") == "张站长"  # prefilled with the head
+        phone = section.find_element(By.CSS_SELECTOR, "input[name=reporter_phone]")
+        tap(driver, section.find_element(By.CSS_SELECTOR, "form.sign button"))
+        # no phone on the account: the browser holds the form until one is typed
+        assert not driver.find_elements(By.CSS_SELECTOR, "#report-changxing .signed")
+        assert driver.execute_script("return !arguments[0].validity.valid", phone)
+        phone.send_keys("13900001111")
         tap(driver, section.find_element(By.CSS_SELECTOR, "form.sign button"))
         signed = wait_css(driver, "#report-changxing .signed", timeout=20)
         assert "已签发" in signed.text and "zhang" in signed.text
+        assert "13900001111" in signed.text
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -173,3 +182,15 @@ def test_staff_set_a_maintenance_window_and_end_it(station: Station, size: str) 
         tap(driver, row.find_element(By.CSS_SELECTOR, "button"))
         gone(driver, "#silences tbody tr")
         assert "没有维护时段" in wait_css(driver, "#silences").text
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_bureau_sees_every_sites_delivery(station: Station, size: str) -> None:
+    with chromium(*SIZES[size]) as driver:
+        log_in(driver, station.base, "sheng", "/reports/delivery")
+        page = wait_css(driver, "main")
+        assert "省局视图 provincial view" in page.text
+        assert wait_css(driver, "#delivery-changxing") and wait_css(driver, "#delivery-xiazhuhu")
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+        )

@@ -162,3 +162,9 @@ def test_stats_page_carries_chart_data_for_own_sites(login: Login, seeded: Seede
     assert data["totals"] == {"events": 2, "anomalies": 1, "unreviewed": 1}
     assert sum(data["backlog"]) == 1
     assert data["rules"] == {"鸟类静止（疑似死亡） motionless bird": 1}
+
+
+def test_delivery_page_without_delivery_says_reports_stay_on_disk(login: Login) -> None:
+    client, _ = login("wang")
+    html = client.get("/reports/delivery").text
+    assert "未配置报送" in html and "尚未生成 Not prepared yet" in html
