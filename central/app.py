@@ -28,7 +28,7 @@ from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.pager import Pager
 from central.api.deps import CommandSender
-from central.api.routes import events, evidence, health, reports, sms
+from central.api.routes import events, evidence, health, records, reports, sms
 from central.config import CentralConfig
 from central.db.migrate import upgrade
 from central.db.models import Event
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
     app.include_router(sms.router)
     app.include_router(reports.router)
+    app.include_router(records.router, responses=_VALIDATION_RESPONSES)
     sms.redact_access_log()
     # pages and scripts compressed (htmx 52 KB → 17 KB on a 4G link); JPEGs are left as they are
     app.add_middleware(GZipMiddleware, minimum_size=1024)
@@ -235,6 +236,7 @@ class CentralService:
                 now=now or datetime.now(UTC),
                 out_dir=self.config.report_dir / "express",
                 tz=ZoneInfo(self.config.timezone),
+                config=self.config,
             )
 
     def retry_alerts(self) -> None:

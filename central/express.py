@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -35,7 +36,11 @@ from central.db.models import (
     EventReview,
     ExpressReport,
 )
+from central.reports.daily import case_record
 from models.species import Catalogue
+
+if TYPE_CHECKING:
+    from central.config import CentralConfig
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +124,11 @@ def _remind(session: Session, report: ExpressReport, now: datetime) -> int:
     return len(phones)
 
 
-def _known(session: Session, report: ExpressReport, tz: ZoneInfo) -> dict[str, object]:
-    """What is known of the case at the deadline: the event, its reviews, the case record."""
+def _known(
+    session: Session, report: ExpressReport, tz: ZoneInfo, config: CentralConfig | None
+) -> dict[str, object]:
+    """What is known of the case at the deadline: the event, its reviews, the case record (the
+    daily report's fields, `CaseRecord`, when `config` gives the catalogue)."""
     event = session.scalar(sa.select(Event).where(Event.event_id == report.event_id))
     assert event is not None
     reviews = session.scalars(
@@ -159,7 +167,11 @@ def _known(session: Session, report: ExpressReport, tz: ZoneInfo) -> dict[str, o
         ],
         "case": None
         if case is None
-        else {"id": case.id, "opened_by": case.opened_by, "status": case.status},
+        else (
+            case_record(case, event, tz, config).model_dump(mode="json")
+            if config is not None
+            else {"id": case.id, "opened_by": case.opened_by, "status": case.status}
+        ),
     }
 
 
@@ -173,7 +185,14 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def tick(*, session: Session, now: datetime, out_dir: Path, tz: ZoneInfo) -> list[Written]:
+def tick(
+    *,
+    session: Session,
+    now: datetime,
+    out_dir: Path,
+    tz: ZoneInfo,
+    config: CentralConfig | None = None,
+) -> list[Written]:
     """Reminders that are due, and the reports whose deadline has come: written with a receipt."""
     written: list[Written] = []
     reports = session.scalars(
@@ -191,7 +210,8 @@ def tick(*, session: Session, now: datetime, out_dir: Path, tz: ZoneInfo) -> lis
             report.reminded_90_at = now
         if now < report.deadline:
             continue
-        body = json.dumps(_known(session, report, tz), ensure_ascii=False, indent=2).encode()
+        known = _known(session, report, tz, config)
+        body = json.dumps(known, ensure_ascii=False, indent=2).encode()
         stamp = report.opened_at.astimezone(tz).strftime("%Y%m%d-%H%M")
         path = out_dir / f"express_{report.site}_{stamp}_{report.event_id[:8]}.json"
         digest = hashlib.sha256(body).hexdigest()

@@ -131,6 +131,8 @@ LATE_OTHER_SUMMARY = "补报其他情况/设备故障 {count} 起"
 UNCONFIGURED_SITE = "未配置站点 {site}"
 NONE_SEEN = "未见"
 OBSERVED_BY_CAMERA = "摄像机 camera"
+OBSERVED_BY_PATROL = "巡护 patrol"
+CASE_MISSING = "异常情况 #{id} 缺少：{what}"
 PHOTO_NOT_UPLOADED = "（未上传 not uploaded）"
 PROVISIONAL = "临时报告：生成时时段尚未结束 / provisional: generated before the window closed"
 LATE_SINCE_PREVIOUS = (
@@ -356,3 +358,49 @@ DELIVERY_DRAFT = "{day}日报草稿已生成，请于{cutoff}前在控制台审�
 DELIVERY_UNSIGNED = "{day}日报未经站长审核，已按时自动报送并标注未经审核"
 DELIVERY_MISSING = "{day}日报尚未送达省局（未上报），系统正在重试"
 DELIVERY_OVERDUE = "{day}日报送达超时，请检查邮件/上报接口并人工报送"
+
+# -- Cases and patrols in the report ---------------------------------------------------------------
+SHEET_CASES = "异常情况"
+SHEET_PATROLS = "巡护记录"
+CASE_HEADERS: list[tuple[str, int]] = [
+    ("监测站 Station", 30),
+    ("编号 Case", 8),
+    ("发现时间 Found at", 20),
+    ("发现地点 Location", 20),
+    ("物种 Species", 14),
+    ("学名 Scientific name", 24),
+    ("保护级别 Protection", 10),
+    ("患病数 Sick", 8),
+    ("死亡数 Dead", 8),
+    ("同群数 Flock", 8),
+    ("临床症状 Signs", 30),
+    ("来源 Origin", 10),
+    ("人员接触 Human contact", 20),
+    ("3公里禽场 Poultry farms", 20),
+    ("采样送检 Samples", 40),
+    ("处置措施 Measures", 30),
+    ("初步判断 Judgement", 40),
+    ("待补充 Missing", 30),
+    ("事件编号 Event id", 38),
+]
+PATROL_HEADERS: list[tuple[str, int]] = [
+    ("监测站 Station", 30),
+    ("开始 Start", 20),
+    ("结束 End", 20),
+    ("巡护人员 Observers", 20),
+    ("路线 Route", 24),
+    ("天气 Weather", 8),
+    ("所见物种与数量 Seen", 40),
+    ("说明 Notes", 40),
+    ("照片 Photos", 8),
+]
+PDF_PATROL_HEADERS: list[tuple[str, int]] = [
+    ("时间 Time", 30),
+    ("人员 Observers", 28),
+    ("路线 Route", 32),
+    ("天气 Weather", 16),
+    ("所见 Seen", 74),
+]
+YES_NO_UNKNOWN = {True: "有", False: "无", None: "未填写"}
+NOT_RECORDED = "未填写"
+SAMPLE_PENDING = "待检"

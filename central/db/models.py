@@ -325,18 +325,68 @@ class NodeOutage(Base):
 
 
 class Case(Base):
-    """异常情况 a case opened from a confirmed event for the report (the case record's fields,
-    samples and measures come with the report work; this is its anchor)."""
+    """异常情况 a case for the report: opened from a confirmed event or by hand, then filled in
+    (central/cases.py validates the record)."""
 
     __tablename__ = "cases"
-    __table_args__ = (sa.UniqueConstraint("event_id", name="uq_cases_event_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", name="uq_cases_event_id"),
+        sa.Index("ix_cases_found_at", "found_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     site: Mapped[str] = mapped_column(sa.String(32))
-    event_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("events.event_id"))
+    event_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("events.event_id"), doc="NULL: opened by hand"
+    )
     opened_by: Mapped[str] = mapped_column(sa.String(64))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(sa.String(16), default="open", server_default="open")
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="which report it belongs to")
+    location: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    species_scientific: Mapped[str | None] = mapped_column(sa.String(120))
+    species_chinese: Mapped[str | None] = mapped_column(sa.String(60))
+    sick_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    dead_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    flock_count: Mapped[int | None] = mapped_column(sa.Integer)
+    signs: Mapped[list[str]] = mapped_column(Json, default=list)
+    signs_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    origin: Mapped[str] = mapped_column(sa.String(16), default="", server_default="")
+    human_contact: Mapped[bool | None] = mapped_column(sa.Boolean)
+    human_contact_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    poultry_farms_3km: Mapped[int | None] = mapped_column(sa.Integer)
+    poultry_check: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    samples: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    no_sample_reason: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    measures: Mapped[list[str]] = mapped_column(Json, default=list)
+    measures_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    judgement: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    updated_by: Mapped[str | None] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Patrol(Base):
+    """巡护记录 one patrol of a site: who, where, when, the weather, what was seen, photos."""
+
+    __tablename__ = "patrols"
+    __table_args__ = (sa.Index("ix_patrols_site_started_at", "site", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(sa.String(32))
+    observers: Mapped[str] = mapped_column(sa.String(200))
+    route: Mapped[str] = mapped_column(sa.String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    weather: Mapped[str] = mapped_column(sa.String(32), default="", server_default="")
+    sightings: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, doc="[{species_scientific, species_chinese, count}]"
+    )
+    note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    photos: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, doc="[{name, path, sha256, size}] under the evidence directory"
+    )
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DutyShift(Base):

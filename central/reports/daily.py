@@ -12,17 +12,22 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from central import cases as casebook
 from central import crud, messages, roster
 from central.config import CentralConfig
-from central.db.models import REVIEW_DISMISSED, Event, ReportSignoff, User
+from central.db.models import REVIEW_DISMISSED, Case, Event, Patrol, ReportSignoff, User
 from central.reports import record
 from central.reports.model import (
     AnomalyItem,
+    CaseRecord,
     CategoryCount,
     DailyReport,
+    PatrolRecord,
     Photo,
     RosterGap,
+    SampleRecord,
     Section,
+    Sighting,
     SignOff,
     SiteSection,
     SpeciesCount,
@@ -109,27 +114,113 @@ def _anomaly(event: Event, tz: ZoneInfo, config: CentralConfig, *, late: bool) -
     )
 
 
+class _Tally:
+    """Per species: total, most at once, and where (cameras) seen."""
+
+    def __init__(self) -> None:
+        self.total: dict[tuple[str, str], int] = defaultdict(int)
+        self.most: dict[tuple[str, str], int] = defaultdict(int)
+        self.cameras: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def add(self, key: tuple[str, str], total: int, most: int, camera: str | None = None) -> None:
+        self.total[key] += total
+        self.most[key] = max(self.most[key], most)
+        if camera is not None:
+            self.cameras[key].add(camera)
+
+    def counts(self, method: str, method_zh: str) -> list[SpeciesCount]:
+        return [
+            SpeciesCount(
+                scientific_name=sci,
+                chinese_name=zh,
+                count=n,
+                max_count=self.most[(sci, zh)],
+                method=method,
+                method_zh=method_zh,
+                cameras=sorted(self.cameras[(sci, zh)]),
+            )
+            for (sci, zh), n in sorted(self.total.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+
+
 def _species(groups: Sequence[crud.ObservationGroup]) -> list[SpeciesCount]:
-    total: dict[tuple[str, str], int] = defaultdict(int)
-    most: dict[tuple[str, str], int] = defaultdict(int)
-    cameras: dict[tuple[str, str], set[str]] = defaultdict(set)
+    tally = _Tally()
     for g in groups:
         if g.species_scientific:
-            key = (g.species_scientific, g.species_chinese or "")
-            total[key] += g.total
-            most[key] = max(most[key], g.most)
-            cameras[key].add(g.camera)
-    return [
-        SpeciesCount(
-            scientific_name=sci,
-            chinese_name=zh,
-            count=n,
-            max_count=most[(sci, zh)],
-            method_zh=messages.OBSERVED_BY_CAMERA,
-            cameras=sorted(cameras[(sci, zh)]),
-        )
-        for (sci, zh), n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+            tally.add((g.species_scientific, g.species_chinese or ""), g.total, g.most, g.camera)
+    return tally.counts("camera", messages.OBSERVED_BY_CAMERA)
+
+
+def case_record(case: Case, event: Event | None, tz: ZoneInfo, config: CentralConfig) -> CaseRecord:
+    """A case as the report (and the express report) carries it."""
+    species = (
+        config.species_catalogue.get(case.species_scientific) if case.species_scientific else None
+    )
+    gaps = casebook.missing(case)
+    return CaseRecord(
+        case_id=case.id,
+        event_id=case.event_id,
+        found_at=case.found_at.astimezone(tz),
+        location=case.location,
+        species_scientific=case.species_scientific,
+        species_chinese=case.species_chinese,
+        protection_level=species.protection_level if species else None,
+        sick_count=case.sick_count,
+        dead_count=case.dead_count,
+        flock_count=case.flock_count,
+        signs=list(case.signs),
+        signs_zh=[casebook.SIGNS_ZH.get(s, s) for s in case.signs],
+        signs_note=case.signs_note,
+        origin=case.origin,
+        origin_zh=casebook.ORIGINS_ZH.get(case.origin, ""),
+        human_contact=case.human_contact,
+        human_contact_note=case.human_contact_note,
+        poultry_farms_3km=case.poultry_farms_3km,
+        poultry_check=case.poultry_check,
+        samples=[
+            SampleRecord(
+                kind=str(s.get("kind", "")),
+                kind_zh=casebook.SAMPLE_KINDS_ZH.get(str(s.get("kind", "")), ""),
+                sample_id=str(s.get("sample_id", "")),
+                laboratory=str(s.get("laboratory", "")),
+                result=str(s.get("result", "")),
+            )
+            for s in case.samples
+        ],
+        no_sample_reason=case.no_sample_reason,
+        measures=list(case.measures),
+        measures_zh=[casebook.MEASURES_ZH.get(m, m) for m in case.measures],
+        measures_note=case.measures_note,
+        judgement=case.judgement,
+        photos=_photos(event) if event is not None else [],
+        opened_by=case.opened_by,
+        updated_by=case.updated_by,
+        missing=gaps,
+        missing_zh=[casebook.MISSING_ZH[g] for g in gaps],
+    )
+
+
+def patrol_record(patrol: Patrol, tz: ZoneInfo) -> PatrolRecord:
+    return PatrolRecord(
+        patrol_id=patrol.id,
+        observers=patrol.observers,
+        route=patrol.route,
+        started_at=patrol.started_at.astimezone(tz),
+        ended_at=patrol.ended_at.astimezone(tz),
+        weather=patrol.weather,
+        sightings=[Sighting.model_validate(s) for s in patrol.sightings],
+        note=patrol.note,
+        photos=[str(p.get("name", "")) for p in patrol.photos],
+        recorded_by=patrol.created_by,
+    )
+
+
+def _patrol_species(patrols: Sequence[PatrolRecord]) -> list[SpeciesCount]:
+    tally = _Tally()
+    for patrol in patrols:
+        for s in patrol.sightings:
+            tally.add((s.species_scientific, s.species_chinese), s.count, s.count)
+    return tally.counts("patrol", messages.OBSERVED_BY_PATROL)
 
 
 def _verdict(
@@ -180,6 +271,8 @@ def _section(
     end: datetime,
     gaps: list[RosterGap],
     signoff: SignOff | None = None,
+    cases: list[CaseRecord] | None = None,
+    patrols: list[PatrolRecord] | None = None,
 ) -> SiteSection:
     tz = ZoneInfo(config.timezone)
     categories: dict[str, int] = defaultdict(int)
@@ -203,7 +296,7 @@ def _section(
             CategoryCount(category=c, category_zh=messages.category_zh(c), count=n)
             for c, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
-        species=_species(seen),
+        species=_species(seen) + _patrol_species(patrols or []),
         anomalies=anomalies,
         late_additions=late_items,
         abnormal=abnormal,
@@ -211,6 +304,13 @@ def _section(
         summary_zh=summary,
         roster_gaps=gaps,
         signoff=signoff,
+        cases=cases or [],
+        patrols=patrols or [],
+        missing_zh=[
+            messages.CASE_MISSING.format(id=c.case_id, what="、".join(c.missing_zh))
+            for c in cases or []
+            if c.missing_zh
+        ],
     )
 
 
@@ -325,6 +425,18 @@ def build_daily_report(
         late_by_site[event.site].append(event)
         by_site.setdefault(event.site, [])
     signed = signoffs(session, day, tz)
+    cases_by_site: dict[str, list[CaseRecord]] = defaultdict(list)
+    late_ids = [e.event_id for events in late_by_site.values() for e in events]
+    for case in casebook.cases_in_window(
+        session=session, start=start, end=end, also_events=late_ids
+    ):
+        of_event = casebook.event_of(session, case)
+        cases_by_site[case.site].append(case_record(case, of_event, tz, config))
+        by_site.setdefault(case.site, [])
+    patrols_by_site: dict[str, list[PatrolRecord]] = defaultdict(list)
+    for patrol in casebook.patrols_in_window(session=session, start=start, end=end):
+        patrols_by_site[patrol.site].append(patrol_record(patrol, tz))
+        by_site.setdefault(patrol.site, [])
     sections = [
         _section(
             site=site,
@@ -336,6 +448,8 @@ def build_daily_report(
             end=end,
             gaps=_roster_gaps(session, config, site, start, end),
             signoff=signed.get(site),
+            cases=cases_by_site.get(site, []),
+            patrols=patrols_by_site.get(site, []),
         )
         for site, events in by_site.items()
     ]

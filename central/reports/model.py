@@ -55,7 +55,7 @@ class SpeciesCount(BaseModel):
     chinese_name: str
     count: int = Field(description="sum of the count over all images (one bird may be in many)")
     max_count: int = Field(description="most individuals in one image (MaxN)")
-    method: str = Field("camera", description="how observed: camera (patrols are not recorded)")
+    method: str = Field("camera", description="how observed: camera | patrol (巡护)")
     method_zh: str
     cameras: list[str]
 
@@ -105,6 +105,72 @@ class RosterGap(BaseModel):
     end: datetime
 
 
+class SampleRecord(BaseModel):
+    """One sample of a case sent to a laboratory."""
+
+    kind: str = Field(description="oropharyngeal_swab | cloacal_swab | tissue | carcass | ...")
+    kind_zh: str
+    sample_id: str = Field(description="样品编号 the sample's label")
+    laboratory: str = Field(description="送检单位 the laboratory")
+    result: str = Field(description="检测结果; empty while pending (待检)")
+
+
+class CaseRecord(BaseModel):
+    """异常情况 one case as recorded by staff (central/cases.py), report's timezone."""
+
+    case_id: int
+    event_id: str | None = Field(description="the camera event it was opened from; null: by hand")
+    found_at: datetime = Field(description="发现时间")
+    location: str = Field(description="发现地点")
+    species_scientific: str | None
+    species_chinese: str | None = Field(description="物种 (catalogue name)")
+    protection_level: str | None = Field(None, description="国家重点保护级别 I / II")
+    sick_count: int = Field(description="患病数量")
+    dead_count: int = Field(description="死亡数量")
+    flock_count: int | None = Field(description="同群其他个体数量; null: not recorded")
+    signs: list[str] = Field(description="临床症状 codes of the checklist")
+    signs_zh: list[str]
+    signs_note: str
+    origin: str = Field(description="wild | captive | released | unknown; empty: not recorded")
+    origin_zh: str
+    human_contact: bool | None = Field(description="人员接触; null: not recorded")
+    human_contact_note: str
+    poultry_farms_3km: int | None = Field(description="周边3公里家禽养殖场数量")
+    poultry_check: str = Field(description="对养殖场的排查情况")
+    samples: list[SampleRecord] = Field(description="采样送检")
+    no_sample_reason: str = Field(description="未采样原因")
+    measures: list[str] = Field(description="处置措施 codes (harmless_disposal = 无害化处理)")
+    measures_zh: list[str]
+    measures_note: str
+    judgement: str = Field(description="初步判断")
+    photos: list[Photo] = Field(default_factory=list, description="the event's evidence")
+    opened_by: str
+    updated_by: str | None = None
+    missing: list[str] = Field(description="keys of required information not recorded")
+    missing_zh: list[str]
+
+
+class Sighting(BaseModel):
+    species_scientific: str
+    species_chinese: str
+    count: int
+
+
+class PatrolRecord(BaseModel):
+    """巡护记录 one patrol, report's timezone."""
+
+    patrol_id: int
+    observers: str = Field(description="巡护人员")
+    route: str = Field(description="巡护路线或区域")
+    started_at: datetime
+    ended_at: datetime
+    weather: str = Field(description="天气")
+    sightings: list[Sighting] = Field(description="所见物种与数量")
+    note: str
+    photos: list[str] = Field(description="photo file names (evidence directory, patrols/<id>/)")
+    recorded_by: str
+
+
 class SignOff(BaseModel):
     """审核签发: who filled in and who audited a site's report (report's timezone)."""
 
@@ -144,6 +210,17 @@ class SiteSection(BaseModel):
     )
     signoff: SignOff | None = Field(
         None, description="审核签发 by the station head; null: 未经审核 (not reviewed)"
+    )
+    cases: list[CaseRecord] = Field(
+        default_factory=list, description="异常情况 found in the window (and of late additions)"
+    )
+    patrols: list[PatrolRecord] = Field(
+        default_factory=list, description="巡护记录 patrols started in the window"
+    )
+    missing_zh: list[str] = Field(
+        default_factory=list,
+        description="required information not yet recorded, one line per case (shown before "
+        "sign-off)",
     )
 
     def in_section(self, section: Section) -> list[AnomalyItem]:

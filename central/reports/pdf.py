@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from central import messages
 from central.reports.model import AnomalyItem, DailyReport, Section, SiteSection
-from central.reports.tables import info_table
+from central.reports.tables import case_fields, info_table, sightings_text
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,42 @@ def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) 
             pdf.grid(messages.PDF_ANOMALY_HEADERS, [_anomaly_row(a) for a in items])
         else:
             pdf.say(messages.PDF_NONE)
+    if site.cases:
+        pdf.heading(f"{messages.SHEET_CASES}（{len(site.cases)}）", size=10)
+        for case in site.cases:
+            f = case_fields(case)
+            pdf.grid(
+                [("#" + str(case.case_id), 40), ("", 140)],
+                [
+                    ["发现 Found", f["found"]],
+                    ["物种 Species", f["species"]],
+                    ["数量 Counts", f["counts"]],
+                    ["临床症状 Signs", f["signs"]],
+                    ["来源 Origin", f["origin"]],
+                    ["人员接触 Contact", f["contact"]],
+                    ["3公里禽场 Poultry", f["poultry"]],
+                    ["采样送检 Samples", f["samples"]],
+                    ["处置措施 Measures", f["measures"]],
+                    ["初步判断 Judgement", f["judgement"]],
+                    *([["待补充 Missing", f["missing"]]] if f["missing"] else []),
+                ],
+            )
+    if site.patrols:
+        pdf.heading(f"{messages.SHEET_PATROLS}（{len(site.patrols)}）", size=10)
+        pdf.grid(
+            messages.PDF_PATROL_HEADERS,
+            [
+                [
+                    f"{p.started_at:%m-%d %H:%M}–{p.ended_at:%H:%M}",
+                    p.observers,
+                    p.route,
+                    p.weather,
+                    sightings_text([(x.species_chinese, x.count) for x in p.sightings])
+                    + (f"（{p.note}）" if p.note else ""),
+                ]
+                for p in site.patrols
+            ],
+        )
     disease = site.in_section(Section.DISEASE) + [
         a for a in site.late_additions if a.section is Section.DISEASE
     ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from central import messages
-from central.reports.model import AnomalyItem, DailyReport, Section, SiteSection
+from central.reports.model import AnomalyItem, CaseRecord, DailyReport, Section, SiteSection
 
 Cell = str | int | float | None
 
@@ -163,6 +163,92 @@ def roster_table(report: DailyReport) -> Table:
     return Table(messages.SHEET_ROSTER, messages.ROSTER_HEADERS, rows)
 
 
+def case_fields(c: CaseRecord) -> dict[str, str]:
+    """A case's fields as text, Chinese, in the order the bureau's form asks for them."""
+    signs = "、".join(c.signs_zh + ([c.signs_note] if c.signs_note else []))
+    contact = messages.YES_NO_UNKNOWN[c.human_contact]
+    poultry = (
+        messages.NOT_RECORDED
+        if c.poultry_farms_3km is None
+        else f"{c.poultry_farms_3km} 个" + (f"；{c.poultry_check}" if c.poultry_check else "")
+    )
+    samples = "；".join(
+        f"{s.kind_zh} {s.sample_id} {s.laboratory} {s.result or messages.SAMPLE_PENDING}"
+        for s in c.samples
+    ) or (f"未采样：{c.no_sample_reason}" if c.no_sample_reason else messages.NOT_RECORDED)
+    measures = "、".join(c.measures_zh + ([c.measures_note] if c.measures_note else []))
+    return {
+        "found": f"{_time(c.found_at)} {c.location}",
+        "species": f"{c.species_chinese or messages.NOT_RECORDED} {c.species_scientific or ''}"
+        + (f"（国家{c.protection_level}级）" if c.protection_level else ""),
+        "counts": f"患病 {c.sick_count}，死亡 {c.dead_count}，同群 "
+        + (str(c.flock_count) if c.flock_count is not None else messages.NOT_RECORDED),
+        "signs": signs or messages.NOT_RECORDED,
+        "origin": c.origin_zh or messages.NOT_RECORDED,
+        "contact": contact + (f"；{c.human_contact_note}" if c.human_contact_note else ""),
+        "poultry": poultry,
+        "samples": samples,
+        "measures": measures or messages.NOT_RECORDED,
+        "judgement": c.judgement or messages.NOT_RECORDED,
+        "missing": "、".join(c.missing_zh),
+    }
+
+
+def case_table(report: DailyReport) -> Table:
+    """One row per case (异常情况), every field the bureau asks for."""
+    rows: list[list[Cell]] = []
+    for s in report.sites:
+        for c in s.cases:
+            f = case_fields(c)
+            rows.append(
+                [
+                    s.name_zh,
+                    c.case_id,
+                    _time(c.found_at),
+                    c.location,
+                    c.species_chinese or "",
+                    c.species_scientific or "",
+                    c.protection_level or "",
+                    c.sick_count,
+                    c.dead_count,
+                    c.flock_count,
+                    f["signs"],
+                    f["origin"],
+                    f["contact"],
+                    f["poultry"],
+                    f["samples"],
+                    f["measures"],
+                    f["judgement"],
+                    f["missing"],
+                    c.event_id or "",
+                ]
+            )
+    return Table(messages.SHEET_CASES, messages.CASE_HEADERS, rows)
+
+
+def sightings_text(sightings: list[tuple[str, int]]) -> str:
+    return "；".join(f"{name} {count}" for name, count in sightings)
+
+
+def patrol_table(report: DailyReport) -> Table:
+    rows: list[list[Cell]] = [
+        [
+            s.name_zh,
+            _time(p.started_at),
+            _time(p.ended_at),
+            p.observers,
+            p.route,
+            p.weather,
+            sightings_text([(x.species_chinese, x.count) for x in p.sightings]),
+            p.note,
+            len(p.photos),
+        ]
+        for s in report.sites
+        for p in s.patrols
+    ]
+    return Table(messages.SHEET_PATROLS, messages.PATROL_HEADERS, rows)
+
+
 def report_tables(report: DailyReport) -> list[Table]:
     """Every table of the report, in reading order."""
     return [
@@ -170,5 +256,7 @@ def report_tables(report: DailyReport) -> list[Table]:
         summary_table(report),
         species_table(report),
         *anomaly_tables(report),
+        case_table(report),
+        patrol_table(report),
         roster_table(report),
     ]

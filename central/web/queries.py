@@ -399,7 +399,16 @@ def open_case(*, session: Session, row: Event, opened_by: str, now: datetime) ->
     """A case for the report from a confirmed event (once per event)."""
     session.execute(
         upsert_insert(session, Case)
-        .values(site=row.site, event_id=row.event_id, opened_by=opened_by, opened_at=now)
+        .values(
+            site=row.site,
+            event_id=row.event_id,
+            opened_by=opened_by,
+            opened_at=now,
+            found_at=row.captured_at,
+            species_scientific=row.species_scientific,
+            species_chinese=row.species_chinese,
+            location=row.camera,
+        )
         .on_conflict_do_nothing(index_elements=["event_id"])
     )
 
@@ -408,9 +417,8 @@ def cases_for(*, session: Session, event_ids: Iterable[str]) -> dict[str, Case]:
     wanted = list(event_ids)
     if not wanted:
         return {}
-    return {
-        c.event_id: c for c in session.scalars(sa.select(Case).where(Case.event_id.in_(wanted)))
-    }
+    found = session.scalars(sa.select(Case).where(Case.event_id.in_(wanted)))
+    return {c.event_id: c for c in found if c.event_id is not None}
 
 
 def express_for(*, session: Session, event_id: str) -> ExpressReport | None:

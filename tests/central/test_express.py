@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from central import alerting, crud, express, review
 from central.config import CentralConfig
-from central.db.models import AlertNotification, Event, ExpressReport
+from central.db.models import AlertNotification, Case, Event, ExpressReport
+from central.web import queries
 from tests.central.test_alerting import CONFIG, T0, TZ, death
 from tests.central.test_alerting import session as session
 
@@ -66,9 +67,17 @@ def test_a_protected_death_runs_the_two_hour_clock(
     report = session.scalars(sa.select(ExpressReport)).one()
     assert report.deadline == confirmed + timedelta(hours=2)
 
+    queries.open_case(session=session, row=row, opened_by="wang", now=confirmed)
+    case = session.scalars(sa.select(Case)).one()
+    case.dead_count, case.measures = 1, ["harmless_disposal"]
+
     def tick(minutes: float) -> list[express.Written]:
         done = express.tick(
-            session=session, now=confirmed + timedelta(minutes=minutes), out_dir=tmp_path, tz=TZ
+            session=session,
+            now=confirmed + timedelta(minutes=minutes),
+            out_dir=tmp_path,
+            tz=TZ,
+            config=central_config,
         )
         session.flush()
         return done
@@ -83,6 +92,9 @@ def test_a_protected_death_runs_the_two_hour_clock(
     assert hashlib.sha256(body).hexdigest() == written.sha256 == report.sha256
     data = json.loads(body)
     assert data["event"]["species_chinese"] == "朱鹮" and data["reviews"][0]["note"] == "现场确认"
+    # the case record with the daily report's fields (CaseRecord), what is missing listed
+    assert data["case"]["dead_count"] == 1 and data["case"]["measures_zh"] == ["无害化处理"]
+    assert data["case"]["species_chinese"] == "朱鹮" and "临床症状" in data["case"]["missing_zh"]
     receipt = json.loads(written.path.with_suffix(".receipt.json").read_text(encoding="utf-8"))
     assert receipt["sha256"] == written.sha256 and receipt["file"] == written.path.name
     assert tick(500) == [] and reminders(session) == 2  # written once, reminded twice

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 
 from central import crud, messages
 from central.db.migrate import alembic_config, upgrade
-from central.db.models import Base, Event
+from central.db.models import Base, Case, Event
 from central.db.session import make_engine, make_session_factory
 from tests.central.conftest import make_event
 
@@ -114,5 +114,47 @@ def test_received_at_index_upgrades_and_downgrades(database_url: str) -> None:
         upgrade(database_url)  # and up again
         engine.dispose()
         assert "ix_events_received_at" in indexes()
+    finally:
+        engine.dispose()
+
+
+def test_cases_opened_before_0013_are_found_when_their_event_was_captured(
+    database_url: str,
+) -> None:
+    """0013 gives each existing case the capture time and species of its event; downgrade drops
+    the cases opened by hand (they have no event) and keeps the others."""
+    upgrade(database_url, "0012")
+    engine = make_engine(database_url)
+    captured = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
+    egret = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
+    event = make_event(kind="anomaly", rule="motionless_bird", captured_at=captured, species=egret)
+    try:
+        with make_session_factory(engine).begin() as session:
+            crud.insert_event(session=session, payload=event, received_at=captured)
+            session.execute(
+                sa.text(
+                    "INSERT INTO cases (site, event_id, opened_by, opened_at, status) "
+                    "VALUES ('changxing', :e, 'wang', :at, 'open')"
+                ),
+                {"e": str(event.event_id), "at": datetime(2026, 11, 22, 3, tzinfo=UTC)},
+            )
+        upgrade(database_url)
+        with make_session_factory(engine).begin() as session:
+            case = session.scalars(sa.select(Case)).one()
+            assert case.found_at == captured
+            assert (case.species_chinese, case.signs, case.samples) == ("白鹭", [], [])
+            session.add(
+                Case(
+                    site="changxing",
+                    event_id=None,
+                    opened_by="li",
+                    opened_at=captured,
+                    found_at=captured,
+                )
+            )
+        command.downgrade(alembic_config(database_url), "0012")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT event_id FROM cases")).all()
+        assert [r[0] for r in rows] == [str(event.event_id)]
     finally:
         engine.dispose()

@@ -41,6 +41,8 @@ SHEETS = [
     "其他情况",
     "设备故障",
     "补报（迟到数据）",
+    "异常情况",
+    "巡护记录",
     "值班空缺",
 ]
 EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}

@@ -194,3 +194,35 @@ def test_bureau_sees_every_sites_delivery(station: Station, size: str) -> None:
         assert driver.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth + 1"
         )
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_staff_record_a_case_on_the_form(station: Station, size: str) -> None:
+    with chromium(*SIZES[size]) as driver:
+        log_in(driver, station.base, "wang", "/cases")
+        form = wait_css(driver, "form.case-new")
+        driver.execute_script(  # the phone's date picker, as its value
+            "arguments[0].value = new Date(Date.now() - 600000 - new Date().getTimezoneOffset()"
+            " * 60000).toISOString().slice(0, 16)",
+            form.find_element(By.CSS_SELECTOR, "input[name=found_at]"),
+        )
+        form.find_element(By.CSS_SELECTOR, "input[name=location]").send_keys("西岸堤坝")
+        tap(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        missing = wait_css(driver, "p.missing", timeout=20)
+        assert "物种" in missing.text and "处置措施" in missing.text
+        case_form = wait_css(driver, "form.case-form")
+        Select(case_form.find_element(By.NAME, "species_scientific")).select_by_value(
+            "Egretta garzetta"
+        )
+        dead = case_form.find_element(By.NAME, "dead_count")
+        dead.clear()
+        dead.send_keys("3")
+        tap(driver, case_form.find_element(By.CSS_SELECTOR, "input[value=harmless_disposal]"))
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+        )
+        tap(driver, case_form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith("#saved"))
+        missing = wait_css(driver, "p.missing")
+        assert "物种" not in missing.text and "处置措施" not in missing.text
+        assert "临床症状" in missing.text  # still to do, said so
