@@ -4,9 +4,10 @@ A confirmed mortality cluster, or a confirmed suspected death of a nationally pr
 (Class I or II in the station's catalogue), must reach the veterinary side within 2 hours of
 confirmation (DOMAIN.md). Confirming such an event opens an express report with that deadline;
 the duty chain is reminded at 60 and 90 minutes (through the event's alert, when the pager runs),
-and at the deadline whatever is known is written out with a receipt (the file and its sha256)
-so the station can prove what was sent and when. Delivery to the bureau (mail, HTTP upload)
-comes with the report issue; until then the written file is the deliverable.
+and 15 minutes before the deadline whatever is known is written out (JSON with the case record,
+and a PDF) with a receipt (the file and its sha256), so the station can prove what was sent and
+when. With report.delivery, the courier (central/reports/delivery.py) mails and uploads it on
+its next round, retrying inside the remaining time.
 
 Every step takes `now`: tests drive the clock.
 """
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from broker.payloads import RuleName
+from central import messages
 from central.db.models import (
     AlertEvent,
     AlertNotification,
@@ -36,7 +38,7 @@ from central.db.models import (
     EventReview,
     ExpressReport,
 )
-from central.reports.daily import case_record
+from central.reports.daily import anomaly_item, case_record
 from models.species import Catalogue
 
 if TYPE_CHECKING:
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEADLINE = timedelta(hours=2)
+EXPRESS_TITLE = "陆生野生动物疫源疫病快报"
+# Written this long before the deadline, so that mail and upload, with their retries, still
+# reach the bureau inside the 2 hours (central/reports/delivery.py sends it on its next round).
+SEND_AHEAD = timedelta(minutes=15)
 REMINDERS = (timedelta(minutes=60), timedelta(minutes=90))
 PROTECTED = ("I", "II")
 
@@ -140,7 +146,7 @@ def _known(
     return {
         "schema_version": 1,
         "kind": "express_report",
-        "title_zh": "陆生野生动物疫源疫病快报",
+        "title_zh": EXPRESS_TITLE,
         "site": report.site,
         "opened_at": report.opened_at.astimezone(tz).isoformat(),
         "deadline": report.deadline.astimezone(tz).isoformat(),
@@ -173,6 +179,58 @@ def _known(
             else {"id": case.id, "opened_by": case.opened_by, "status": case.status}
         ),
     }
+
+
+def _write_pdf(
+    session: Session,
+    report: ExpressReport,
+    known: dict[str, object],
+    path: Path,
+    tz: ZoneInfo,
+    config: CentralConfig | None,
+    now: datetime,
+) -> Path | None:
+    """The printable 快报 beside its JSON (needs the config: catalogue, evidence, font)."""
+    from central.reports.pdf import PdfError, render_express_pdf
+
+    if config is None:
+        return None
+    event = session.scalar(sa.select(Event).where(Event.event_id == report.event_id))
+    case = session.scalar(sa.select(Case).where(Case.event_id == report.event_id))
+    assert event is not None
+    item = anomaly_item(event, tz, config, late=False)
+    site = config.sites.get(report.site)
+    facts: list[list[object]] = [
+        ["站点 Site", site.name_zh if site else report.site],
+        [
+            "事件 Event",
+            f"{item.rule_zh} · {item.species_chinese or item.category_zh} ×{item.count}",
+        ],
+        ["拍摄时间 Captured", item.time.strftime("%Y-%m-%d %H:%M:%S")],
+        ["相机 Camera", f"{item.camera}（{item.node}）"],
+        ["确认时间 Confirmed", report.opened_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")],
+        ["报告时限 Deadline", report.deadline.astimezone(tz).strftime("%Y-%m-%d %H:%M")],
+        ["说明 Description", item.message],
+    ]
+    for r in known.get("reviews") or []:  # type: ignore[attr-defined]
+        facts.append(
+            ["审核 Review", f"{messages.review_zh(r['decision'])} {r['reviewer']} {r['note']}"]
+        )
+    try:
+        data = render_express_pdf(
+            title=EXPRESS_TITLE,
+            facts=facts,
+            case=case_record(case, event, tz, config) if case else None,
+            evidence=item,
+            as_of=now,
+            evidence_dir=config.evidence_dir,
+            font=config.report.pdf_font,
+        )
+    except PdfError as exc:
+        log.error("express report %d: no PDF (%s); the JSON is written", report.id, exc)
+        return None
+    _write(path, data)
+    return path
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -208,7 +266,7 @@ def tick(
         if report.reminded_90_at is None and now >= report.opened_at + REMINDERS[1]:
             _remind(session, report, now)
             report.reminded_90_at = now
-        if now < report.deadline:
+        if now < report.deadline - SEND_AHEAD:
             continue
         known = _known(session, report, tz, config)
         body = json.dumps(known, ensure_ascii=False, indent=2).encode()
@@ -216,12 +274,14 @@ def tick(
         path = out_dir / f"express_{report.site}_{stamp}_{report.event_id[:8]}.json"
         digest = hashlib.sha256(body).hexdigest()
         _write(path, body)
+        pdf = _write_pdf(session, report, known, path.with_suffix(".pdf"), tz, config, now)
         receipt = {
             "file": path.name,
             "sha256": digest,
+            "pdf": pdf.name if pdf else None,
             "written_at": now.astimezone(tz).isoformat(),
             "deadline": report.deadline.astimezone(tz).isoformat(),
-            "delivered_to": "file (mail and HTTP delivery come with the report work)",
+            "delivered_to": "file; with report.delivery, also mail and upload (报送 page)",
         }
         _write(path.with_suffix(".receipt.json"), json.dumps(receipt, ensure_ascii=False).encode())
         report.sent_at, report.path, report.sha256 = now, str(path), digest

@@ -354,6 +354,11 @@ DELIVERY_BODY_HEAD = "{name} {day} 陆生野生动物疫源疫病监测日报，
 DELIVERY_BODY_UNSIGNED = "审核状态：未经审核（截止时间前站长未签发，按规定按时自动报送）"
 DELIVERY_BODY_FILES = "附件 Attachments (sha256):"
 DELIVERY_BODY_KEY = "报送编号 Idempotency key"
+EXPRESS_SUBJECT = "【快报】{name}陆生野生动物疫源疫病快报（{at} 确认）"
+EXPRESS_BODY = (
+    "{name}于 {at} 确认的异常情况快报（须于 {deadline} 前报送），附 PDF 与 JSON。"
+    "后续情况将在日报中报告。"
+)
 DELIVERY_DRAFT = "{day}日报草稿已生成，请于{cutoff}前在控制台审核签发"
 DELIVERY_UNSIGNED = "{day}日报未经站长审核，已按时自动报送并标注未经审核"
 DELIVERY_MISSING = "{day}日报尚未送达省局（未上报），系统正在重试"

@@ -554,12 +554,16 @@ class ReportDelivery(Base):
     __tablename__ = "report_deliveries"
     __table_args__ = (
         sa.UniqueConstraint(
-            "report_date", "site", "channel", name="uq_report_deliveries_report_date"
+            "idempotency_key", "channel", name="uq_report_deliveries_idempotency_key"
         ),
+        sa.Index("ix_report_deliveries_report_date_site", "report_date", "site"),
         sa.Index("ix_report_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(
+        sa.String(16), default="daily", server_default="daily", doc="daily | express (快报)"
+    )
     report_date: Mapped[date] = mapped_column(sa.Date)
     site: Mapped[str] = mapped_column(sa.String(32))
     channel: Mapped[str] = mapped_column(sa.String(16), doc="smtp | http")

@@ -83,7 +83,7 @@ def _photos(event: Event) -> list[Photo]:
     return [Photo(name=n, uploaded=n in stored, path=stored.get(n)) for n in names if n]
 
 
-def _anomaly(event: Event, tz: ZoneInfo, config: CentralConfig, *, late: bool) -> AnomalyItem:
+def anomaly_item(event: Event, tz: ZoneInfo, config: CentralConfig, *, late: bool) -> AnomalyItem:
     section = section_of(event.rule)
     return AnomalyItem(
         event_id=event.event_id,
@@ -278,8 +278,8 @@ def _section(
     categories: dict[str, int] = defaultdict(int)
     for group in seen:
         categories[group.category] += group.total
-    anomalies = [_anomaly(event, tz, config, late=False) for event in anomalies_seen]
-    late_items = [_anomaly(e, tz, config, late=True) for e in late]
+    anomalies = [anomaly_item(event, tz, config, late=False) for event in anomalies_seen]
+    late_items = [anomaly_item(e, tz, config, late=True) for e in late]
     abnormal, summary = _verdict(anomalies, late_items, zero=messages.NO_ANOMALY)
     cfg = config.sites.get(site)
     return SiteSection(

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import alerting, messages
 from central.config import CentralConfig
 from central.crud import upsert_insert
-from central.db.models import DeliveryAttempt, ReportDelivery, ReportSignoff
+from central.db.models import DeliveryAttempt, ExpressReport, ReportDelivery, ReportSignoff
 from central.reports import record
 from central.reports.channels import CHANNELS, DeliveryError, Package, PackedFile
 from central.reports.daily import for_sites, produce, report_day_for, report_window
@@ -46,6 +46,8 @@ from central.reports.settings import DeliveryConfig
 
 log = logging.getLogger(__name__)
 
+DAILY = "daily"
+EXPRESS = "express"
 PENDING = "pending"
 DELIVERED = "delivered"
 OUTBOX = "outbox"  # report_dir/outbox/<day>/<site>/: the files as sent
@@ -156,6 +158,7 @@ class Courier:
         steps: list[Callable[[], int]] = [
             lambda: self.announce_draft(now),
             lambda: sum(self.prepare(day, now) for day in days),
+            lambda: self.queue_express(now),
             lambda: self.send_due(now),
             lambda: self.check_late(closed, now) if closed in days else 0,
         ]
@@ -219,7 +222,11 @@ class Courier:
         an old report."""
         closed = report_day_for(now, self.config) - timedelta(days=1)
         with self.session_factory() as session:
-            last = session.scalar(sa.select(sa.func.max(ReportDelivery.report_date)))
+            last = session.scalar(
+                sa.select(sa.func.max(ReportDelivery.report_date)).where(
+                    ReportDelivery.kind == DAILY
+                )
+            )
         if last is None:
             _start, end = report_window(config=self.config, day=closed)
             overdue = end + timedelta(minutes=self.settings.overdue_after_minutes)
@@ -233,7 +240,9 @@ class Courier:
         with self.session_factory() as session:
             done = set(
                 session.scalars(
-                    sa.select(ReportDelivery.site).where(ReportDelivery.report_date == day)
+                    sa.select(ReportDelivery.site).where(
+                        ReportDelivery.report_date == day, ReportDelivery.kind == DAILY
+                    )
                 )
             )
         wanted = [site for site in self.config.sites if site not in done]
@@ -251,34 +260,17 @@ class Courier:
             subject, body = _letter(mine, self.config, files, key)
             signed = mine.sites[0].signoff is not None
             with self.session_factory.begin() as session:
-                for channel in channels:
-                    result = session.execute(
-                        upsert_insert(session, ReportDelivery)
-                        .values(
-                            report_date=day,
-                            site=site,
-                            channel=channel,
-                            idempotency_key=key,
-                            signed=signed,
-                            subject=subject,
-                            body=body,
-                            files=[
-                                {
-                                    "name": f.name,
-                                    "path": str(f.path.relative_to(self.config.report_dir)),
-                                    "sha256": f.sha256,
-                                    "size": f.size,
-                                }
-                                for f in files
-                            ],
-                            state=PENDING,
-                            prepared_at=now,
-                            attempts=0,
-                            next_attempt_at=now,
-                        )
-                        .on_conflict_do_nothing(index_elements=["report_date", "site", "channel"])
-                    )
-                    queued += int(bool(getattr(result, "rowcount", 0)))
+                queued += self._queue(
+                    session,
+                    kind=DAILY,
+                    day=day,
+                    site=site,
+                    key=key,
+                    signed=signed,
+                    letter=(subject, body),
+                    files=files,
+                    now=now,
+                )
                 if not signed:
                     alerting.notify_heads(
                         session=session,
@@ -289,6 +281,112 @@ class Courier:
                         now=now,
                     )
             log.info("report %s of %s queued for %s (signed: %s)", day, site, channels, signed)
+        return queued
+
+    def _queue(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        day: date,
+        site: str,
+        key: str,
+        signed: bool,
+        letter: tuple[str, str],
+        files: list[PackedFile],
+        now: datetime,
+    ) -> int:
+        """One delivery per configured channel (once per key and channel); how many are new."""
+        queued = 0
+        for channel in self.settings.channels():
+            result = session.execute(
+                upsert_insert(session, ReportDelivery)
+                .values(
+                    kind=kind,
+                    report_date=day,
+                    site=site,
+                    channel=channel,
+                    idempotency_key=key,
+                    signed=signed,
+                    subject=letter[0],
+                    body=letter[1],
+                    files=[
+                        {
+                            "name": f.name,
+                            "path": str(f.path.relative_to(self.config.report_dir)),
+                            "sha256": f.sha256,
+                            "size": f.size,
+                        }
+                        for f in files
+                    ],
+                    state=PENDING,
+                    prepared_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["idempotency_key", "channel"])
+            )
+            queued += int(bool(getattr(result, "rowcount", 0)))
+        return queued
+
+    def queue_express(self, now: datetime) -> int:
+        """Express reports (快报) written by central/express.py, each queued once per channel
+        with its JSON and PDF, so they reach the bureau inside their 2 hours."""
+        with self.session_factory() as session:
+            written = session.scalars(
+                sa.select(ExpressReport).where(
+                    ExpressReport.sent_at.is_not(None), ExpressReport.path.is_not(None)
+                )
+            ).all()
+            queued_keys = set(
+                session.scalars(
+                    sa.select(ReportDelivery.idempotency_key).where(ReportDelivery.kind == EXPRESS)
+                )
+            )
+        queued = 0
+        for report in written:
+            key = f"wildwatch-express-{report.event_id}"
+            if key in queued_keys or report.path is None:
+                continue
+            json_path = Path(report.path)
+            paths = [p for p in (json_path.with_suffix(".pdf"), json_path) if p.is_file()]
+            if json_path not in paths:
+                log.error("express report %d: %s is gone, not sent", report.id, json_path)
+                continue
+            files = [
+                PackedFile(name=p.name, path=p, sha256=_sha256(p), size=p.stat().st_size)
+                for p in paths
+            ]
+            site = self.config.sites.get(report.site)
+            name = site.name_zh if site else report.site
+            opened = report.opened_at.astimezone(self.tz)
+            subject = messages.EXPRESS_SUBJECT.format(name=name, at=f"{opened:%Y-%m-%d %H:%M}")
+            body = "\n".join(
+                [
+                    messages.EXPRESS_BODY.format(
+                        name=name,
+                        at=f"{opened:%Y-%m-%d %H:%M}",
+                        deadline=f"{report.deadline.astimezone(self.tz):%H:%M}",
+                    ),
+                    "",
+                    messages.DELIVERY_BODY_FILES,
+                    *(f"  {f.name}  sha256 {f.sha256}  {f.size} B" for f in files),
+                    f"{messages.DELIVERY_BODY_KEY}：{key}",
+                ]
+            )
+            with self.session_factory.begin() as session:
+                queued += self._queue(
+                    session,
+                    kind=EXPRESS,
+                    day=opened.date(),
+                    site=report.site,
+                    key=key,
+                    signed=True,
+                    letter=(subject, body + "\n"),
+                    files=files,
+                    now=now,
+                )
+            log.warning("express report %d queued for %s", report.id, self.settings.channels())
         return queued
 
     def send_due(self, now: datetime) -> int:
@@ -432,7 +530,9 @@ def undelivered_sites(session: Session, config: CentralConfig, day: date) -> lis
     delivered: dict[str, set[str]] = {}
     for site, channel in session.execute(
         sa.select(ReportDelivery.site, ReportDelivery.channel).where(
-            ReportDelivery.report_date == day, ReportDelivery.state == DELIVERED
+            ReportDelivery.report_date == day,
+            ReportDelivery.kind == DAILY,
+            ReportDelivery.state == DELIVERED,
         )
     ):
         delivered.setdefault(site, set()).add(channel)

@@ -24,7 +24,7 @@ from fpdf.enums import TableCellFillMode, WrapMode, XPos, YPos
 from PIL import Image, UnidentifiedImageError
 
 from central import messages
-from central.reports.model import AnomalyItem, DailyReport, Section, SiteSection
+from central.reports.model import AnomalyItem, CaseRecord, DailyReport, Section, SiteSection
 from central.reports.tables import case_fields, info_table, sightings_text
 
 log = logging.getLogger(__name__)
@@ -63,25 +63,25 @@ def find_font(configured: Path | None = None) -> Path:
 
 
 class _Document(FPDF):
-    def __init__(self, report: DailyReport, font: Path) -> None:
+    def __init__(self, title: str, as_of: datetime, font: Path) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self._report = report
+        self._title = title
         self.add_font(FAMILY, fname=str(font))
         self.add_font(FAMILY, style="B", fname=str(font))  # the font has no bold face
         self.set_margins(15, 15, 15)
         self.set_auto_page_break(auto=True, margin=16)
-        self.set_title(report.title)
+        self.set_title(title)
         self.set_subject(messages.PDF_SUBJECT)
         self.set_creator("WildWatch")
         self.set_lang("zh-CN")
         # the as-of time, not now: the same report gives the same bytes (and sha256)
-        self.set_creation_date(report.generated_at)
+        self.set_creation_date(as_of)
 
     def footer(self) -> None:
         self.set_y(-12)
         self.set_font(FAMILY, size=8)
         self.set_text_color(90)
-        text = f"{self._report.title}    " + messages.PDF_PAGE.format(page=self.page_no())
+        text = f"{self._title}    " + messages.PDF_PAGE.format(page=self.page_no())
         self.cell(0, 5, text, align="C")
         self.set_text_color(0)
 
@@ -203,6 +203,27 @@ def _signoff(pdf: _Document, site: SiteSection) -> None:
     pdf.grid([("项目 Item", 50), ("内容 Value", 130)], rows)
 
 
+def _case(pdf: _Document, case: CaseRecord) -> None:
+    """A case's fields, one per row, in the order of the bureau's form."""
+    f = case_fields(case)
+    pdf.grid(
+        [("#" + str(case.case_id), 40), ("", 140)],
+        [
+            ["发现 Found", f["found"]],
+            ["物种 Species", f["species"]],
+            ["数量 Counts", f["counts"]],
+            ["临床症状 Signs", f["signs"]],
+            ["来源 Origin", f["origin"]],
+            ["人员接触 Contact", f["contact"]],
+            ["3公里禽场 Poultry", f["poultry"]],
+            ["采样送检 Samples", f["samples"]],
+            ["处置措施 Measures", f["measures"]],
+            ["初步判断 Judgement", f["judgement"]],
+            *([["待补充 Missing", f["missing"]]] if f["missing"] else []),
+        ],
+    )
+
+
 def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) -> None:
     pdf.heading(
         messages.PDF_SITE_HEADING.format(n=n, name=site.name_zh, code=site.station_code or "-")
@@ -243,23 +264,7 @@ def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) 
     if site.cases:
         pdf.heading(f"{messages.SHEET_CASES}（{len(site.cases)}）", size=10)
         for case in site.cases:
-            f = case_fields(case)
-            pdf.grid(
-                [("#" + str(case.case_id), 40), ("", 140)],
-                [
-                    ["发现 Found", f["found"]],
-                    ["物种 Species", f["species"]],
-                    ["数量 Counts", f["counts"]],
-                    ["临床症状 Signs", f["signs"]],
-                    ["来源 Origin", f["origin"]],
-                    ["人员接触 Contact", f["contact"]],
-                    ["3公里禽场 Poultry", f["poultry"]],
-                    ["采样送检 Samples", f["samples"]],
-                    ["处置措施 Measures", f["measures"]],
-                    ["初步判断 Judgement", f["judgement"]],
-                    *([["待补充 Missing", f["missing"]]] if f["missing"] else []),
-                ],
-            )
+            _case(pdf, case)
     if site.patrols:
         pdf.heading(f"{messages.SHEET_PATROLS}（{len(site.patrols)}）", size=10)
         pdf.grid(
@@ -301,7 +306,7 @@ def render_pdf(
     report: DailyReport, *, evidence_dir: Path | None = None, font: Path | None = None
 ) -> bytes:
     """The report as PDF bytes; `evidence_dir` holds the photos (thumbnails of epidemic cases)."""
-    pdf = _Document(report, find_font(font))
+    pdf = _Document(report.title, report.generated_at, find_font(font))
     pdf.add_page()
     pdf.heading(report.title, size=15)
     pdf.say(report.title_en)
@@ -326,3 +331,26 @@ def write_pdf(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(render_pdf(report, evidence_dir=evidence_dir, font=font))
     return path
+
+
+def render_express_pdf(
+    *,
+    title: str,
+    facts: list[list[object]],
+    case: CaseRecord | None,
+    evidence: AnomalyItem | None,
+    as_of: datetime,
+    evidence_dir: Path | None = None,
+    font: Path | None = None,
+) -> bytes:
+    """The express report (快报) of one case: its facts, the case record, the evidence."""
+    pdf = _Document(title, as_of, find_font(font))
+    pdf.add_page()
+    pdf.heading(title, size=15)
+    pdf.grid([("项目 Item", 50), ("内容 Value", 130)], facts)
+    if case is not None:
+        pdf.heading(messages.SHEET_CASES, size=10)
+        _case(pdf, case)
+    if evidence is not None:
+        _evidence(pdf, [evidence], evidence_dir)
+    return bytes(pdf.output())

@@ -433,6 +433,7 @@ class SiteDelivery:
     signoff: ReportSignoff | None
     deliveries: list[ReportDelivery]
     attempts: dict[int, list[DeliveryAttempt]]
+    express: list[ReportDelivery] = field(default_factory=list)
 
     @property
     def delivered(self) -> bool:
@@ -462,8 +463,9 @@ def deliveries(
         SiteDelivery(
             site=site,
             signoff=signed.get((day, site)),
-            deliveries=[r for r in rows if r.site == site],
+            deliveries=[r for r in rows if r.site == site and r.kind == "daily"],
             attempts=tries,
+            express=[r for r in rows if r.site == site and r.kind == "express"],
         )
         for site in mine
     ]

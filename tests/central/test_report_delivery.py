@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from central import accounts, crud
+from central import accounts, crud, express, review
 from central.accounts import Role
 from central.app import CentralService
 from central.config import CentralConfig
@@ -376,3 +376,58 @@ def test_running_central_delivers_when_its_cutoff_passes(
     rows = _rows(session_factory)
     assert [(r.channel, r.state) for r in rows] == [("http", "delivered")] * 2
     assert {r.report_date for r in rows} == {local.date()}
+
+
+def test_express_report_is_mailed_and_uploaded_inside_its_two_hours(
+    central_config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    mail: MailServer,
+    bureau: BureauEndpoint,
+) -> None:
+    bureau.start()
+    config = with_delivery(central_config, smtp=smtp_settings(mail), http=http_settings(bureau))
+    ibis = make_event(
+        captured_at=CUTOFF - timedelta(hours=6),
+        kind="anomaly",
+        rule="motionless_bird",
+        severity="critical",
+        species={"scientific_name": "Nipponia nippon", "chinese_name": "朱鹮", "confidence": 0.9},
+    )
+    confirmed = CUTOFF - timedelta(hours=5)
+    with session_factory.begin() as session:
+        crud.insert_event(session=session, payload=ibis, received_at=confirmed)
+        review.decide(
+            session=session,
+            event_id=str(ibis.event_id),
+            decision="confirmed",
+            reviewer="wang",
+            note="现场确认，2只死亡",
+            at=confirmed,
+            catalogue=config.species_catalogue,
+        )
+    courier = Courier(config=config, session_factory=session_factory)
+    written_at = confirmed + timedelta(minutes=105)
+    with session_factory.begin() as session:
+        (written,) = express.tick(
+            session=session,
+            now=written_at,
+            out_dir=config.report_dir / "express",
+            tz=SH,
+            config=config,
+        )
+    courier.tick(written_at + timedelta(seconds=5))
+    (message,) = mail.messages
+    assert str(message["Subject"]).startswith("【快报】长兴扬子鳄")
+    files = _attachments(message)
+    assert sorted(Path(n).suffix for n in files) == [".json", ".pdf"]
+    printed = _pdf_text(next(v for k, v in files.items() if k.endswith(".pdf")))
+    assert "陆生野生动物疫源疫病快报" in printed and "朱鹮" in printed and "现场确认" in printed
+    key = f"wildwatch-express-{ibis.event_id}"
+    assert str(message["Message-ID"]).strip() == f"<{key}@station.example.cn>"
+    assert list(bureau.filed) == [key]
+    assert bureau.filed[key].files[written.path.name] == written.path.read_bytes()
+    rows = _rows(session_factory)
+    assert {(r.kind, r.state) for r in rows} == {("express", "delivered")}
+    assert all(r.delivered_at and r.delivered_at < confirmed + timedelta(hours=2) for r in rows)
+    courier.tick(written_at + timedelta(minutes=5))
+    assert len(mail.messages) == 1 and len(bureau.filed) == 1  # once

@@ -33,6 +33,7 @@ def upgrade() -> None:
     op.create_table(
         "report_deliveries",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False, server_default="daily"),
         sa.Column("report_date", sa.Date(), nullable=False),
         sa.Column("site", sa.String(32), nullable=False),
         sa.Column("channel", sa.String(16), nullable=False),
@@ -50,8 +51,11 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_report_deliveries"),
         sa.UniqueConstraint(
-            "report_date", "site", "channel", name="uq_report_deliveries_report_date"
+            "idempotency_key", "channel", name="uq_report_deliveries_idempotency_key"
         ),
+    )
+    op.create_index(
+        "ix_report_deliveries_report_date_site", "report_deliveries", ["report_date", "site"]
     )
     op.create_index(
         "ix_report_deliveries_state_next_attempt_at",
@@ -83,6 +87,7 @@ def downgrade() -> None:
     op.drop_index("ix_delivery_attempts_delivery_id", table_name="delivery_attempts")
     op.drop_table("delivery_attempts")
     op.drop_index("ix_report_deliveries_state_next_attempt_at", table_name="report_deliveries")
+    op.drop_index("ix_report_deliveries_report_date_site", table_name="report_deliveries")
     op.drop_table("report_deliveries")
     with op.batch_alter_table("report_signoffs") as batch:
         batch.drop_column("reporter_phone")
