@@ -67,7 +67,6 @@ class _Document(FPDF):
         super().__init__(orientation="portrait", unit="mm", format="A4")
         self._title = title
         self.add_font(FAMILY, fname=str(font))
-        self.add_font(FAMILY, style="B", fname=str(font))  # the font has no bold face
         self.set_margins(15, 15, 15)
         self.set_auto_page_break(auto=True, margin=16)
         self.set_title(title)
@@ -87,11 +86,16 @@ class _Document(FPDF):
 
     # -- building blocks --------------------------------------------------------------------
 
-    def heading(self, text: str, size: float = 12) -> None:
+    def heading(
+        self, text: str, size: float = 12, color: tuple[int, int, int] | None = None
+    ) -> None:
         self.set_font(FAMILY, size=size)
+        if color:
+            self.set_text_color(*color)
         self.multi_cell(
             0, size * 0.55, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT, wrapmode=WrapMode.CHAR
         )
+        self.set_text_color(0)
         self.ln(1)
         self.set_font(FAMILY, size=9)
 
@@ -311,7 +315,7 @@ def render_pdf(
     pdf.heading(report.title, size=15)
     pdf.say(report.title_en)
     if any(site.signoff is None for site in report.sites):
-        pdf.heading(messages.PDF_UNREVIEWED, size=13)
+        pdf.heading(messages.PDF_UNREVIEWED, size=13, color=RED)
     pdf.ln(1)
     info = info_table(report)
     pdf.grid([("项目 Item", 50), ("内容 Value", 130)], info.rows)
