@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -402,3 +403,60 @@ def recent(
     return list(
         session.scalars(sa.select(model).where(column >= since, *where).order_by(column.desc()))
     )
+
+
+MAX_PHOTOS = 6
+MAX_PHOTO_BYTES = 15 * 1024 * 1024
+PATROL_PHOTOS = "patrols"  # under the evidence directory
+
+
+def checked_photo(name: str, data: bytes) -> bytes:
+    """A phone photo as JPEG bytes (decoded once, so a truncated or forged file is refused);
+    CaseError says which file and why."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_PHOTO_BYTES:
+        raise CaseError(f"照片过大 photo too large (> 15 MB): {name}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            out = io.BytesIO()
+            image.convert("RGB").save(out, format="JPEG", quality=85)
+            return out.getvalue()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CaseError(f"不是有效的图片 not a readable image: {name}") from exc
+
+
+def add_patrol_photos(
+    *, patrol: Patrol, photos: list[tuple[str, bytes]], evidence_dir: Path
+) -> list[dict[str, Any]]:
+    """Check every photo first (one bad photo keeps none), then store each atomically under
+    evidence_dir/patrols/<id>/ and list it on the patrol (at most MAX_PHOTOS in all)."""
+    import hashlib
+    import os
+    import uuid
+
+    if len(patrol.photos) + len(photos) > MAX_PHOTOS:
+        raise CaseError(f"每次巡护最多 {MAX_PHOTOS} 张照片 at most {MAX_PHOTOS} photos a patrol")
+    jpegs = [checked_photo(name, data) for name, data in photos]
+    folder = evidence_dir / PATROL_PHOTOS / str(patrol.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    added = []
+    for data in jpegs:
+        name = f"{uuid.uuid4().hex[:12]}.jpg"
+        tmp = folder / f".{name}.part"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / name)
+        added.append(
+            {
+                "name": name,
+                "path": f"{PATROL_PHOTOS}/{patrol.id}/{name}",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            }
+        )
+    patrol.photos = [*patrol.photos, *added]
+    return added

@@ -229,7 +229,7 @@ def api(
         yield client
 
 
-def test_api_opens_fills_and_lists_cases_and_patrols(api: TestClient) -> None:
+def test_api_opens_fills_and_lists_cases_and_patrols(api: TestClient, images_dir: Path) -> None:
     r = api.post(
         "/api/cases",
         json={"site": "xiazhuhu", "found_at": FOUND.isoformat(), "location": "北岸"},
@@ -284,3 +284,22 @@ def test_api_opens_fills_and_lists_cases_and_patrols(api: TestClient) -> None:
     ]
     assert len(api.get("/api/patrols", headers=auth()).json()) == 1
     assert api.get("/api/patrols", params={"site": "changxing"}, headers=auth()).json() == []
+    # photos: checked as images, all or none kept, at most 6 a patrol
+    url = f"/api/patrols/{patrol.json()['patrol_id']}/photos"
+    photo = (images_dir / "ct_md_pheasant.jpg").read_bytes()
+    bad = api.post(
+        url,
+        files=[
+            ("photos", ("a.jpg", photo, "image/jpeg")),
+            ("photos", ("b.jpg", photo[:500], "image/jpeg")),
+        ],
+        headers=auth(),
+    )
+    assert bad.status_code == 422 and "b.jpg" in bad.json()["detail"]
+    good = api.post(url, files=[("photos", ("a.jpg", photo, "image/jpeg"))], headers=auth())
+    assert good.status_code == 200 and len(good.json()["photos"]) == 1
+    too_many = [("photos", (f"{n}.jpg", photo, "image/jpeg")) for n in range(6)]
+    assert api.post(url, files=too_many, headers=auth()).status_code == 422
+    assert (
+        api.post("/api/patrols/999/photos", files=too_many[:1], headers=auth()).status_code == 404
+    )

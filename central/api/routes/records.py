@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile
 
 from broker.topics import ID_PATTERN
 from central import cases as casebook
@@ -142,6 +142,27 @@ def create_patrol(
             by=staff.name,
             now=datetime.now(UTC),
         )
+    except casebook.CaseError as exc:
+        raise _refused(exc) from exc
+    session.commit()
+    return patrol_record(patrol, ZoneInfo(config.timezone))
+
+
+@router.post("/patrols/{patrol_id}/photos", response_model=PatrolRecord)
+async def add_patrol_photos(
+    session: SessionDep,
+    config: ConfigDep,
+    scope: StaffScope,
+    patrol_id: int,
+    photos: list[UploadFile],
+) -> PatrolRecord:
+    """Photos of a patrol (multipart, field `photos`, up to 6 a patrol); all or none are kept."""
+    patrol = session.get(Patrol, patrol_id)
+    if patrol is None or not scope.allows(patrol.site):
+        raise HTTPException(status_code=404, detail="无此巡护记录 no such patrol")
+    files = [(p.filename or "", await p.read()) for p in photos]
+    try:
+        casebook.add_patrol_photos(patrol=patrol, photos=files, evidence_dir=config.evidence_dir)
     except casebook.CaseError as exc:
         raise _refused(exc) from exc
     session.commit()

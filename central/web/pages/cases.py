@@ -3,19 +3,13 @@ with photos from a phone. Validation lives in central/cases.py; these routes onl
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
@@ -28,9 +22,6 @@ from central.web.deps import AccountDep, ReviewerDep, render
 log = logging.getLogger(__name__)
 router = APIRouter()
 SHOWN_DAYS = 30
-MAX_PHOTOS = 6
-MAX_PHOTO_BYTES = 15 * 1024 * 1024
-PATROL_PHOTOS = "patrols"  # under the evidence directory
 
 
 def _local(value: str, tz: ZoneInfo) -> datetime | None:
@@ -233,32 +224,6 @@ def patrols_page(
     return response
 
 
-def _photo(upload: UploadFile, data: bytes) -> bytes:
-    """The photo as JPEG bytes with its orientation applied; 422 when it is not an image."""
-    if len(data) > MAX_PHOTO_BYTES:
-        raise HTTPException(status_code=422, detail=f"照片过大 photo too large: {upload.filename}")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="JPEG", quality=85)
-            return out.getvalue()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise HTTPException(
-            status_code=422, detail=f"不是有效的图片 not a readable image: {upload.filename}"
-        ) from exc
-
-
-def _store(folder: Path, data: bytes) -> dict[str, Any]:
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex[:12]}.jpg"
-    tmp = folder / f".{name}.part"
-    tmp.write_bytes(data)
-    os.replace(tmp, folder / name)
-    return {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-
-
 @router.post("/patrols")
 async def record_patrol(
     request: Request, session: SessionDep, config: ConfigDep, account: ReviewerDep
@@ -282,9 +247,7 @@ async def record_patrol(
         ],
     }
     uploads = [u for u in form.getlist("photos") if isinstance(u, UploadFile) and u.filename]
-    if len(uploads) > MAX_PHOTOS:
-        raise HTTPException(status_code=422, detail=f"最多 {MAX_PHOTOS} 张照片 at most 6 photos")
-    photos = [_photo(u, await u.read()) for u in uploads]  # all checked before anything is kept
+    photos = [(u.filename or "", await u.read()) for u in uploads]
     try:
         patrol = casebook.record_patrol(
             session=session,
@@ -294,15 +257,12 @@ async def record_patrol(
             by=account.name,
             now=datetime.now(UTC),
         )
+        casebook.add_patrol_photos(patrol=patrol, photos=photos, evidence_dir=config.evidence_dir)
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail="；".join(_errors(exc))) from exc
     except casebook.CaseError as exc:
+        session.rollback()  # the patrol goes with its photos or not at all
         raise HTTPException(status_code=422, detail=str(exc)) from exc
-    folder = config.evidence_dir / PATROL_PHOTOS / str(patrol.id)
-    patrol.photos = [
-        {**stored, "path": f"{PATROL_PHOTOS}/{patrol.id}/{stored['name']}"}
-        for stored in (_store(folder, data) for data in photos)
-    ]
     session.commit()
     log.info(
         "patrol %d at %s recorded by %s (%d photos)",
