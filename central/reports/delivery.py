@@ -54,6 +54,16 @@ OUTBOX = "outbox"  # report_dir/outbox/<day>/<site>/: the files as sent
 LEASE_MARGIN = timedelta(seconds=60)
 
 
+def draft_time(config: CentralConfig, day: date) -> datetime:
+    """When the draft of `day`'s report is announced: report.delivery.draft_at before its
+    cut-off (the cut-off itself without delivery)."""
+    _start, end = report_window(config=config, day=day)
+    if config.report.delivery is None:
+        return end
+    draft = datetime.combine(end.date(), config.report.delivery.draft_time, tzinfo=end.tzinfo)
+    return draft - timedelta(days=1) if draft >= end else draft
+
+
 def idempotency_key(config: CentralConfig, site: str, day: date) -> str:
     cfg = config.sites.get(site)
     code = (cfg.station_code if cfg else "") or config.report.station_code or "ww"
@@ -187,11 +197,7 @@ class Courier:
     def announce_draft(self, now: datetime) -> int:
         """From draft_at on, tell the heads of unsigned sites that the draft is ready."""
         day = report_day_for(now, self.config)
-        _start, end = report_window(config=self.config, day=day)
-        draft = datetime.combine(end.date(), self.settings.draft_time, tzinfo=self.tz)
-        if draft >= end:
-            draft -= timedelta(days=1)
-        if now < draft:
+        if now < draft_time(self.config, day):
             return 0
         told = 0
         with self.session_factory.begin() as session:

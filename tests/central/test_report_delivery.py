@@ -22,7 +22,7 @@ from central.accounts import Role
 from central.app import CentralService
 from central.config import CentralConfig
 from central.db.models import Alert, AlertNotification, DeliveryAttempt, ReportDelivery
-from central.reports.delivery import Courier, undelivered_sites
+from central.reports.delivery import Courier, draft_time, undelivered_sites
 from central.reports.settings import DeliveryConfig
 from central.web import queries
 from tests.central.conftest import make_event
@@ -431,3 +431,11 @@ def test_express_report_is_mailed_and_uploaded_inside_its_two_hours(
     assert all(r.delivered_at and r.delivered_at < confirmed + timedelta(hours=2) for r in rows)
     courier.tick(written_at + timedelta(minutes=5))
     assert len(mail.messages) == 1 and len(bureau.filed) == 1  # once
+
+
+def test_draft_time_is_before_its_cutoff(central_config: CentralConfig, mail: MailServer) -> None:
+    assert draft_time(central_config, DAY) == CUTOFF  # without delivery: no draft notice
+    config = with_delivery(central_config, smtp=smtp_settings(mail))
+    assert draft_time(config, DAY) == CUTOFF - timedelta(minutes=30)  # 14:30
+    evening = with_delivery(central_config, smtp=smtp_settings(mail), draft_at="23:00")
+    assert draft_time(evening, DAY) == CUTOFF - timedelta(hours=16)  # the evening before

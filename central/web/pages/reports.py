@@ -19,7 +19,7 @@ from central import accounts
 from central.api.deps import ConfigDep, SessionDep
 from central.reports import record
 from central.reports.daily import build_daily_report, for_sites, report_day_for, report_window
-from central.reports.delivery import OUTBOX
+from central.reports.delivery import OUTBOX, draft_time
 from central.reports.model import DailyReport
 from central.reports.pdf import PdfError
 from central.reports.xlsx import write_xlsx
@@ -85,6 +85,7 @@ def reports_page(
         finals={d: on_file[d].final for d in days},
         signoffs=signoffs,
         cases=cases,
+        draft_ready=now >= draft_time(config, today),
     )
     return response
 
