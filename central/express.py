@@ -229,6 +229,9 @@ def _write_pdf(
     except PdfError as exc:
         log.error("express report %d: no PDF (%s); the JSON is written", report.id, exc)
         return None
+    except Exception:  # the JSON, written already, is what must go out in time
+        log.exception("express report %d: PDF failed; the JSON is written", report.id)
+        return None
     _write(path, data)
     return path
 

@@ -359,6 +359,9 @@ EXPRESS_BODY = (
     "{name}于 {at} 确认的异常情况快报（须于 {deadline} 前报送），附 PDF 与 JSON。"
     "后续情况将在日报中报告。"
 )
+SIGNED_TOO_LATE = (
+    "该日报已于截止时间报送（未经审核），不能再签发 / the report went out unsigned at the cut-off"
+)
 DELIVERY_DRAFT = "{day}日报草稿已生成，请于{cutoff}前在控制台审核签发"
 DELIVERY_UNSIGNED = "{day}日报未经站长审核，已按时自动报送并标注未经审核"
 DELIVERY_MISSING = "{day}日报尚未送达省局（未上报），系统正在重试"

@@ -35,6 +35,9 @@ MEDIA_TYPES = {
 }
 
 
+RECEIPT_MAX = 255  # report_deliveries.receipt
+
+
 class DeliveryError(RuntimeError):
     """One try failed; the report is tried again later."""
 
@@ -121,9 +124,10 @@ def send_smtp(package: Package, target: SmtpTarget) -> str:
         raise DeliveryError(f"mail server answered {exc.smtp_code} {exc.smtp_error!r}") from exc
     except (smtplib.SMTPException, OSError, ValueError) as exc:
         raise DeliveryError(f"mail: {type(exc).__name__}: {exc}") from exc
-    if refused:
-        raise DeliveryError(f"mail refused for {', '.join(sorted(refused))}")
-    return str(msg["Message-ID"])
+    receipt = str(msg["Message-ID"])
+    if refused:  # the server took the mail for the others: resending would mail them again
+        return f"{receipt} (refused: {', '.join(sorted(refused))})"[:RECEIPT_MAX]
+    return receipt
 
 
 def send_http(package: Package, target: HttpTarget) -> str:
@@ -164,7 +168,7 @@ def send_http(package: Package, target: HttpTarget) -> str:
         raise DeliveryError(f"upload: answer without receipt_id: {response.text[:200]!r}") from exc
     if not isinstance(receipt, str) or not receipt:
         raise DeliveryError(f"upload: empty receipt_id: {response.text[:200]!r}")
-    return receipt
+    return receipt[:RECEIPT_MAX]  # the column holds 255; the bureau filed it either way
 
 
 Sender = Callable[[Package, Any], str]

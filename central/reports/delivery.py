@@ -52,6 +52,9 @@ PENDING = "pending"
 DELIVERED = "delivered"
 OUTBOX = "outbox"  # report_dir/outbox/<day>/<site>/: the files as sent
 LEASE_MARGIN = timedelta(seconds=60)
+# Express reports written longer ago than this are not sent when delivery is switched on: an
+# express report is about the last two hours, not history.
+EXPRESS_RECENT = timedelta(hours=24)
 
 
 def draft_time(config: CentralConfig, day: date) -> datetime:
@@ -164,10 +167,15 @@ class Courier:
     def tick(self, now: datetime) -> None:
         """Announce the draft, prepare the closed day, send what is due, raise what is late."""
         closed = report_day_for(now, self.config) - timedelta(days=1)
-        days = self.due_days(now)
+        days: list[date] = []
+
+        def prepare() -> int:
+            days.extend(self.due_days(now))
+            return sum(self.prepare(day, now) for day in days)
+
         steps: list[Callable[[], int]] = [
             lambda: self.announce_draft(now),
-            lambda: sum(self.prepare(day, now) for day in days),
+            prepare,
             lambda: self.queue_express(now),
             lambda: self.send_due(now),
             lambda: self.check_late(closed, now) if closed in days else 0,
@@ -189,7 +197,10 @@ class Courier:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.tick(datetime.now(UTC))
+            try:
+                self.tick(datetime.now(UTC))
+            except Exception:  # the courier outlives any one round (a database restart)
+                log.exception("report courier round failed; the next one tries again")
             self._stop.wait(self.interval_s)
 
     # -- steps ------------------------------------------------------------------------------
@@ -261,7 +272,11 @@ class Courier:
             mine = for_sites(report, site.__eq__)
             if not mine.sites:
                 continue
-            files = _site_files(mine, self.config, site)
+            try:
+                files = _site_files(mine, self.config, site)
+            except Exception:  # one site's files must not hold back the others
+                log.exception("report %s of %s could not be written; tried next round", day, site)
+                continue
             key = idempotency_key(self.config, site, day)
             subject, body = _letter(mine, self.config, files, key)
             signed = mine.sites[0].signoff is not None
@@ -341,7 +356,8 @@ class Courier:
         with self.session_factory() as session:
             written = session.scalars(
                 sa.select(ExpressReport).where(
-                    ExpressReport.sent_at.is_not(None), ExpressReport.path.is_not(None)
+                    ExpressReport.sent_at >= now - EXPRESS_RECENT,
+                    ExpressReport.path.is_not(None),
                 )
             ).all()
             queued_keys = set(
@@ -354,45 +370,54 @@ class Courier:
             key = f"wildwatch-express-{report.event_id}"
             if key in queued_keys or report.path is None:
                 continue
-            json_path = Path(report.path)
-            paths = [p for p in (json_path.with_suffix(".pdf"), json_path) if p.is_file()]
-            if json_path not in paths:
-                log.error("express report %d: %s is gone, not sent", report.id, json_path)
-                continue
-            files = [
-                PackedFile(name=p.name, path=p, sha256=_sha256(p), size=p.stat().st_size)
-                for p in paths
+            try:
+                queued += self._queue_one_express(report, key, now)
+            except Exception:  # one express report's trouble never holds back another
+                log.exception("express report %d could not be queued", report.id)
+        return queued
+
+    def _queue_one_express(self, report: ExpressReport, key: str, now: datetime) -> int:
+        """The express report's JSON and PDF, queued per channel; how many deliveries are new."""
+        if report.path is None:
+            return 0
+        json_path = Path(report.path)
+        paths = [p for p in (json_path.with_suffix(".pdf"), json_path) if p.is_file()]
+        if json_path not in paths:
+            log.error("express report %d: %s is gone, not sent", report.id, json_path)
+            return 0
+        files = [
+            PackedFile(name=p.name, path=p, sha256=_sha256(p), size=p.stat().st_size) for p in paths
+        ]
+        site = self.config.sites.get(report.site)
+        name = site.name_zh if site else report.site
+        opened = report.opened_at.astimezone(self.tz)
+        subject = messages.EXPRESS_SUBJECT.format(name=name, at=f"{opened:%Y-%m-%d %H:%M}")
+        body = "\n".join(
+            [
+                messages.EXPRESS_BODY.format(
+                    name=name,
+                    at=f"{opened:%Y-%m-%d %H:%M}",
+                    deadline=f"{report.deadline.astimezone(self.tz):%H:%M}",
+                ),
+                "",
+                messages.DELIVERY_BODY_FILES,
+                *(f"  {f.name}  sha256 {f.sha256}  {f.size} B" for f in files),
+                f"{messages.DELIVERY_BODY_KEY}：{key}",
             ]
-            site = self.config.sites.get(report.site)
-            name = site.name_zh if site else report.site
-            opened = report.opened_at.astimezone(self.tz)
-            subject = messages.EXPRESS_SUBJECT.format(name=name, at=f"{opened:%Y-%m-%d %H:%M}")
-            body = "\n".join(
-                [
-                    messages.EXPRESS_BODY.format(
-                        name=name,
-                        at=f"{opened:%Y-%m-%d %H:%M}",
-                        deadline=f"{report.deadline.astimezone(self.tz):%H:%M}",
-                    ),
-                    "",
-                    messages.DELIVERY_BODY_FILES,
-                    *(f"  {f.name}  sha256 {f.sha256}  {f.size} B" for f in files),
-                    f"{messages.DELIVERY_BODY_KEY}：{key}",
-                ]
+        )
+        with self.session_factory.begin() as session:
+            queued = self._queue(
+                session,
+                kind=EXPRESS,
+                day=opened.date(),
+                site=report.site,
+                key=key,
+                signed=True,
+                letter=(subject, body + "\n"),
+                files=files,
+                now=now,
             )
-            with self.session_factory.begin() as session:
-                queued += self._queue(
-                    session,
-                    kind=EXPRESS,
-                    day=opened.date(),
-                    site=report.site,
-                    key=key,
-                    signed=True,
-                    letter=(subject, body + "\n"),
-                    files=files,
-                    now=now,
-                )
-            log.warning("express report %d queued for %s", report.id, self.settings.channels())
+        log.warning("express report %d queued for %s", report.id, self.settings.channels())
         return queued
 
     def send_due(self, now: datetime) -> int:
@@ -403,7 +428,15 @@ class Courier:
                 .where(ReportDelivery.state == PENDING, ReportDelivery.next_attempt_at <= now)
                 .order_by(ReportDelivery.id)
             ).all()
-        return sum(self._attempt(row_id, now) for row_id in ids)
+        # Each try is stamped with the round's time plus what the round has taken so far: one
+        # slow server earlier in the round must not make later tries (and their receipts) look
+        # earlier than they were.
+        began = systime.monotonic()
+        delivered = 0
+        for row_id in ids:
+            at = now + timedelta(seconds=systime.monotonic() - began)
+            delivered += self._attempt(row_id, now, at)
+        return delivered
 
     def _package(self, row: ReportDelivery) -> Package:
         cfg = self.config.sites.get(row.site)
@@ -427,7 +460,10 @@ class Courier:
             prepared_at=row.prepared_at,
         )
 
-    def _attempt(self, row_id: int, now: datetime) -> bool:
+    def _attempt(self, row_id: int, now: datetime, at: datetime | None = None) -> bool:
+        """One try of one delivery in the round of `now` (what is due, the lease and the next
+        try count from it); the try itself is recorded as starting `at`."""
+        at = at or now
         target = None
         with self.session_factory.begin() as session:
             row = session.get(ReportDelivery, row_id, with_for_update=True)
@@ -450,7 +486,9 @@ class Courier:
         except Exception as exc:  # a bug in a channel must not stop the courier
             log.exception("report delivery %d: unexpected failure", row_id)
             detail = f"{type(exc).__name__}: {exc}"
-        elapsed_ms = int((systime.monotonic() - started) * 1000)
+        elapsed = systime.monotonic() - started
+        elapsed_ms = int(elapsed * 1000)
+        done = at + timedelta(seconds=elapsed)
         with self.session_factory.begin() as session:
             row = session.get(ReportDelivery, row_id)
             assert row is not None
@@ -458,14 +496,14 @@ class Courier:
             session.add(
                 DeliveryAttempt(
                     delivery_id=row_id,
-                    started_at=now,
+                    started_at=at,
                     duration_ms=elapsed_ms,
                     ok=receipt is not None,
                     detail=detail[:2000],
                 )
             )
             if receipt is not None:
-                row.state, row.receipt, row.delivered_at = DELIVERED, receipt, now
+                row.state, row.receipt, row.delivered_at = DELIVERED, receipt, done
                 row.next_attempt_at, row.last_error = None, None
                 log.info(
                     "report %s of %s delivered by %s: %s",
@@ -479,7 +517,7 @@ class Courier:
                     self.settings.retry_initial_s * 2 ** (row.attempts - 1),
                     self.settings.retry_max_s,
                 )
-                row.next_attempt_at = now + timedelta(seconds=pause)
+                row.next_attempt_at = now + timedelta(seconds=pause)  # from the try's start
                 row.last_error = detail[:2000]
                 log.warning(
                     "report %s of %s not delivered by %s (try %d, next in %.0f s): %s",

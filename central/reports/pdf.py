@@ -40,6 +40,8 @@ THUMB_MM = 56  # three evidence thumbnails side by side on A4 portrait
 THUMB_PX = 480  # the JPEG embedded per thumbnail: sharp at 56 mm, about 30 KB
 THUMBS_PER_ITEM = 3
 RED = (180, 20, 20)
+CELL_CHARS = 600  # a longer note is cut in print (the JSON and XLSX keep it whole): a table
+# row taller than a page cannot be placed
 HEAD_FILL = (230, 236, 242)
 
 
@@ -129,7 +131,8 @@ class _Document(FPDF):
             for values in rows:
                 row = table.row()
                 for value in values:
-                    row.cell("" if value is None else str(value))
+                    text = "" if value is None else str(value)
+                    row.cell(text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…")
         self.ln(2)
 
 

@@ -8,11 +8,15 @@ import os
 from datetime import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 Address = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=254)]
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class _Settings(BaseModel):
@@ -62,6 +66,13 @@ class HttpTarget(_Settings):
     token_env: EnvName | None = Field(None, description="env var holding the bearer token")
     ca_file: Path | None = Field(None, description="CA for an https endpoint (default: system)")
     timeout_s: float = Field(30.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _token_over_tls(self) -> HttpTarget:
+        host = urlsplit(self.url).hostname or ""
+        if self.token_env and self.url.startswith("http://") and host not in LOOPBACK:
+            raise ValueError("report.delivery.http: a token is sent over https only (or loopback)")
+        return self
 
 
 class DeliveryConfig(_Settings):

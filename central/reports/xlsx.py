@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -13,6 +15,19 @@ from central.reports.model import DailyReport
 from central.reports.tables import Table, report_tables
 
 HEADER_FONT = Font(bold=True)
+# A cell a spreadsheet would run as a formula (CSV/XLSX injection) is written as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """A value XLSX can hold and no spreadsheet runs: control characters dropped, a leading
+    formula character quoted (people's notes, case records and node texts go through here)."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 WRAP = Alignment(wrap_text=True, vertical="top")
 
 
@@ -23,7 +38,7 @@ def _sheet(ws: Worksheet, table: Table, title: str) -> None:
         ws.column_dimensions[get_column_letter(col)].width = width
     for r, row in enumerate(table.rows, start=2):
         for col, value in enumerate(row, start=1):
-            ws.cell(row=r, column=col, value=value).alignment = WRAP
+            ws.cell(row=r, column=col, value=safe_cell(value)).alignment = WRAP
     ws.freeze_panes = "A2"
     ws.oddHeader.center.text = title  # printed pages say which report they belong to
     ws.print_title_rows = "1:1"

@@ -14,10 +14,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from broker.payloads import Category
 from central.db.models import Event
+from central.reports.xlsx import safe_cell
 from central.web import labels
 from surveillance.megadetector import (
     BBOX_DIGITS,
@@ -57,14 +57,9 @@ def _local(moment: datetime, tz: ZoneInfo) -> str:
 
 # A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection): texts
 # from nodes (messages, species names) are written with a leading apostrophe instead.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _safe(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters XLSX cannot hold
-    return "'" + value if value.startswith(FORMULA_START) else value
+_safe = safe_cell
 
 
 def _row(event: Event, tz: ZoneInfo) -> list[Any]:

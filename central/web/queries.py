@@ -440,6 +440,22 @@ class SiteDelivery:
         return bool(self.deliveries) and all(d.state == "delivered" for d in self.deliveries)
 
 
+def queued(*, session: Session, day: date, site: str) -> bool:
+    """The site's daily report of `day` has been frozen and queued for the bureau."""
+    return (
+        session.scalar(
+            sa.select(ReportDelivery.id)
+            .where(
+                ReportDelivery.report_date == day,
+                ReportDelivery.site == site,
+                ReportDelivery.kind == "daily",
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def deliveries(
     *, session: Session, scope: Scope, sites: Sequence[str], day: date
 ) -> list[SiteDelivery]:

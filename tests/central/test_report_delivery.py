@@ -4,6 +4,7 @@ stored, the heads told at the draft, for an unsigned report, at 15:10 and at 15:
 
 from __future__ import annotations
 
+import io
 import subprocess
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -14,15 +15,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from openpyxl import load_workbook
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import accounts, crud, express, review
+from central import cases as casebook
 from central.accounts import Role
 from central.app import CentralService
 from central.config import CentralConfig
 from central.db.models import Alert, AlertNotification, DeliveryAttempt, ReportDelivery
-from central.reports.delivery import Courier, draft_time, undelivered_sites
+from central.reports.delivery import OUTBOX, Courier, draft_time, undelivered_sites
 from central.reports.settings import DeliveryConfig
 from central.web import queries
 from tests.central.conftest import make_event
@@ -275,7 +278,9 @@ def test_endpoint_down_until_1520_then_5xx_then_slow_is_delivered_once(
         # tries at 0:05, 0:35, 1:35, then every 2 min (retry_max_s): 12 refused until 15:20,
         # the 503 at 15:21:35, the timeout at 15:23:35, delivered at 15:25:35
         assert row.attempts == 15
-        assert row.delivered_at == CUTOFF + timedelta(minutes=25, seconds=35)
+        assert row.delivered_at is not None
+        delivered = CUTOFF + timedelta(minutes=25, seconds=35)  # plus what the round took
+        assert delivered <= row.delivered_at < delivered + timedelta(seconds=5)
     # 15:10: not yet delivered, so 未上报 and the heads told; delivered before 15:30: no more
     rules = [rule for rule, _site, _phone in _notices(session_factory)]
     assert rules.count("report_missing") == 2 and "report_undelivered" not in rules
@@ -439,3 +444,54 @@ def test_draft_time_is_before_its_cutoff(central_config: CentralConfig, mail: Ma
     assert draft_time(config, DAY) == CUTOFF - timedelta(minutes=30)  # 14:30
     evening = with_delivery(central_config, smtp=smtp_settings(mail), draft_at="23:00")
     assert draft_time(evening, DAY) == CUTOFF - timedelta(hours=16)  # the evening before
+
+
+def test_a_token_goes_over_https_unless_to_loopback() -> None:
+    with pytest.raises(ValidationError, match="https only"):
+        DeliveryConfig.model_validate(
+            {"http": {"url": "http://bureau.example.cn/api", "token_env": "WW_BUREAU_TOKEN"}}
+        )
+    for url in ("https://bureau.example.cn/api", "http://127.0.0.1:8080/api"):
+        DeliveryConfig.model_validate({"http": {"url": url, "token_env": "WW_BUREAU_TOKEN"}})
+
+
+def test_a_site_whose_files_fail_does_not_hold_back_the_others(
+    central_config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    bureau: BureauEndpoint,
+) -> None:
+    bureau.start()
+    config = with_delivery(central_config, http=http_settings(bureau))
+    _day(session_factory, config)
+    with session_factory.begin() as session:  # control characters and a formula in a record
+        casebook.open_by_hand(
+            session=session,
+            data=casebook.CaseCreate(
+                site="changxing",
+                found_at=CUTOFF - timedelta(hours=1),
+                location='=HYPERLINK("x")\x0b堤坝',
+                judgement="疑似" * 990,  # longer than a printed cell may be: cut in the PDF only
+            ),
+            sites=set(config.sites),
+            catalogue=config.species_catalogue,
+            by="zhang",
+            now=CUTOFF - timedelta(hours=1),
+        )
+    # xiazhuhu's outbox folder cannot be made: a file stands where it goes
+    blocker = config.report_dir / OUTBOX / DAY.isoformat() / "xiazhuhu"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    Courier(config=config, session_factory=session_factory).tick(CUTOFF + timedelta(seconds=5))
+    assert list(bureau.filed) == ["wildwatch-ZJ-HZ-CX-changxing-2026-11-22"]
+    files = bureau.filed["wildwatch-ZJ-HZ-CX-changxing-2026-11-22"].files
+    assert sorted(files) == [
+        "daily_report_2026-11-22_changxing.json",
+        "daily_report_2026-11-22_changxing.pdf",
+        "daily_report_2026-11-22_changxing.xlsx",
+    ]
+    book = load_workbook(io.BytesIO(files["daily_report_2026-11-22_changxing.xlsx"]))
+    location = next(
+        r[3] for r in book["异常情况"].iter_rows(values_only=True) if r[1] != "编号 Case"
+    )
+    assert location == '\'=HYPERLINK("x")堤坝'  # text, not a formula; no control character
+    assert "…" in _pdf_text(files["daily_report_2026-11-22_changxing.pdf"])

@@ -160,7 +160,8 @@ async def add_patrol_photos(
     patrol = session.get(Patrol, patrol_id)
     if patrol is None or not scope.allows(patrol.site):
         raise HTTPException(status_code=404, detail="无此巡护记录 no such patrol")
-    files = [(p.filename or "", await p.read()) for p in photos]
+    # read one byte past the cap: a larger file is refused without reading it all
+    files = [(p.filename or "", await p.read(casebook.MAX_PHOTO_BYTES + 1)) for p in photos]
     try:
         casebook.add_patrol_photos(patrol=patrol, photos=files, evidence_dir=config.evidence_dir)
     except casebook.CaseError as exc:

@@ -247,7 +247,7 @@ async def record_patrol(
         ],
     }
     uploads = [u for u in form.getlist("photos") if isinstance(u, UploadFile) and u.filename]
-    photos = [(u.filename or "", await u.read()) for u in uploads]
+    photos = [(u.filename or "", await u.read(casebook.MAX_PHOTO_BYTES + 1)) for u in uploads]
     try:
         patrol = casebook.record_patrol(
             session=session,

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from broker.topics import ID_PATTERN
-from central import accounts
+from central import accounts, messages
 from central.api.deps import ConfigDep, SessionDep
 from central.reports import record
 from central.reports.daily import build_daily_report, for_sites, report_day_for, report_window
@@ -158,6 +158,8 @@ def sign(
         raise HTTPException(status_code=404, detail=NO_REPORT)
     if as_of.tzinfo is None or as_of > now:
         raise HTTPException(status_code=422, detail="报告时间无效 invalid report time")
+    if queries.queued(session=session, day=day, site=site):
+        raise HTTPException(status_code=409, detail=messages.SIGNED_TOO_LATE)
     signed = queries.sign_report(
         session=session,
         day=day,

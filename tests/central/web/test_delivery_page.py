@@ -74,3 +74,17 @@ def test_provincial_view_lists_receipts_tries_and_the_site_not_reported(
         == pdf.content
     )  # what the page offers is byte for byte what the bureau got
     assert li.get(f"/reports/delivery/{day.isoformat()}/changxing.pdf").status_code == 404
+
+    # the report went out unsigned: signing it now would claim what was not sent
+    zhang, csrf = login("zhang")
+    late = zhang.post(
+        f"/reports/{day.isoformat()}/sign",
+        data={
+            "site": "changxing",
+            "as_of": (end - timedelta(minutes=5)).isoformat(),
+            "csrf_token": csrf,
+            "reporter": "张站长",
+            "reporter_phone": "13900001111",
+        },
+    )
+    assert late.status_code == 409 and "未经审核" in late.json()["detail"]
