@@ -289,12 +289,20 @@ def form_of(case: Case) -> CaseInput:
 
 
 def cases_in_window(
-    *, session: Session, start: datetime, end: datetime, also_events: list[str]
+    *,
+    session: Session,
+    start: datetime,
+    end: datetime,
+    also_events: list[str],
+    opened_since: datetime | None = None,
 ) -> list[Case]:
-    """Cases found in [start, end), and those of the listed events (late additions)."""
+    """Cases found in [start, end), those of the listed events (late additions), and those
+    found earlier but opened from `opened_since` on (recorded after their own report)."""
     where = sa.and_(Case.found_at >= start, Case.found_at < end)
     if also_events:
         where = sa.or_(where, Case.event_id.in_(also_events))
+    if opened_since is not None:
+        where = sa.or_(where, sa.and_(Case.found_at < start, Case.opened_at >= opened_since))
     return list(session.scalars(sa.select(Case).where(where).order_by(Case.found_at, Case.id)))
 
 
@@ -380,14 +388,18 @@ def record_patrol(
     return patrol
 
 
-def patrols_in_window(*, session: Session, start: datetime, end: datetime) -> list[Patrol]:
-    """Patrols that started in [start, end)."""
-    return list(
-        session.scalars(
-            sa.select(Patrol)
-            .where(Patrol.started_at >= start, Patrol.started_at < end)
-            .order_by(Patrol.started_at, Patrol.id)
+def patrols_in_window(
+    *, session: Session, start: datetime, end: datetime, recorded_since: datetime | None = None
+) -> list[Patrol]:
+    """Patrols that started in [start, end), and those that started earlier but were recorded
+    from `recorded_since` on (a patrol logged after its own report)."""
+    where = sa.and_(Patrol.started_at >= start, Patrol.started_at < end)
+    if recorded_since is not None:
+        where = sa.or_(
+            where, sa.and_(Patrol.started_at < start, Patrol.created_at >= recorded_since)
         )
+    return list(
+        session.scalars(sa.select(Patrol).where(where).order_by(Patrol.started_at, Patrol.id))
     )
 
 

@@ -428,14 +428,23 @@ def build_daily_report(
     cases_by_site: dict[str, list[CaseRecord]] = defaultdict(list)
     late_ids = [e.event_id for events in late_by_site.values() for e in events]
     for case in casebook.cases_in_window(
-        session=session, start=start, end=end, also_events=late_ids
+        session=session, start=start, end=end, also_events=late_ids, opened_since=since
     ):
-        of_event = casebook.event_of(session, case)
-        cases_by_site[case.site].append(case_record(case, of_event, tz, config))
+        if f"case:{case.id}" in exclude:
+            continue  # listed by a report built since
+        record = case_record(case, casebook.event_of(session, case), tz, config)
+        record.late = case.found_at < start
+        cases_by_site[case.site].append(record)
         by_site.setdefault(case.site, [])
     patrols_by_site: dict[str, list[PatrolRecord]] = defaultdict(list)
-    for patrol in casebook.patrols_in_window(session=session, start=start, end=end):
-        patrols_by_site[patrol.site].append(patrol_record(patrol, tz))
+    for patrol in casebook.patrols_in_window(
+        session=session, start=start, end=end, recorded_since=since
+    ):
+        if f"patrol:{patrol.id}" in exclude:
+            continue
+        patrol_rec = patrol_record(patrol, tz)
+        patrol_rec.late = patrol.started_at < start
+        patrols_by_site[patrol.site].append(patrol_rec)
         by_site.setdefault(patrol.site, [])
     sections = [
         _section(

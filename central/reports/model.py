@@ -119,6 +119,7 @@ class CaseRecord(BaseModel):
     """异常情况 one case as recorded by staff (central/cases.py), report's timezone."""
 
     case_id: int
+    late: bool = Field(False, description="found in an earlier window, recorded after its report")
     event_id: str | None = Field(description="the camera event it was opened from; null: by hand")
     found_at: datetime = Field(description="发现时间")
     location: str = Field(description="发现地点")
@@ -160,6 +161,7 @@ class PatrolRecord(BaseModel):
     """巡护记录 one patrol, report's timezone."""
 
     patrol_id: int
+    late: bool = Field(False, description="started in an earlier window, recorded after its report")
     observers: str = Field(description="巡护人员")
     route: str = Field(description="巡护路线或区域")
     started_at: datetime

@@ -214,7 +214,7 @@ def _case(pdf: _Document, case: CaseRecord) -> None:
     """A case's fields, one per row, in the order of the bureau's form."""
     f = case_fields(case)
     pdf.grid(
-        [("#" + str(case.case_id), 40), ("", 140)],
+        [(f"#{case.case_id}" + ("（补报 late）" if case.late else ""), 40), ("", 140)],
         [
             ["发现 Found", f["found"]],
             ["物种 Species", f["species"]],

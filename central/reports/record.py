@@ -84,7 +84,11 @@ def record_of(report: DailyReport) -> ReportRecord:
         generated_at=report.generated_at,
         window_end=report.window_end,
         event_ids=frozenset(
-            item.event_id for site in report.sites for item in site.anomalies + site.late_additions
+            [
+                *(item.event_id for s in report.sites for item in s.anomalies + s.late_additions),
+                *(f"case:{c.case_id}" for s in report.sites for c in s.cases),
+                *(f"patrol:{p.patrol_id}" for s in report.sites for p in s.patrols),
+            ]
         ),
     )
 
@@ -102,6 +106,10 @@ def read_record(path: Path) -> ReportRecord | None:
             for key in ("anomalies", "late_additions")
             for item in site.get(key, [])
         }
+        # cases and patrols listed, so that one recorded late is listed once (as 补报)
+        for site in data.get("sites", []):
+            ids |= {f"case:{c['case_id']}" for c in site.get("cases", [])}
+            ids |= {f"patrol:{p['patrol_id']}" for p in site.get("patrols", [])}
         return ReportRecord(
             day=date.fromisoformat(match.group(1)),
             generated_at=datetime.fromisoformat(data["generated_at"]),

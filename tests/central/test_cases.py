@@ -303,3 +303,56 @@ def test_api_opens_fills_and_lists_cases_and_patrols(api: TestClient, images_dir
     assert (
         api.post("/api/patrols/999/photos", files=too_many[:1], headers=auth()).status_code == 404
     )
+
+
+def test_records_made_after_their_report_are_listed_once_in_the_next(
+    session_factory: sessionmaker[Session], central_config: CentralConfig
+) -> None:
+    """A carcass found yesterday but recorded today, and a patrol logged after its report,
+    appear in the next report marked late, and in no report after it."""
+    # recorded on the 22nd at 15:20, just after the cut-off, ten minutes before the report is
+    # built: inside the next report's overlap, so only the ids on file keep it from a second
+    now = FOUND + timedelta(hours=5, minutes=50)
+    with session_factory.begin() as session:
+        casebook.open_by_hand(
+            session=session,
+            data=casebook.CaseCreate(
+                site="xiazhuhu", found_at=FOUND - timedelta(days=1), location="西岸"
+            ),
+            sites=set(central_config.sites),
+            catalogue=central_config.species_catalogue,
+            by="li",
+            now=now,
+        )
+        patrol = casebook.record_patrol(
+            session=session,
+            data=casebook.PatrolInput(
+                site="xiazhuhu",
+                observers="李娜",
+                route="西线",
+                started_at=FOUND - timedelta(days=1),
+                ended_at=FOUND - timedelta(days=1) + timedelta(hours=2),
+            ),
+            sites=set(central_config.sites),
+            catalogue=central_config.species_catalogue,
+            by="li",
+            now=now,
+        )
+        patrol.created_at = now
+    with session_factory() as session:
+        first = build_daily_report(
+            session=session, config=central_config, day=DAY, now=FOUND + timedelta(hours=6)
+        )
+    site = next(s for s in first.sites if s.site == "xiazhuhu")
+    assert [(c.location, c.late) for c in site.cases] == [("西岸", True)]
+    assert [(p.route, p.late) for p in site.patrols] == [("西线", True)]
+    on_file = {DAY: record.record_of(first)}
+    with session_factory() as session:
+        second = build_daily_report(
+            session=session,
+            config=central_config,
+            day=DAY + timedelta(days=1),
+            reports=on_file,
+            now=FOUND + timedelta(days=1, hours=6),
+        )
+    assert all(not s.cases and not s.patrols for s in second.sites)
