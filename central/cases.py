@@ -420,6 +420,7 @@ def recent(
 MAX_PHOTOS = 6
 MAX_PHOTO_BYTES = 15 * 1024 * 1024
 PATROL_PHOTOS = "patrols"  # under the evidence directory
+CASE_PHOTOS = "cases"
 
 
 def checked_photo(name: str, data: bytes) -> bytes:
@@ -442,19 +443,21 @@ def checked_photo(name: str, data: bytes) -> bytes:
         raise CaseError(f"不是有效的图片 not a readable image: {name}") from exc
 
 
-def add_patrol_photos(
-    *, patrol: Patrol, photos: list[tuple[str, bytes]], evidence_dir: Path
+def add_photos(
+    *, record: Case | Patrol, photos: list[tuple[str, bytes]], evidence_dir: Path
 ) -> list[dict[str, Any]]:
     """Check every photo first (one bad photo keeps none), then store each atomically under
-    evidence_dir/patrols/<id>/ and list it on the patrol (at most MAX_PHOTOS in all)."""
+    evidence_dir/patrols/<id>/ (or cases/<id>/) and list it on the record (at most MAX_PHOTOS
+    in all)."""
     import hashlib
     import os
     import uuid
 
-    if len(patrol.photos) + len(photos) > MAX_PHOTOS:
-        raise CaseError(f"每次巡护最多 {MAX_PHOTOS} 张照片 at most {MAX_PHOTOS} photos a patrol")
+    if len(record.photos) + len(photos) > MAX_PHOTOS:
+        raise CaseError(f"每条记录最多 {MAX_PHOTOS} 张照片 at most {MAX_PHOTOS} photos a record")
     jpegs = [checked_photo(name, data) for name, data in photos]
-    folder = evidence_dir / PATROL_PHOTOS / str(patrol.id)
+    kind = PATROL_PHOTOS if isinstance(record, Patrol) else CASE_PHOTOS
+    folder = evidence_dir / kind / str(record.id)
     folder.mkdir(parents=True, exist_ok=True)
     added = []
     for data in jpegs:
@@ -465,10 +468,10 @@ def add_patrol_photos(
         added.append(
             {
                 "name": name,
-                "path": f"{PATROL_PHOTOS}/{patrol.id}/{name}",
+                "path": f"{kind}/{record.id}/{name}",
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "size": len(data),
             }
         )
-    patrol.photos = [*patrol.photos, *added]
+    record.photos = [*record.photos, *added]
     return added

@@ -361,6 +361,9 @@ class Case(Base):
     measures: Mapped[list[str]] = mapped_column(Json, default=list)
     measures_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     judgement: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    photos: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, doc="[{name, path, sha256, size}] taken on site (evidence dir)"
+    )
     updated_by: Mapped[str | None] = mapped_column(sa.String(64))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

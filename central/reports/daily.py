@@ -192,7 +192,8 @@ def case_record(case: Case, event: Event | None, tz: ZoneInfo, config: CentralCo
         measures_zh=[casebook.MEASURES_ZH.get(m, m) for m in case.measures],
         measures_note=case.measures_note,
         judgement=case.judgement,
-        photos=_photos(event) if event is not None else [],
+        photos=(_photos(event) if event is not None else [])
+        + [Photo(name=str(p["name"]), uploaded=True, path=str(p["path"])) for p in case.photos],
         opened_by=case.opened_by,
         updated_by=case.updated_by,
         missing=gaps,

@@ -24,7 +24,14 @@ from fpdf.enums import TableCellFillMode, WrapMode, XPos, YPos
 from PIL import Image, UnidentifiedImageError
 
 from central import messages
-from central.reports.model import AnomalyItem, CaseRecord, DailyReport, Section, SiteSection
+from central.reports.model import (
+    AnomalyItem,
+    CaseRecord,
+    DailyReport,
+    Photo,
+    Section,
+    SiteSection,
+)
 from central.reports.tables import case_fields, info_table, sightings_text
 
 log = logging.getLogger(__name__)
@@ -175,27 +182,34 @@ def _evidence(pdf: _Document, items: Sequence[AnomalyItem], evidence_dir: Path |
             f"{_time(item.time)} {item.camera} {item.rule_zh} "
             f"{item.species_chinese or ''} ×{item.count}  ({item.event_id[:8]})"
         )
-        images = []
-        for photo in item.photos[:THUMBS_PER_ITEM]:
-            path = evidence_dir / photo.path if evidence_dir and photo.path else None
-            images.append(_thumbnail(path) if path is not None else None)
-        heights = [THUMB_MM * im.height / im.width for im in images if im is not None]
-        height = max(heights, default=8)
-        if pdf.get_y() + height + 12 > pdf.page_break_trigger:
-            pdf.add_page()
-        pdf.say(caption)
-        top, x = pdf.get_y(), pdf.l_margin
-        for image in images:
-            if image is None:
-                pdf.set_xy(x, top)
-                pdf.set_font(FAMILY, size=8)
-                pdf.multi_cell(THUMB_MM, 8, messages.PDF_PHOTO_MISSING, border=1, align="C")
-            else:
-                buffer = io.BytesIO()
-                image.save(buffer, format="JPEG", quality=80)
-                pdf.image(buffer, x=x, y=top, w=THUMB_MM)
-            x += THUMB_MM + 3
-        pdf.set_xy(pdf.l_margin, top + height + 3)
+        _thumbs(pdf, caption, item.photos, evidence_dir)
+
+
+def _thumbs(
+    pdf: _Document, caption: str, photos: Sequence[Photo], evidence_dir: Path | None
+) -> None:
+    """A captioned row of up to three thumbnails, kept on one page."""
+    images = []
+    for photo in photos[:THUMBS_PER_ITEM]:
+        path = evidence_dir / photo.path if evidence_dir and photo.path else None
+        images.append(_thumbnail(path) if path is not None else None)
+    heights = [THUMB_MM * im.height / im.width for im in images if im is not None]
+    height = max(heights, default=8)
+    if pdf.get_y() + height + 12 > pdf.page_break_trigger:
+        pdf.add_page()
+    pdf.say(caption)
+    top, x = pdf.get_y(), pdf.l_margin
+    for image in images:
+        if image is None:
+            pdf.set_xy(x, top)
+            pdf.set_font(FAMILY, size=8)
+            pdf.multi_cell(THUMB_MM, 8, messages.PDF_PHOTO_MISSING, border=1, align="C")
+        else:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=80)
+            pdf.image(buffer, x=x, y=top, w=THUMB_MM)
+        x += THUMB_MM + 3
+    pdf.set_xy(pdf.l_margin, top + height + 3)
 
 
 def _signoff(pdf: _Document, site: SiteSection) -> None:
@@ -210,7 +224,7 @@ def _signoff(pdf: _Document, site: SiteSection) -> None:
     pdf.grid([("项目 Item", 50), ("内容 Value", 130)], rows)
 
 
-def _case(pdf: _Document, case: CaseRecord) -> None:
+def _case(pdf: _Document, case: CaseRecord, evidence_dir: Path | None = None) -> None:
     """A case's fields, one per row, in the order of the bureau's form."""
     f = case_fields(case)
     pdf.grid(
@@ -229,6 +243,9 @@ def _case(pdf: _Document, case: CaseRecord) -> None:
             *([["待补充 Missing", f["missing"]]] if f["missing"] else []),
         ],
     )
+    taken = [p for p in case.photos if (p.path or "").startswith("cases/")]  # not the camera's
+    if taken and evidence_dir is not None:
+        _thumbs(pdf, f"#{case.case_id} {messages.PDF_EVIDENCE}", taken, evidence_dir)
 
 
 def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) -> None:
@@ -271,7 +288,7 @@ def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) 
     if site.cases:
         pdf.heading(f"{messages.SHEET_CASES}（{len(site.cases)}）", size=10)
         for case in site.cases:
-            _case(pdf, case)
+            _case(pdf, case, evidence_dir)
     if site.patrols:
         pdf.heading(f"{messages.SHEET_PATROLS}（{len(site.patrols)}）", size=10)
         pdf.grid(
@@ -357,7 +374,7 @@ def render_express_pdf(
     pdf.grid([("项目 Item", 50), ("内容 Value", 130)], facts)
     if case is not None:
         pdf.heading(messages.SHEET_CASES, size=10)
-        _case(pdf, case)
+        _case(pdf, case)  # its photos are the evidence below
     if evidence is not None:
         _evidence(pdf, [evidence], evidence_dir)
     return bytes(pdf.output())

@@ -80,8 +80,8 @@ def test_every_api_route_refuses_a_request_without_token(client: TestClient) -> 
             assert response.headers["WWW-Authenticate"] == "Bearer"
             checked += 1
     # events: list, detail, reviews, review, background; evidence: status, upload, image;
-    # cases: list, open, read, update; patrols: list, record, photos
-    assert checked == 15
+    # cases: list, open, read, update, photos; patrols: list, record, photos
+    assert checked == 16
     assert client.get("/healthz").status_code == 200
 
 

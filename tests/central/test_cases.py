@@ -20,6 +20,7 @@ from central import cases as casebook
 from central import crud
 from central.app import create_app
 from central.config import CentralConfig
+from central.db.models import Case
 from central.reports import record
 from central.reports.daily import build_daily_report
 from central.web import queries
@@ -169,9 +170,17 @@ def _seed(session_factory: sessionmaker[Session], config: CentralConfig) -> int:
 
 
 def test_report_carries_cases_apart_patrols_and_what_is_missing(
-    session_factory: sessionmaker[Session], central_config: CentralConfig, tmp_path: Path
+    session_factory: sessionmaker[Session],
+    central_config: CentralConfig,
+    tmp_path: Path,
+    images_dir: Path,
 ) -> None:
     hand_id = _seed(session_factory, central_config)
+    with session_factory.begin() as session:  # a photo of the carcass, taken on site
+        case = session.get(Case, hand_id)
+        assert case is not None
+        photo = (images_dir / "ct_md_pheasant.jpg").read_bytes()
+        casebook.add_photos(record=case, photos=[("p.jpg", photo)], evidence_dir=tmp_path)
     with session_factory() as session:
         report = build_daily_report(session=session, config=central_config, day=DAY)
     sites = {s.site: s for s in report.sites}

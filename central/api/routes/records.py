@@ -148,6 +148,18 @@ def create_patrol(
     return patrol_record(patrol, ZoneInfo(config.timezone))
 
 
+async def _keep_photos(
+    session: SessionDep, config: ConfigDep, record: Case | Patrol, photos: list[UploadFile]
+) -> None:
+    # read one byte past the cap: a larger file is refused without reading it all
+    files = [(p.filename or "", await p.read(casebook.MAX_PHOTO_BYTES + 1)) for p in photos]
+    try:
+        casebook.add_photos(record=record, photos=files, evidence_dir=config.evidence_dir)
+    except casebook.CaseError as exc:
+        raise _refused(exc) from exc
+    session.commit()
+
+
 @router.post("/patrols/{patrol_id}/photos", response_model=PatrolRecord)
 async def add_patrol_photos(
     session: SessionDep,
@@ -160,11 +172,19 @@ async def add_patrol_photos(
     patrol = session.get(Patrol, patrol_id)
     if patrol is None or not scope.allows(patrol.site):
         raise HTTPException(status_code=404, detail="无此巡护记录 no such patrol")
-    # read one byte past the cap: a larger file is refused without reading it all
-    files = [(p.filename or "", await p.read(casebook.MAX_PHOTO_BYTES + 1)) for p in photos]
-    try:
-        casebook.add_patrol_photos(patrol=patrol, photos=files, evidence_dir=config.evidence_dir)
-    except casebook.CaseError as exc:
-        raise _refused(exc) from exc
-    session.commit()
+    await _keep_photos(session, config, patrol, photos)
     return patrol_record(patrol, ZoneInfo(config.timezone))
+
+
+@router.post("/cases/{case_id}/photos", response_model=CaseRecord)
+async def add_case_photos(
+    session: SessionDep,
+    config: ConfigDep,
+    scope: StaffScope,
+    case_id: int,
+    photos: list[UploadFile],
+) -> CaseRecord:
+    """Photos taken on site for a case (multipart, field `photos`, up to 6); all or none."""
+    case = _case(session, scope, case_id)
+    await _keep_photos(session, config, case, photos)
+    return _record(session, config, case)

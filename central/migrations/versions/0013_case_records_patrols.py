@@ -50,6 +50,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("poultry_farms_3km", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("samples", JSON, nullable=False, server_default=EMPTY_LIST))
         batch.add_column(sa.Column("measures", JSON, nullable=False, server_default=EMPTY_LIST))
+        batch.add_column(sa.Column("photos", JSON, nullable=False, server_default=EMPTY_LIST))
         for name in CASE_TEXTS:
             batch.add_column(sa.Column(name, sa.Text(), nullable=False, server_default=""))
         batch.add_column(sa.Column("updated_by", sa.String(64), nullable=True))
@@ -107,6 +108,7 @@ def downgrade() -> None:
             "poultry_farms_3km",
             "samples",
             "measures",
+            "photos",
             *CASE_TEXTS,
             "updated_by",
             "updated_at",

@@ -200,6 +200,38 @@ async def save_case(
     return RedirectResponse(f"/cases/{case.id}#saved", status_code=303)
 
 
+@router.post("/cases/{case_id}/photos")
+async def add_case_photos(
+    request: Request, session: SessionDep, config: ConfigDep, account: ReviewerDep, case_id: int
+) -> Response:
+    """Photos taken on site (a carcass found on patrol has no camera evidence)."""
+    case = _case(session, account, case_id)
+    form = await request.form()
+    uploads = [u for u in form.getlist("photos") if isinstance(u, UploadFile) and u.filename]
+    photos = [(u.filename or "", await u.read(casebook.MAX_PHOTO_BYTES + 1)) for u in uploads]
+    try:
+        casebook.add_photos(record=case, photos=photos, evidence_dir=config.evidence_dir)
+    except casebook.CaseError as exc:
+        session.rollback()
+        return _render_case(request, session, config, account, case, [str(exc)], 422)
+    session.commit()
+    return RedirectResponse(f"/cases/{case.id}#photos", status_code=303)
+
+
+def _stored_photo(config: ConfigDep, photos: list[dict[str, Any]], name: str) -> Response:
+    stored = next((p for p in photos if p.get("name") == name), None)
+    if stored is None:
+        raise HTTPException(status_code=404, detail="无此照片 no such photo")
+    return FileResponse(config.evidence_dir / str(stored["path"]), media_type="image/jpeg")
+
+
+@router.get("/cases/{case_id}/photos/{name}")
+def case_photo(
+    session: SessionDep, config: ConfigDep, account: AccountDep, case_id: int, name: str
+) -> Response:
+    return _stored_photo(config, _case(session, account, case_id).photos, name)
+
+
 # -- patrols ------------------------------------------------------------------------------------
 
 
@@ -257,7 +289,7 @@ async def record_patrol(
             by=account.name,
             now=datetime.now(UTC),
         )
-        casebook.add_patrol_photos(patrol=patrol, photos=photos, evidence_dir=config.evidence_dir)
+        casebook.add_photos(record=patrol, photos=photos, evidence_dir=config.evidence_dir)
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail="；".join(_errors(exc))) from exc
     except casebook.CaseError as exc:
@@ -281,7 +313,4 @@ def patrol_photo(
     patrol = session.get(Patrol, patrol_id)
     if patrol is None or not account.scope.allows(patrol.site):
         raise HTTPException(status_code=404, detail="无此巡护记录 no such patrol")
-    stored = next((p for p in patrol.photos if p.get("name") == name), None)
-    if stored is None:
-        raise HTTPException(status_code=404, detail="无此照片 no such photo")
-    return FileResponse(config.evidence_dir / str(stored["path"]), media_type="image/jpeg")
+    return _stored_photo(config, patrol.photos, name)

@@ -34,7 +34,10 @@ def _in_window(config: CentralConfig, share: float) -> datetime:
 
 
 def test_staff_open_a_case_by_hand_and_complete_it(
-    login: Login, console_config: CentralConfig, session_factory: sessionmaker[Session]
+    login: Login,
+    console_config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    images_dir: Path,
 ) -> None:
     li, csrf = login("li")
     found = _in_window(console_config, 0.5)
@@ -86,6 +89,18 @@ def test_staff_open_a_case_by_hand_and_complete_it(
     assert case.samples[1]["result"] == "阴性" and case.human_contact is False
     assert "缺少" not in li.get("/reports").text
 
+    # a photo taken on site: shown on the case, served to the site's people only
+    photo = (images_dir / "ct_md_pheasant.jpg").read_bytes()
+    r = li.post(
+        f"{url}/photos",
+        data={"csrf_token": csrf},
+        files=[("photos", ("IMG_0002.jpg", photo, "image/jpeg"))],
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    src = re.search(r'<img src="(/cases/\d+/photos/[0-9a-f]+\.jpg)"', li.get(url).text)
+    assert src is not None and li.get(src.group(1)).content[:3] == b"\xff\xd8\xff"
+
     # a species the catalogue does not know: the form comes back with the reason, nothing saved
     bad = li.post(url, data={**form, "species_scientific": "Dodo ineptus", "dead_count": "5"})
     assert bad.status_code == 422 and "未保存 Not saved" in bad.text and "catalogue" in bad.text
@@ -95,6 +110,7 @@ def test_staff_open_a_case_by_hand_and_complete_it(
     # another site's staff do not see it; the bureau reads it but cannot save
     wang, _ = login("wang")
     assert wang.get(url).status_code == 404
+    assert wang.get(src.group(1)).status_code == 404
     sheng, sheng_csrf = login("sheng")
     assert "疑似中毒" in sheng.get(url).text
     assert sheng.post(url, data={**form, "csrf_token": sheng_csrf}).status_code == 403
