@@ -29,6 +29,7 @@ from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.pager import Pager
 from central.api.deps import CommandSender
 from central.api.routes import events, evidence, health, records, reports, sms
+from central.cases import CaseError
 from central.config import CentralConfig
 from central.db.migrate import upgrade
 from central.db.models import Event
@@ -68,6 +69,7 @@ def create_app(
     app.state.send_command = send_command
     app.state.pager = pager
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(CaseError, _record_refused)
     app.include_router(health.router)
     app.include_router(events.router, responses=_VALIDATION_RESPONSES)
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
@@ -92,6 +94,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         status_code=422,
         content={"detail": messages.REQUEST_INVALID.format(problems=problems), "errors": errors},
     )
+
+
+async def _record_refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A case or patrol record refused by central/cases.py (unknown species or site, a bad
+    photo): 422 with the reason, Chinese first, for the API and the console's forms alike. The
+    request's session closes uncommitted, so nothing of the refused record is kept."""
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
 
 
 def _where(loc: list[object] | tuple[object, ...]) -> str:

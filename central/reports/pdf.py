@@ -32,7 +32,7 @@ from central.reports.model import (
     Section,
     SiteSection,
 )
-from central.reports.tables import case_fields, info_table, sightings_text
+from central.reports.tables import case_fields, info_table, sightings_text, species_cells
 
 log = logging.getLogger(__name__)
 
@@ -261,20 +261,7 @@ def _site(pdf: _Document, n: int, site: SiteSection, evidence_dir: Path | None) 
     pdf.ln(1)
     pdf.heading(messages.SHEET_SPECIES, size=10)
     if site.species:
-        pdf.grid(
-            messages.PDF_SPECIES_HEADERS,
-            [
-                [
-                    sp.chinese_name,
-                    sp.scientific_name,
-                    sp.count,
-                    sp.max_count,
-                    sp.method_zh,
-                    "、".join(sp.cameras),
-                ]
-                for sp in site.species
-            ],
-        )
+        pdf.grid(messages.PDF_SPECIES_HEADERS, [species_cells(sp) for sp in site.species])
     else:
         pdf.say(messages.PDF_NO_WILDLIFE)
     sections = [(messages.section_zh(s), site.in_section(s)) for s in Section]

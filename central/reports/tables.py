@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from central import messages
-from central.reports.model import AnomalyItem, CaseRecord, DailyReport, Section, SiteSection
+from central.reports.model import (
+    AnomalyItem,
+    CaseRecord,
+    DailyReport,
+    Section,
+    SiteSection,
+    SpeciesCount,
+)
 
 Cell = str | int | float | None
 
@@ -85,21 +92,22 @@ def summary_table(report: DailyReport) -> Table:
     return Table(messages.SHEET_SUMMARY, messages.SUMMARY_HEADERS, rows)
 
 
+def species_cells(sp: SpeciesCount) -> list[Cell]:
+    """Name, scientific name, count, most at once, how observed, cameras (XLSX and PDF)."""
+    return [
+        sp.chinese_name,
+        sp.scientific_name,
+        sp.count,
+        sp.max_count,
+        sp.method_zh,
+        "、".join(sp.cameras),
+    ]
+
+
 def species_table(report: DailyReport) -> Table:
     """One row per site and species, with how it was observed."""
     rows: list[list[Cell]] = [
-        [
-            s.name_zh,
-            s.station_code,
-            sp.chinese_name,
-            sp.scientific_name,
-            sp.count,
-            sp.max_count,
-            sp.method_zh,
-            "、".join(sp.cameras),
-        ]
-        for s in report.sites
-        for sp in s.species
+        [s.name_zh, s.station_code, *species_cells(sp)] for s in report.sites for sp in s.species
     ]
     return Table(messages.SHEET_SPECIES, messages.SPECIES_HEADERS, rows)
 

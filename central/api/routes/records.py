@@ -55,10 +55,6 @@ def read_case(
     return _record(session, config, _case(session, scope, case_id))
 
 
-def _refused(exc: casebook.CaseError) -> HTTPException:
-    return HTTPException(status_code=422, detail=str(exc))
-
-
 @router.post("/cases", response_model=CaseRecord, status_code=201)
 def create_case(
     session: SessionDep,
@@ -68,17 +64,14 @@ def create_case(
     body: casebook.CaseCreate,
 ) -> CaseRecord:
     """Open a case by hand (no camera event)."""
-    try:
-        case = casebook.open_by_hand(
-            session=session,
-            data=body,
-            sites=set(scope.visible(config.sites)),
-            catalogue=config.species_catalogue,
-            by=staff.name,
-            now=datetime.now(UTC),
-        )
-    except casebook.CaseError as exc:
-        raise _refused(exc) from exc
+    case = casebook.open_by_hand(
+        session=session,
+        data=body,
+        sites=set(scope.visible(config.sites)),
+        catalogue=config.species_catalogue,
+        by=staff.name,
+        now=datetime.now(UTC),
+    )
     session.commit()
     return _record(session, config, case)
 
@@ -94,17 +87,14 @@ def update_case(
 ) -> CaseRecord:
     """Replace the case's record (every field; what is left out is cleared)."""
     case = _case(session, scope, case_id)
-    try:
-        casebook.update(
-            session=session,
-            case=case,
-            data=body,
-            catalogue=config.species_catalogue,
-            by=staff.name,
-            now=datetime.now(UTC),
-        )
-    except casebook.CaseError as exc:
-        raise _refused(exc) from exc
+    casebook.update(
+        session=session,
+        case=case,
+        data=body,
+        catalogue=config.species_catalogue,
+        by=staff.name,
+        now=datetime.now(UTC),
+    )
     session.commit()
     return _record(session, config, case)
 
@@ -132,18 +122,15 @@ def create_patrol(
     staff: CurrentStaff,
     body: casebook.PatrolInput,
 ) -> PatrolRecord:
-    """Record a patrol (photos are added on the console's 巡护 page)."""
-    try:
-        patrol = casebook.record_patrol(
-            session=session,
-            data=body,
-            sites=set(scope.visible(config.sites)),
-            catalogue=config.species_catalogue,
-            by=staff.name,
-            now=datetime.now(UTC),
-        )
-    except casebook.CaseError as exc:
-        raise _refused(exc) from exc
+    """Record a patrol (photos: `POST /api/patrols/{id}/photos`)."""
+    patrol = casebook.record_patrol(
+        session=session,
+        data=body,
+        sites=set(scope.visible(config.sites)),
+        catalogue=config.species_catalogue,
+        by=staff.name,
+        now=datetime.now(UTC),
+    )
     session.commit()
     return patrol_record(patrol, ZoneInfo(config.timezone))
 
@@ -153,10 +140,7 @@ async def _keep_photos(
 ) -> None:
     # read one byte past the cap: a larger file is refused without reading it all
     files = [(p.filename or "", await p.read(casebook.MAX_PHOTO_BYTES + 1)) for p in photos]
-    try:
-        casebook.add_photos(record=record, photos=files, evidence_dir=config.evidence_dir)
-    except casebook.CaseError as exc:
-        raise _refused(exc) from exc
+    casebook.add_photos(record=record, photos=files, evidence_dir=config.evidence_dir)
     session.commit()
 
 
