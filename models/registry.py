@@ -41,7 +41,7 @@ FileName = Annotated[
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128, description="plain file name"),
 ]
 ModelId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="model id")]
-DecoderKey = Literal["yolox", "nanodet", "yolo", "inat_classifier"]
+DecoderKey = Literal["yolox", "nanodet", "yolo", "mdlite", "inat_classifier"]
 
 
 class _Readable(Protocol):

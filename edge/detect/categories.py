@@ -56,9 +56,3 @@ def coco_category(class_id: int) -> Category | None:
 def family(category: Category) -> str:
     """Kind of object for matching boxes across passes and models: bird and dog are animals."""
     return Category.ANIMAL.value if category in ANIMAL_CATEGORIES else category.value
-
-
-def coco_family(class_id: int) -> str | None:
-    """`family` of a COCO-80 class id, or None when the class is ignored."""
-    category = coco_category(class_id)
-    return None if category is None else family(category)

@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from broker.payloads import Category
 from edge.detect import DetectionResult, Detector, DetectorSettings
-from edge.detect.categories import coco_category, coco_family
+from edge.detect.categories import coco_category, family
 from edge.detect.enhance import clahe_luminance, is_infrared
 from edge.detect.postprocess import (
     CONFIRM_SCORE,
@@ -55,7 +55,8 @@ def make_session(weights: Path, threads: int) -> ort.InferenceSession:
 
 
 class OnnxDetector(Detector):
-    """A COCO detector run by onnxruntime: subclasses supply pre-processing and decoding."""
+    """A detector run by onnxruntime: subclasses supply pre-processing and decoding, and the
+    category of each class (COCO-80 unless they say otherwise)."""
 
     def __init__(self, weights: Path, labels: Sequence[str], settings: DetectorSettings) -> None:
         super().__init__(weights, labels, settings)
@@ -68,7 +69,10 @@ class OnnxDetector(Detector):
         self.input_hw: tuple[int, int] = (int(shape[2]), int(shape[3]))
         self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
         self.thresholds = class_thresholds(
-            len(self.labels), coco_category, settings.score_threshold, settings.category_thresholds
+            len(self.labels),
+            self.category_of,
+            settings.score_threshold,
+            settings.category_thresholds,
         )
         # Candidates go down to CONFIRM_SCORE (and the animal threshold, which bird and dog
         # boxes fall back to) so a weak full-frame box can confirm a tile box; the final
@@ -102,6 +106,14 @@ class OnnxDetector(Detector):
                 f"{len(self.thresholds)} labels"
             )
         return placement.to_original(boxes, width, height), class_scores, inference_ms
+
+    def category_of(self, class_id: int) -> Category | None:
+        """Category of a class of this model (COCO-80 order unless a back-end overrides it)."""
+        return coco_category(class_id)
+
+    def _family(self, class_id: int) -> str | None:
+        category = self.category_of(class_id)
+        return None if category is None else family(category)
 
     def frames(self, image_bgr: ImageArray) -> list[ImageArray]:
         """The frame(s) to run: the image, and/or its CLAHE copy when it is night infra-red."""
@@ -145,16 +157,16 @@ class OnnxDetector(Detector):
             t_scores_ = penalise_unconfirmed(
                 t_kept,
                 t_scores_,
-                [coco_family(c) for c in t_ids.tolist()],
+                [self._family(c) for c in t_ids.tolist()],
                 kept,
-                [coco_family(c) for c in class_ids.tolist()],
+                [self._family(c) for c in class_ids.tolist()],
                 self.settings.tile_only_factor,
             )
             kept, scores, class_ids = merge(
                 (kept, scores, class_ids), (t_kept, t_scores_, t_ids), nms_iou
             )
         detections = apply_thresholds(
-            to_detections(kept, scores, class_ids, self.labels, coco_category),
+            to_detections(kept, scores, class_ids, self.labels, self.category_of),
             self.settings.threshold_for,
         )
         total_ms = (time.perf_counter() - start) * 1000.0
