@@ -412,3 +412,15 @@ PDF_PATROL_HEADERS: list[tuple[str, int]] = [
 YES_NO_UNKNOWN = {True: "有", False: "无", None: "未填写"}
 NOT_RECORDED = "未填写"
 SAMPLE_PENDING = "待检"
+
+# -- labelled datasets (central/datasets.py) ------------------------------------------------------
+DATASET_DESCRIPTION = (
+    "{station} 人工审核标注数据集（已确认与已排除事件的证据图片），拍摄时间 {since} 至 {until}，"
+    "站点 {sites} / {station} reviewed labels (confirmed and dismissed events' evidence frames) "
+    "captured {since} to {until}, sites {sites}"
+)
+DATASET_BAD_WINDOW = "结束时间须晚于开始时间 / until must be after since"
+DATASET_WINDOW_TOO_LONG = (
+    "时间范围过长（最多 {days} 天），请分段导出 / "
+    "window longer than {days} days: export it in parts"
+)

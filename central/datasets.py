@@ -1,0 +1,573 @@
+"""训练数据集 Labelled data leaving the station for retraining elsewhere: reviewed events with
+their evidence frame, packed in one zip as COCO Camera Traps JSON, MegaDetector batch-output JSON
+carrying the reviewed labels, and the images under the JSON's file names.
+
+What a review says about the frame (also in the README):
+
+- confirmed 确认: every box of the event with its category; bird and animal boxes also with the
+  event's species where known (the reviewer's corrected species when the row has one);
+- dismissed as background 背景误报: the detector saw something that is not there, so the frame
+  is empty (COCO CT category 0 `empty`, no box; in the MegaDetector file no detection): a hard
+  negative;
+- dismissed as wrong species 物种识别错误: the animal is there, the species is not that one:
+  the boxes keep their category and carry no species;
+- dismissed as duplicate or other, unreviewed events, and events without a stored frame are
+  left out: a duplicate is already in through the event it repeats, and 'other' says nothing
+  about the frame.
+
+Only the event's own frame goes in (the one its boxes belong to: the node lists earlier frames
+of the burst first, then this frame, then its crops). Sequences follow MegaDetector's rule
+(`cct_json_utils.create_sequences`): frames of one camera less than 60 s apart share a seq_id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from broker.payloads import Category
+from central import messages
+from central.config import CentralConfig
+from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED, Event, EventReview
+from surveillance.megadetector import (
+    BBOX_DIGITS,
+    DETECTION_CATEGORIES,
+    FINE_CATEGORIES,
+    FORMAT_VERSION,
+    MD_CATEGORY,
+)
+
+log = logging.getLogger(__name__)
+
+# MegaDetector's episode_interval_seconds: frames of one camera at most this far apart are one
+# sequence. A camera trap's burst is 1-10 s; a minute joins the bursts of one visit.
+SEQUENCE_GAP = timedelta(seconds=60)
+COCO_NAME = "coco_camera_traps.json"
+MD_NAME = "megadetector.json"
+EMPTY_ID = 0
+EMPTY = "empty"
+# The coarse categories a box can have, with fixed ids; species get ids after them, in the
+# order of their scientific names (match species across exports by name, not id).
+COARSE: tuple[Category, ...] = (
+    Category.ANIMAL,
+    Category.BIRD,
+    Category.DOG,
+    Category.PERSON,
+    Category.VEHICLE,
+)
+SPECIES_CATEGORIES = frozenset({Category.ANIMAL, Category.BIRD})
+PIXEL_DIGITS = 1
+BATCH = 500  # events read per database round trip (their evidence rows come along)
+# Longest window the API and the console build in one request (the command line has no bound):
+# a year of a busy station is some thousand frames, minutes of a worker; longer goes in parts.
+MAX_WINDOW_DAYS = 366
+_CROP = re.compile(r"^(?P<stem>.+)_crop\d+\.[A-Za-z]+$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class Labelling(StrEnum):
+    """What the review makes of a frame (images[].wildwatch_review in the COCO CT file)."""
+
+    CONFIRMED = "confirmed"
+    BACKGROUND = "dismissed_background"
+    WRONG_SPECIES = "dismissed_wrong_species"
+
+
+def labelling(status: str, reason: str | None) -> Labelling | None:
+    """How a reviewed event labels its frame; None: it is left out (see the module's doc)."""
+    if status == REVIEW_CONFIRMED:
+        return Labelling.CONFIRMED
+    if status == REVIEW_DISMISSED and reason == "background":
+        return Labelling.BACKGROUND
+    if status == REVIEW_DISMISSED and reason == "wrong_species":
+        return Labelling.WRONG_SPECIES
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Species:
+    """A species label: the scientific name (the category's name) and the Chinese one."""
+
+    scientific: str
+    chinese: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledBox:
+    """One reviewed box, normalised [x, y, w, h] from the top-left corner."""
+
+    category: Category
+    x: float
+    y: float
+    w: float
+    h: float
+    species: Species | None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One image of the dataset: an event's stored frame with its reviewed labels."""
+
+    event_id: str
+    site: str
+    camera: str
+    captured_at: datetime
+    source: Path
+    file_name: str
+    width: int
+    height: int
+    review: Labelling
+    boxes: tuple[LabelledBox, ...]
+
+    @property
+    def location(self) -> str:
+        return f"{self.site}/{self.camera}"
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceSlot:
+    """Where a frame sits in its sequence."""
+
+    seq_id: str
+    seq_num_frames: int
+    frame_num: int
+
+
+@dataclass(slots=True)
+class Summary:
+    """What one export wrote."""
+
+    path: Path
+    images: int = 0
+    annotations: int = 0
+    empty: int = 0
+    sequences: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def day_window(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[since, until) covering the local days first..last, both included."""
+    return (
+        datetime.combine(first, dtime(), tz),
+        datetime.combine(last + timedelta(days=1), dtime(), tz),
+    )
+
+
+def check_window(since: datetime, until: datetime) -> str | None:
+    """Why a window cannot be exported through the API or console (a message), else None."""
+    if until <= since:
+        return messages.DATASET_BAD_WINDOW
+    if until - since > timedelta(days=MAX_WINDOW_DAYS):
+        return messages.DATASET_WINDOW_TOO_LONG.format(days=MAX_WINDOW_DAYS)
+    return None
+
+
+def frame_name(listed: Sequence[str], stored: Collection[str]) -> str | None:
+    """The stored file the event's boxes belong to: the frame its crops were cut from, else the
+    last full frame the node listed (it lists earlier frames of the burst first)."""
+    order = [n for n in listed if n in stored] or sorted(stored)
+    stems = {m["stem"] for n in order if (m := _CROP.match(n))}
+    frames = [n for n in order if not _CROP.match(n)]
+    for name in frames:
+        if Path(name).stem in stems:
+            return name
+    return frames[-1] if frames else None
+
+
+def sequences(frames: Sequence[Frame], gap: timedelta = SEQUENCE_GAP) -> dict[str, SequenceSlot]:
+    """Each frame's sequence (by event id): per location in time order, a frame more than `gap`
+    after the previous one starts a new sequence (MegaDetector's create_sequences rule)."""
+    by_location: dict[str, list[Frame]] = defaultdict(list)
+    for f in frames:
+        by_location[f.location].append(f)
+    slots: dict[str, SequenceSlot] = {}
+    for location, group in by_location.items():
+        group.sort(key=lambda f: (f.captured_at, f.event_id))
+        runs: list[list[Frame]] = []
+        for f in group:
+            if runs and f.captured_at - runs[-1][-1].captured_at <= gap:
+                runs[-1].append(f)
+            else:
+                runs.append([f])
+        for run in runs:
+            seq_id = f"{location}/{run[0].captured_at.strftime('%Y%m%dT%H%M%SZ')}"
+            for i, f in enumerate(run):
+                slots[f.event_id] = SequenceSlot(seq_id, len(run), i)
+    return slots
+
+
+def pixel_box(box: LabelledBox, width: int, height: int) -> list[float] | None:
+    """[x, y, w, h] in absolute pixels (COCO), clipped to the image; None when nothing is left."""
+    x1, y1 = min(max(box.x, 0.0), 1.0) * width, min(max(box.y, 0.0), 1.0) * height
+    x2 = min(max(box.x + box.w, 0.0), 1.0) * width
+    y2 = min(max(box.y + box.h, 0.0), 1.0) * height
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    return [round(v, PIXEL_DIGITS) for v in (x1, y1, x2 - x1, y2 - y1)]
+
+
+def _species_of(event: Event) -> Species | None:
+    scientific = event.species_scientific
+    if not scientific:
+        return None
+    return Species(scientific, event.species_chinese or "")
+
+
+def _boxes(event: Event, review: Labelling) -> tuple[LabelledBox, ...]:
+    if review is Labelling.BACKGROUND:
+        return ()
+    species = _species_of(event) if review is Labelling.CONFIRMED else None
+    found = []
+    for raw in event.boxes:
+        try:
+            category = Category(raw.get("category", ""))
+            x, y, w, h = (float(raw[k]) for k in ("x", "y", "w", "h"))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if category not in COARSE:
+            continue
+        found.append(
+            LabelledBox(category, x, y, w, h, species if category in SPECIES_CATEGORIES else None)
+        )
+    return tuple(found)
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part) or "_"
+
+
+def _latest_reasons(session: Session, event_ids: Sequence[str]) -> dict[str, str | None]:
+    """The reason of each event's latest dismissal (the one the row carries)."""
+    rows = session.execute(
+        sa.select(EventReview.event_id, EventReview.reason)
+        .where(EventReview.event_id.in_(event_ids), EventReview.decision == REVIEW_DISMISSED)
+        .order_by(EventReview.event_id, EventReview.reviewed_at, EventReview.id)
+    )
+    return {event_id: reason for event_id, reason in rows}  # the last one wins
+
+
+def collect(
+    *,
+    session: Session,
+    evidence_dir: Path,
+    since: datetime,
+    until: datetime,
+    sites: Collection[str] | None = None,
+    skipped: dict[str, int] | None = None,
+) -> Iterator[Frame]:
+    """The frames of reviewed events captured in [since, until) (at `sites`, else every site),
+    in capture order; `skipped` counts what was left out and why."""
+    left = skipped if skipped is not None else {}
+    query = (
+        sa.select(Event)
+        .where(
+            Event.captured_at >= since,
+            Event.captured_at < until,
+            Event.review_status.in_([REVIEW_CONFIRMED, REVIEW_DISMISSED]),
+        )
+        .order_by(Event.captured_at, Event.id)
+        .execution_options(yield_per=BATCH)
+    )
+    if sites is not None:
+        query = query.where(Event.site.in_(sorted(sites)))
+    for batch in session.scalars(query).partitions():
+        dismissed = [e.event_id for e in batch if e.review_status == REVIEW_DISMISSED]
+        reasons = _latest_reasons(session, dismissed) if dismissed else {}
+        for event in batch:
+            review = labelling(event.review_status, reasons.get(event.event_id))
+            if review is None:
+                left["review"] = left.get("review", 0) + 1
+                continue
+            frame = _frame(event, review, evidence_dir)
+            if frame is None:
+                left["no_image"] = left.get("no_image", 0) + 1
+                continue
+            yield frame
+
+
+def _frame(event: Event, review: Labelling, evidence_dir: Path) -> Frame | None:
+    stored = {row.name: row for row in event.evidence}
+    listed = [str(ref.get("name", "")) for ref in (event.payload or {}).get("evidence") or []]
+    name = frame_name(listed, stored)
+    if name is None:
+        return None
+    source = evidence_dir / stored[name].path
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+    except OSError as exc:  # gone from the disk, or not an image
+        log.warning("event %s: frame %s not readable: %s", event.event_id, source, exc)
+        return None
+    boxes = _boxes(event, review)
+    if review is not Labelling.BACKGROUND and not boxes:
+        return None  # nothing to say about a frame without a box
+    return Frame(
+        event_id=event.event_id,
+        site=event.site,
+        camera=event.camera,
+        captured_at=event.captured_at,
+        source=source,
+        file_name=f"{_safe(event.site)}/{_safe(event.camera)}/{event.event_id}_{_safe(name)}",
+        width=width,
+        height=height,
+        review=review,
+        boxes=boxes,
+    )
+
+
+def _species_list(frames: Iterable[Frame]) -> list[tuple[Species, Category]]:
+    """Each species once (by scientific name) with the category of its first box."""
+    seen: dict[str, tuple[Species, Category]] = {}
+    for f in frames:
+        for b in f.boxes:
+            if b.species is not None:
+                seen.setdefault(b.species.scientific, (b.species, b.category))
+    return [seen[k] for k in sorted(seen)]
+
+
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def coco_camera_traps(
+    frames: Sequence[Frame], *, tz: ZoneInfo, info: dict[str, Any]
+) -> dict[str, Any]:
+    """The COCO Camera Traps database of `frames` (LILA's data_management/README format)."""
+    categories: list[dict[str, Any]] = [{"id": EMPTY_ID, "name": EMPTY, "name_zh": "空"}]
+    coarse_id = {c: i + 1 for i, c in enumerate(COARSE)}
+    categories += [
+        {"id": coarse_id[c], "name": c.value, "name_zh": messages.category_zh(c)} for c in COARSE
+    ]
+    species_id: dict[str, int] = {}
+    for species, category in _species_list(frames):
+        species_id[species.scientific] = len(categories)
+        categories.append(
+            {
+                "id": len(categories),
+                "name": species.scientific,
+                "name_zh": species.chinese,
+                "supercategory": category.value,
+            }
+        )
+    slots = sequences(frames)
+    images, annotations = [], []
+    for f in frames:
+        slot = slots[f.event_id]
+        images.append(
+            {
+                "id": f.event_id,
+                "file_name": f.file_name,
+                "width": f.width,
+                "height": f.height,
+                "datetime": _local(f.captured_at, tz),
+                "location": f.location,
+                "seq_id": slot.seq_id,
+                "seq_num_frames": slot.seq_num_frames,
+                "frame_num": slot.frame_num,
+                "wildwatch_review": f.review.value,
+            }
+        )
+        if not f.boxes:
+            annotations.append(
+                {"id": f"{f.event_id}_empty", "image_id": f.event_id, "category_id": EMPTY_ID}
+            )
+        for i, b in enumerate(f.boxes):
+            bbox = pixel_box(b, f.width, f.height)
+            if bbox is None:
+                continue
+            category_id = species_id[b.species.scientific] if b.species else coarse_id[b.category]
+            annotations.append(
+                {
+                    "id": f"{f.event_id}_{i}",
+                    "image_id": f.event_id,
+                    "category_id": category_id,
+                    "bbox": bbox,
+                    "sequence_level_annotation": False,
+                }
+            )
+    return {"info": info, "images": images, "categories": categories, "annotations": annotations}
+
+
+def megadetector(frames: Sequence[Frame], *, tz: ZoneInfo, info: dict[str, Any]) -> dict[str, Any]:
+    """The MegaDetector batch output of `frames` with the reviewed labels: every kept box at
+    confidence 1.0, birds and dogs classified as such and species by name, background frames
+    without detections."""
+    classes = {str(i + 1): c.value for i, c in enumerate(FINE_CATEGORIES)}
+    fine_id = {c: str(i + 1) for i, c in enumerate(FINE_CATEGORIES)}
+    species_id: dict[str, str] = {}
+    for species, _ in _species_list(frames):
+        species_id[species.scientific] = str(len(classes) + 1)
+        classes[species_id[species.scientific]] = species.scientific
+    images = []
+    for f in frames:
+        detections = []
+        for b in f.boxes:
+            det: dict[str, Any] = {
+                "category": MD_CATEGORY[b.category],
+                "conf": 1.0,
+                "bbox": [round(v, BBOX_DIGITS) for v in (b.x, b.y, b.w, b.h)],
+            }
+            labels = [[fine_id[b.category], 1.0]] if b.category in fine_id else []
+            if b.species is not None:
+                labels.append([species_id[b.species.scientific], 1.0])
+            if labels:
+                det["classifications"] = labels
+            detections.append(det)
+        images.append(
+            {
+                "file": f.file_name,
+                "datetime": _local(f.captured_at, tz),
+                "detections": detections,
+                "max_detection_conf": 1.0 if detections else 0.0,
+            }
+        )
+    md_info = {
+        "format_version": FORMAT_VERSION,
+        "detector": "wildwatch-reviewed-labels",
+        "detection_completion_time": info["date_created"],
+        "classifier": "wildwatch-reviewed-labels",
+        "classification_completion_time": info["date_created"],
+        "description": info["description"],
+    }
+    return {
+        "info": md_info,
+        "detection_categories": DETECTION_CATEGORIES,
+        "classification_categories": classes,
+        "images": images,
+    }
+
+
+def write_package(
+    frames: Sequence[Frame], out: Path, *, tz: ZoneInfo, info: dict[str, Any]
+) -> tuple[int, int]:
+    """Write the zip (both JSON files at its root, the images under their file names) under a
+    temporary name beside `out`, then rename it: `out` is whole or absent. Returns (images,
+    annotations)."""
+    coco = coco_camera_traps(frames, tz=tz, info=info)
+    md = megadetector(frames, tz=tz, info=info)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, doc in ((COCO_NAME, coco), (MD_NAME, md)):
+                    zf.writestr(name, json.dumps(doc, ensure_ascii=False, indent=1))
+                for f in frames:  # JPEGs do not deflate: stored as they are
+                    zf.write(f.source, f.file_name, compress_type=zipfile.ZIP_STORED)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return len(coco["images"]), len(coco["annotations"])
+
+
+def export(
+    *,
+    session: Session,
+    evidence_dir: Path,
+    tz: ZoneInfo,
+    since: datetime,
+    until: datetime,
+    out: Path,
+    sites: Collection[str] | None = None,
+    station: str = "",
+) -> Summary:
+    """Build the dataset of events captured in [since, until) and write it to `out` (zip)."""
+    started = time.perf_counter()
+    summary = Summary(path=out)
+    frames = list(
+        collect(
+            session=session,
+            evidence_dir=evidence_dir,
+            since=since,
+            until=until,
+            sites=sites,
+            skipped=summary.skipped,
+        )
+    )
+    now = datetime.now(UTC)
+    info = {
+        "version": now.strftime("%Y%m%dT%H%M%SZ"),
+        "description": messages.DATASET_DESCRIPTION.format(
+            station=station or "WildWatch",
+            since=_local(since, tz),
+            until=_local(until, tz),
+            sites=", ".join(sorted(sites)) if sites is not None else "*",
+        ),
+        "year": now.year,
+        "contributor": station or "WildWatch",
+        "date_created": now.isoformat(timespec="seconds"),
+    }
+    summary.images, summary.annotations = write_package(frames, out, tz=tz, info=info)
+    summary.empty = sum(1 for f in frames if not f.boxes)
+    summary.sequences = len({s.seq_id for s in sequences(frames).values()})
+    summary.bytes = out.stat().st_size
+    summary.seconds = time.perf_counter() - started
+    log.info(
+        "dataset %s: %d images, %d annotations, %d bytes in %.1f s (left out: %s)",
+        out,
+        summary.images,
+        summary.annotations,
+        summary.bytes,
+        summary.seconds,
+        summary.skipped,
+    )
+    return summary
+
+
+def export_for_download(
+    *,
+    session: Session,
+    config: CentralConfig,
+    since: datetime,
+    until: datetime,
+    sites: Collection[str] | None,
+) -> Summary:
+    """The dataset for one download (API or console), written under data_dir/exports with a
+    name of its own; the caller removes the file once sent."""
+    folder = config.data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix="dataset-", suffix=".zip")
+    os.close(fd)
+    try:
+        return export(
+            session=session,
+            evidence_dir=config.evidence_dir,
+            tz=ZoneInfo(config.timezone),
+            since=since,
+            until=until,
+            out=Path(name),
+            sites=sites,
+            station=config.report.station_name,
+        )
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def download_name(since: datetime, until: datetime, tz: ZoneInfo) -> str:
+    """The file name a download is offered under: the local days it covers."""
+    last = until.astimezone(tz) - timedelta(microseconds=1)
+    return f"wildwatch-coco-{since.astimezone(tz):%Y%m%d}-{last:%Y%m%d}.zip"

@@ -1,0 +1,529 @@
+"""Labelled datasets (central/datasets.py): reviewed events with real evidence frames stored
+through the real upload code, exported to a zip that is read back and checked by MegaDetector's
+own validators (COCO Camera Traps integrity check, batch-output validator, sequence rule)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.payloads import Category, EventPayload, EvidenceRef
+from central import crud, datasets, evidence, messages
+from central.app import create_app
+from central.commands import cli
+from central.config import CentralConfig
+from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED
+from tests.central.conftest import make_event
+from tests.central.staff import auth, with_staff
+
+TZ = ZoneInfo("Asia/Shanghai")
+T = datetime(2026, 11, 20, 7, 0, tzinfo=TZ)  # inside the window of 2026-11-20
+EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.9}
+
+
+def box(
+    category: str, x: float = 0.3, y: float = 0.2, w: float = 0.25, h: float = 0.4
+) -> dict[str, Any]:
+    return {"x": x, "y": y, "w": w, "h": h, "category": category, "label": category}
+
+
+@pytest.fixture()
+def config(central_config: CentralConfig, tmp_path: Path) -> CentralConfig:
+    data = central_config.model_dump(mode="json")
+    data["evidence"] = {"storage_dir": str(tmp_path / "evidence")}
+    return with_staff(CentralConfig.model_validate(data))
+
+
+@dataclass
+class Station:
+    """The seeded events by role, and the image files their frames are."""
+
+    ids: dict[str, str]
+    frames: dict[str, Path]
+
+
+def _store(
+    session: Session, config: CentralConfig, event: EventPayload, files: dict[str, bytes]
+) -> None:
+    """Store the event's evidence through the real upload code (one chunk a file)."""
+    for name, body in files.items():
+        evidence.receive_chunk(
+            session=session,
+            config=config,
+            event_id=str(event.event_id),
+            name=name,
+            uploader=(event.site, event.node),
+            chunk=evidence.ChunkRange(0, len(body) - 1, len(body)),
+            sha256=hashlib.sha256(body).hexdigest(),
+            body=body,
+            now=datetime.now(UTC),
+        )
+
+
+def _event(
+    *,
+    at: datetime,
+    files: dict[str, bytes],
+    boxes: list[dict[str, Any]],
+    **over: Any,
+) -> EventPayload:
+    refs = [
+        EvidenceRef(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
+        for n, b in files.items()
+    ]
+    data: dict[str, Any] = {
+        "kind": "anomaly",
+        "rule": "motionless_bird",
+        "severity": "warning",
+        "captured_at": at,
+        "created_at": at + timedelta(seconds=3),
+        "boxes": [{**b, "confidence": 0.8} for b in boxes],
+        "evidence": refs,
+    }
+    data.update(over)
+    return make_event(**data)
+
+
+@pytest.fixture()
+def station(
+    config: CentralConfig, session_factory: sessionmaker[Session], images_dir: Path
+) -> Station:
+    """Nine events at two sites around 2026-11-20 07:00 (Shanghai), reviewed in every way."""
+    jpgs = sorted(images_dir.glob("*.jpg"))
+    pick = {p.name: p for p in jpgs}
+    frames = {
+        "egret": pick["bird_coral_bird.jpg"],
+        "dog": pick["ct_ecoassist_car_dog.jpg"],
+        "background": pick["ct_ecoassist_empty_night.jpg"],
+        "wrong": pick["bird_coral_owl.jpg"],
+        "duplicate": pick["bird_coral_parrot.jpg"],
+        "unreviewed": pick["ct_ecoassist_animal_night.jpg"],
+        "person": pick["ct_ecoassist_person.jpg"],
+        "outside": pick["ct_ecoassist_vehicle.jpg"],
+    }
+    earlier = pick["ct_ena24_2480.jpg"].read_bytes()
+    crop = pick["ct_ena24_2573.jpg"].read_bytes()
+
+    def files(role: str, stem: str) -> dict[str, bytes]:
+        # as a node lists them: an earlier frame of the burst, this frame, then its crop
+        return {
+            "IMG_0001_aa.jpg": earlier,
+            f"{stem}.jpg": frames[role].read_bytes(),
+            f"{stem}_crop0.jpg": crop,
+        }
+
+    made = {
+        "egret": _event(
+            at=T, files=files("egret", "IMG_0002_bb"), boxes=[box("bird")], species=EGRET
+        ),
+        # 30 s later on the same camera: the same sequence
+        "dog": _event(
+            at=T + timedelta(seconds=30),
+            files=files("dog", "IMG_0003_cc"),
+            boxes=[box("dog", 0.1, 0.5, 0.3, 0.3), box("vehicle", 0.6, 0.1, 0.5, 0.5)],
+            rule="free_roaming_dog",
+            category="dog",
+            seq=2,
+        ),
+        # 5 minutes later: a new sequence
+        "background": _event(
+            at=T + timedelta(minutes=5),
+            files=files("background", "IMG_0004_dd"),
+            boxes=[box("bird")],
+            seq=3,
+        ),
+        "wrong": _event(
+            at=T + timedelta(seconds=10),
+            files=files("wrong", "IMG_0005_ee"),
+            boxes=[box("bird")],
+            species=EGRET,
+            camera="cam2",
+            seq=4,
+        ),
+        "duplicate": _event(
+            at=T + timedelta(minutes=7), files=files("duplicate", "IMG_6"), boxes=[box("bird")]
+        ),
+        "unreviewed": _event(
+            at=T + timedelta(minutes=8), files=files("unreviewed", "IMG_7"), boxes=[box("bird")]
+        ),
+        "no_image": _event(at=T + timedelta(minutes=9), files={}, boxes=[box("bird")]),
+        "person": _event(
+            at=T + timedelta(minutes=1),
+            files=files("person", "IMG_8"),
+            boxes=[box("person")],
+            site="xiazhuhu",
+            node="xz-01",
+            camera="lake-east",
+            rule="night_intrusion",
+            category="person",
+        ),
+        "outside": _event(
+            at=T - timedelta(days=2), files=files("outside", "IMG_9"), boxes=[box("vehicle")]
+        ),
+    }
+    decisions: dict[str, list[tuple[str, str | None]]] = {
+        "egret": [(REVIEW_CONFIRMED, None)],
+        "dog": [(REVIEW_CONFIRMED, None)],
+        "background": [(REVIEW_DISMISSED, "background")],
+        # first called background, then corrected: the latest decision's reason counts
+        "wrong": [(REVIEW_DISMISSED, "background"), (REVIEW_DISMISSED, "wrong_species")],
+        "duplicate": [(REVIEW_DISMISSED, "duplicate")],
+        "no_image": [(REVIEW_CONFIRMED, None)],
+        "person": [(REVIEW_CONFIRMED, None)],
+        "outside": [(REVIEW_CONFIRMED, None)],
+    }
+    with session_factory() as session:
+        for role, event in made.items():
+            crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+            session.commit()
+            if role != "no_image":
+                _store(session, config, event, _bodies(event, files(role, _stem(event))))
+            for i, (decision, reason) in enumerate(decisions.get(role, [])):
+                crud.review_event(
+                    session=session,
+                    event_id=str(event.event_id),
+                    decision=decision,
+                    reviewer="王五",
+                    note="",
+                    at=datetime(2026, 11, 21, 8, i, tzinfo=UTC),
+                    reason=reason,
+                )
+            session.commit()
+    return Station({k: str(v.event_id) for k, v in made.items()}, frames)
+
+
+def _stem(event: EventPayload) -> str:
+    return next(r.name for r in event.evidence if r.name.endswith("_crop0.jpg"))[
+        : -len("_crop0.jpg")
+    ]
+
+
+def _bodies(event: EventPayload, files: dict[str, bytes]) -> dict[str, bytes]:
+    return {r.name: files[r.name] for r in event.evidence}
+
+
+def _export(
+    config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    out: Path,
+    sites: set[str] | None = None,
+) -> datasets.Summary:
+    since, until = datasets.day_window(date(2026, 11, 20), date(2026, 11, 20), TZ)
+    with session_factory() as session:
+        return datasets.export(
+            session=session,
+            evidence_dir=config.evidence_dir,
+            tz=TZ,
+            since=since,
+            until=until,
+            out=out,
+            sites=sites,
+            station="湖州市监测站",
+        )
+
+
+def _read(path: Path, into: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(into)
+        coco = json.loads(zf.read(datasets.COCO_NAME))
+        md = json.loads(zf.read(datasets.MD_NAME))
+    return coco, md
+
+
+@pytest.fixture()
+def exported(
+    config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    station: Station,
+    tmp_path: Path,
+) -> Iterator[tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path]]:
+    summary = _export(config, session_factory, tmp_path / "out" / "set.zip")
+    coco, md = _read(summary.path, tmp_path / "unzipped")
+    yield summary, coco, md, tmp_path / "unzipped"
+
+
+def test_only_labelled_frames_go_in_with_their_images(
+    exported: tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path], station: Station
+) -> None:
+    summary, coco, _md, root = exported
+    ids = station.ids
+    assert {im["id"] for im in coco["images"]} == {
+        ids[k] for k in ("egret", "dog", "background", "wrong", "person")
+    }
+    assert summary.images == 5 and summary.empty == 1
+    # the duplicate is left out for its reason, the confirmed event without evidence for that
+    assert summary.skipped == {"review": 1, "no_image": 1}
+    by_id = {im["id"]: im for im in coco["images"]}
+    for role in ("egret", "dog", "background", "wrong", "person"):
+        image = by_id[ids[role]]
+        extracted = root / image["file_name"]
+        # the event's own frame (not the earlier frame or the crop), byte for byte
+        assert extracted.read_bytes() == station.frames[role].read_bytes()
+        with Image.open(extracted) as im:
+            assert im.size == (image["width"], image["height"])
+    assert by_id[ids["egret"]]["datetime"] == "2026-11-20 07:00:00"
+    assert by_id[ids["person"]]["location"] == "xiazhuhu/lake-east"
+    assert not list(summary.path.parent.glob("*.part")), "no temporary file left beside it"
+
+
+def test_labels_follow_the_review(
+    exported: tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path], station: Station
+) -> None:
+    _summary, coco, _md, _root = exported
+    names = {c["id"]: c for c in coco["categories"]}
+    assert names[0]["name"] == "empty"
+    ann: dict[str, list[dict[str, Any]]] = {}
+    for a in coco["annotations"]:
+        ann.setdefault(a["image_id"], []).append(a)
+    ids = station.ids
+
+    def labels(role: str) -> list[str]:
+        return [names[a["category_id"]]["name"] for a in ann[ids[role]]]
+
+    assert labels("egret") == ["Egretta garzetta"]
+    egret = next(c for c in coco["categories"] if c["name"] == "Egretta garzetta")
+    assert egret["name_zh"] == "白鹭" and egret["supercategory"] == "bird"
+    assert labels("dog") == ["dog", "vehicle"]
+    assert labels("background") == ["empty"] and "bbox" not in ann[ids["background"]][0]
+    assert labels("wrong") == ["bird"], "wrong species: the bird stays, its species does not"
+    assert labels("person") == ["person"]
+    # boxes in absolute pixels, inside the image, the normalised box times the image size
+    images = {im["id"]: im for im in coco["images"]}
+    for a in coco["annotations"]:
+        if "bbox" not in a:
+            continue
+        im = images[a["image_id"]]
+        x, y, w, h = a["bbox"]
+        assert x >= 0 and y >= 0 and w > 0 and h > 0
+        assert x + w <= im["width"] + 0.05 and y + h <= im["height"] + 0.05
+    (egret_box,) = ann[ids["egret"]]
+    im = images[ids["egret"]]
+    assert egret_box["bbox"] == pytest.approx(
+        [0.3 * im["width"], 0.2 * im["height"], 0.25 * im["width"], 0.4 * im["height"]], abs=0.06
+    )
+    # the vehicle box runs off the right edge: clipped to the image
+    vehicle = ann[ids["dog"]][1]
+    dog_im = images[ids["dog"]]
+    assert vehicle["bbox"][0] + vehicle["bbox"][2] == pytest.approx(dog_im["width"], abs=0.06)
+
+
+def test_sequences_follow_megadetectors_rule(
+    exported: tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path], station: Station
+) -> None:
+    cct = pytest.importorskip("megadetector.data_management.cct_json_utils")
+    summary, coco, _md, _root = exported
+    by_id = {im["id"]: im for im in coco["images"]}
+    ids = station.ids
+    egret, dog, background = (by_id[ids[k]] for k in ("egret", "dog", "background"))
+    assert egret["seq_id"] == dog["seq_id"] != background["seq_id"]
+    assert (egret["seq_num_frames"], egret["frame_num"], dog["frame_num"]) == (2, 0, 1)
+    assert background["seq_num_frames"] == 1
+    assert by_id[ids["wrong"]]["seq_id"] != egret["seq_id"], "another camera"
+    assert summary.sequences == 4
+    # MegaDetector's own sequencing of the same images groups them the same way
+    theirs = copy.deepcopy(coco["images"])
+    cct.create_sequences(theirs)
+
+    def groups(images: list[dict[str, Any]]) -> set[frozenset[str]]:
+        found: dict[str, set[str]] = {}
+        for im in images:
+            found.setdefault(im["seq_id"], set()).add(im["id"])
+        return {frozenset(g) for g in found.values()}
+
+    assert groups(theirs) == groups(coco["images"])
+    assert {im["id"]: im["frame_num"] for im in theirs} == {
+        im["id"]: im["frame_num"] for im in coco["images"]
+    }
+
+
+def test_coco_camera_traps_passes_megadetectors_integrity_check(
+    exported: tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path],
+) -> None:
+    check = pytest.importorskip("megadetector.data_management.integrity_check_json_db")
+    _summary, _coco, _md, root = exported
+    options = check.IntegrityCheckOptions()
+    options.baseDir = str(root)
+    options.bCheckImageSizes = True  # opens every image: exists and has the size we wrote
+    options.bCheckImageExistence = True
+    options.bFindUnusedImages = True
+    options.bRequireLocation = True
+    options.requireInfo = True
+    options.validateBoxes = "error"
+    options.nThreads = 1
+    options.verbose = False
+    sorted_categories, data, error_info = check.integrity_check_json_db(
+        str(root / datasets.COCO_NAME), options
+    )
+    assert error_info["validation_errors"] == []
+    assert error_info["unused_files"] == [], "every image in the zip is in the database"
+    used = {c["name"]: c["_count"] for c in sorted_categories if c["_count"]}
+    assert used == {
+        "Egretta garzetta": 1,
+        "dog": 1,
+        "vehicle": 1,
+        "empty": 1,
+        "bird": 1,
+        "person": 1,
+    }
+    assert len(data["images"]) == 5
+
+
+def test_megadetector_file_carries_the_reviewed_labels(
+    exported: tuple[datasets.Summary, dict[str, Any], dict[str, Any], Path], station: Station
+) -> None:
+    vbr = pytest.importorskip("megadetector.postprocessing.validate_batch_results")
+    _summary, coco, md, root = exported
+    options = vbr.ValidateBatchResultsOptions()
+    options.check_image_existence = True
+    options.relative_path_base = str(root)
+    result = vbr.validate_batch_results(str(root / datasets.MD_NAME), options)["validation_results"]
+    assert result["errors"] == [] and result["warnings"] == []
+    files = {im["id"]: im["file_name"] for im in coco["images"]}
+    images = {im["file"]: im for im in md["images"]}
+    classes = md["classification_categories"]
+    egret = images[files[station.ids["egret"]]]
+    (det,) = egret["detections"]
+    assert det["conf"] == 1.0 and md["detection_categories"][det["category"]] == "animal"
+    assert det["bbox"] == [0.3, 0.2, 0.25, 0.4]
+    assert [classes[c] for c, _ in det["classifications"]] == ["bird", "Egretta garzetta"]
+    assert images[files[station.ids["background"]]]["detections"] == []
+    (wrong,) = images[files[station.ids["wrong"]]]["detections"]
+    assert [classes[c] for c, _ in wrong["classifications"]] == ["bird"]
+    dog, vehicle = images[files[station.ids["dog"]]]["detections"]
+    assert md["detection_categories"][vehicle["category"]] == "vehicle"
+    assert [classes[c] for c, _ in dog["classifications"]] == ["dog"]
+
+
+def test_sites_limit_the_export(
+    config: CentralConfig, session_factory: sessionmaker[Session], station: Station, tmp_path: Path
+) -> None:
+    summary = _export(config, session_factory, tmp_path / "xz.zip", sites={"xiazhuhu"})
+    coco, _md = _read(summary.path, tmp_path / "xz")
+    assert [im["id"] for im in coco["images"]] == [station.ids["person"]]
+    with zipfile.ZipFile(summary.path) as zf:
+        assert len([n for n in zf.namelist() if n.endswith(".jpg")]) == 1
+
+
+def test_a_failed_export_leaves_the_previous_file(
+    config: CentralConfig, session_factory: sessionmaker[Session], station: Station, tmp_path: Path
+) -> None:
+    out = tmp_path / "set.zip"
+    out.write_bytes(b"the previous export")
+    # one frame gone from the disk after it was read: writing the zip fails half-way
+    frame = next((config.evidence_dir / "changxing").rglob("IMG_0004_dd.jpg"))
+    with session_factory() as session:
+        since, until = datasets.day_window(date(2026, 11, 20), date(2026, 11, 20), TZ)
+        frames = list(
+            datasets.collect(
+                session=session, evidence_dir=config.evidence_dir, since=since, until=until
+            )
+        )
+    frame.unlink()
+    info = {"description": "x", "date_created": "2026-11-21T00:00:00+00:00"}
+    with pytest.raises(FileNotFoundError):
+        datasets.write_package(frames, out, tz=TZ, info=info)
+    assert out.read_bytes() == b"the previous export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".set.zip")] == []
+
+
+def test_command_line_writes_the_zip(
+    config: CentralConfig, station: Station, tmp_path: Path
+) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True))
+    out = tmp_path / "cli" / "set.zip"
+    args = ["export", "coco", "--config", str(path), "--since", "2026-11-20"]
+    result = CliRunner().invoke(cli, [*args, "--until", "2026-11-20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "images 5" in result.output and "left out: no_image 1, review 1" in result.output
+    with zipfile.ZipFile(out) as zf:
+        assert {datasets.COCO_NAME, datasets.MD_NAME} <= set(zf.namelist())
+    # the day before: nothing but the empty database (the event two days back stays out)
+    result = CliRunner().invoke(
+        cli, [*args[:-1], "2026-11-19", "--until", "2026-11-19", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as zf:
+        assert json.loads(zf.read(datasets.COCO_NAME))["images"] == []
+    bad = CliRunner().invoke(cli, [*args, "--until", "2026-11-19", "--out", str(out)])
+    assert bad.exit_code != 0 and "--until" in bad.output
+
+
+def test_api_download_is_limited_to_the_tokens_sites(
+    config: CentralConfig, session_factory: sessionmaker[Session], station: Station, tmp_path: Path
+) -> None:
+    query = {"since": "2026-11-20T00:00:00+08:00", "until": "2026-11-21T00:00:00+08:00"}
+    url = "/api/datasets/coco-camera-traps.zip"
+    with TestClient(create_app(config=config, session_factory=session_factory)) as client:
+        assert client.get(url, params=query).status_code == 401
+        everyone = client.get(url, params=query, headers=auth("王五"))
+        assert everyone.status_code == 200, everyone.text
+        assert everyone.headers["content-type"] == "application/zip"
+        assert "wildwatch-coco-20261120-20261120.zip" in everyone.headers["content-disposition"]
+        lake = client.get(url, params=query, headers=auth("钱七"))  # xiazhuhu only
+        other = client.get(url, params={**query, "site": "changxing"}, headers=auth("钱七"))
+        long = {**query, "since": "2024-01-01T00:00:00+08:00"}
+        too_long = client.get(url, params=long, headers=auth("王五"))
+    (tmp_path / "all.zip").write_bytes(everyone.content)
+    (tmp_path / "lake.zip").write_bytes(lake.content)
+    (tmp_path / "other.zip").write_bytes(other.content)
+    coco, _ = _read(tmp_path / "all.zip", tmp_path / "all")
+    assert len(coco["images"]) == 5
+    coco, _ = _read(tmp_path / "lake.zip", tmp_path / "lake")
+    assert [im["id"] for im in coco["images"]] == [station.ids["person"]]
+    coco, _ = _read(tmp_path / "other.zip", tmp_path / "other")
+    assert coco["images"] == [], "another site's frames are not there"
+    assert too_long.status_code == 422 and "366" in too_long.json()["detail"]
+    assert list((config.data_dir / "exports").iterdir()) == [], "each download removed once sent"
+
+
+def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
+    listed = ["IMG_1_aa.jpg", "IMG_2_bb.jpg", "IMG_2_bb_crop0.jpg", "IMG_2_bb_crop1.jpg"]
+    assert datasets.frame_name(listed, set(listed)) == "IMG_2_bb.jpg"
+    # the frame not stored (given up by the node): the last full frame that is
+    assert datasets.frame_name(listed, {"IMG_1_aa.jpg", "IMG_2_bb_crop0.jpg"}) == "IMG_1_aa.jpg"
+    assert datasets.frame_name(["a_crop0.jpg"], {"a_crop0.jpg"}) is None
+    # an event that lists nothing (older nodes): its stored files in name order
+    assert datasets.frame_name([], {"b.jpg", "b_crop0.jpg"}) == "b.jpg"
+
+
+def test_labelling_of_each_decision() -> None:
+    assert datasets.labelling(REVIEW_CONFIRMED, None) is datasets.Labelling.CONFIRMED
+    assert datasets.labelling(REVIEW_DISMISSED, "background") is datasets.Labelling.BACKGROUND
+    assert datasets.labelling(REVIEW_DISMISSED, "wrong_species") is datasets.Labelling.WRONG_SPECIES
+    assert datasets.labelling(REVIEW_DISMISSED, "duplicate") is None
+    assert datasets.labelling(REVIEW_DISMISSED, None) is None
+    assert datasets.labelling("unreviewed", None) is None
+
+
+def test_pixel_box_is_clipped_and_empty_boxes_dropped() -> None:
+    inside = datasets.LabelledBox(Category.BIRD, 0.5, 0.5, 0.25, 0.5, None)
+    assert datasets.pixel_box(inside, 200, 100) == [100.0, 50.0, 50.0, 50.0]
+    over = datasets.LabelledBox(Category.BIRD, 0.9, -0.1, 0.2, 0.3, None)
+    assert datasets.pixel_box(over, 200, 100) == [180.0, 0.0, 20.0, 20.0]
+    outside = datasets.LabelledBox(Category.BIRD, 1.0, 0.2, 0.1, 0.1, None)
+    assert datasets.pixel_box(outside, 200, 100) is None
+
+
+def test_window_checks() -> None:
+    since, until = datasets.day_window(date(2026, 11, 1), date(2026, 11, 30), TZ)
+    assert since == datetime(2026, 11, 1, tzinfo=TZ) and until == datetime(2026, 12, 1, tzinfo=TZ)
+    assert datasets.check_window(since, until) is None
+    assert datasets.check_window(until, since) == messages.DATASET_BAD_WINDOW
+    assert datasets.check_window(since, since + timedelta(days=400)) is not None
+    assert datasets.download_name(since, until, TZ) == "wildwatch-coco-20261101-20261130.zip"
