@@ -28,6 +28,7 @@ from central.alerts import SmsBackend, make_backend
 from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.pager import Pager
 from central.api.deps import CommandSender
+from central.api.routes import datasets as dataset_routes
 from central.api.routes import events, evidence, health, records, reports, sms
 from central.cases import CaseError
 from central.config import CentralConfig
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(sms.router)
     app.include_router(reports.router)
     app.include_router(records.router, responses=_VALIDATION_RESPONSES)
+    app.include_router(dataset_routes.router, responses=_VALIDATION_RESPONSES)
     sms.redact_access_log()
     # pages and scripts compressed (htmx 52 KB → 17 KB on a 4G link); JPEGs are left as they are
     app.add_middleware(GZipMiddleware, minimum_size=1024)

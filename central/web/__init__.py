@@ -19,6 +19,7 @@ from central.web.pages import (
     alerts,
     auth,
     cases,
+    datasets,
     events,
     media,
     queue,
@@ -34,7 +35,19 @@ STATIC_DIR = Path(__file__).parent / "static"
 def install(app: FastAPI) -> None:
     """Add the console's pages, its static files and its error answers to the app."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (auth, queue, events, media, status, stats, reports, cases, roster, alerts):
+    for module in (
+        auth,
+        queue,
+        datasets,
+        events,
+        media,
+        status,
+        stats,
+        reports,
+        cases,
+        roster,
+        alerts,
+    ):
         app.include_router(module.router, include_in_schema=False)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
