@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from broker.topics import ID_PATTERN
 from edge.classify import ClassifierConfig, classifier_settings
+from edge.classify.gallery import GallerySettings
 from edge.detect import DetectorConfig, detector_settings
 from edge.ingest.capture_time import EARLIEST_PLAUSIBLE
 from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
@@ -128,6 +129,11 @@ class NodeConfig(_Model):
     )
     classifier: ClassifierConfig = Field(
         default_factory=classifier_settings, description="species classifier back-end"
+    )
+    gallery: GallerySettings | None = Field(
+        None,
+        description="reference gallery of confirmed crops searched beside the classifier "
+        "(off when absent; an unusable file is logged and the node runs without it)",
     )
     catalogue: Path | None = Field(None, description="station species list CSV (default: shipped)")
     burst_gap_s: float = Field(60.0, gt=0, le=3600, description="frames closer form one burst")

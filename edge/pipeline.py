@@ -447,6 +447,7 @@ def _track_of(d: Detection, tracks: list[Track]) -> Track | None:
 def build_pipeline(config: NodeConfig, detector: Detector | None = None) -> Pipeline:
     """The node's pipeline from its configuration (models are loaded here, once)."""
     from edge.classify import create as create_classifier
+    from edge.classify.gallery import with_gallery
     from edge.detect import create as create_detector
 
     catalogue = load_catalogue(config.catalogue)
@@ -454,6 +455,7 @@ def build_pipeline(config: NodeConfig, detector: Detector | None = None) -> Pipe
     classifier = None
     if config.classifier.enabled:
         classifier = create_classifier(config.classifier, config.model_store, catalogue)
+        classifier = with_gallery(classifier, config.gallery)
     return Pipeline(
         config,
         detector or create_detector(config.detector, config.model_store),

@@ -145,6 +145,8 @@ class Classifier(abc.ABC):
     key: ClassVar[str]
     decoders: ClassVar[frozenset[str]]  # manifest `decoder` values this back-end can run
     settings_type: ClassVar[type[ClassifierSettings]] = ClassifierSettings
+    # sha256 of the model that computes `classify_embedded`'s embeddings; None: no embeddings.
+    embedder_sha256: str | None = None
 
     def __init__(
         self,
@@ -161,6 +163,12 @@ class Classifier(abc.ABC):
     @abc.abstractmethod
     def classify(self, crop_bgr: npt.NDArray[Any]) -> Classification:
         """Classify one HxWx3 uint8 BGR crop; ValueError for an unusable array."""
+
+    def classify_embedded(
+        self, crop_bgr: npt.NDArray[Any]
+    ) -> tuple[Classification, npt.NDArray[np.float32] | None]:
+        """The classification and the crop's L2-normalised embedding (None: not available)."""
+        return self.classify(crop_bgr), None
 
 
 _BACKENDS: Registry[Classifier] = Registry("classifier", "edge.classify.plugins")
@@ -211,6 +219,12 @@ def crop_box(
     right = min(max(int(np.ceil(x2 + pad_x)), left + 1), width)
     bottom = min(max(int(np.ceil(y2 + pad_y)), top + 1), height)
     return image[top:bottom, left:right]
+
+
+def normalise(vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The vector scaled to unit length (an all-zero vector stays zero: it matches nothing)."""
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0.0 else vector.astype(np.float32)
 
 
 def genus_of(scientific_name: str) -> str:
@@ -306,6 +320,7 @@ __all__ = [
     "create",
     "crop_box",
     "genus_of",
+    "normalise",
     "register",
     "roll_up",
     "smooth",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from edge.classify import (
     Classifier,
     ClassifierSettings,
     SpeciesCandidate,
+    normalise,
     register,
     roll_up,
 )
@@ -32,6 +34,16 @@ BACKGROUND_LABEL = "background"
 # The TFLite original is uint8-quantised: probability = value / 256 (one step is ~0.004).
 OUTPUT_SCALE = 1.0 / 256.0
 _LABEL_RE = re.compile(r"^(?P<sci>.+?) \((?P<en>.*)\)$")
+# The penultimate layer: the pooled 1280-d MobileNetV2 features as the Logits MatMul reads them
+# (dequantised). Tensor names belong to one conversion, so they are keyed by the model file's
+# sha256 (models/manifest.yaml); another conversion has no embedding until named here.
+ONNX_FLOAT = 1  # TensorProto.DataType.FLOAT
+EMBEDDING_TENSORS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "9b49b65b3e765b59a8a4855c7aa95ba5e5d38269600c58b78e7158dc4d63d7c8": (
+        "Reshape__93_DequantizeLinear__945:0",
+        (1, 1280),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,39 @@ def preprocess(crop_bgr: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(rgb[np.newaxis], dtype=np.uint8)
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def with_output(model: bytes, tensor: str, shape: Sequence[int]) -> bytes:
+    """The ONNX model with `tensor`, an intermediate float tensor of this shape, added to the
+    graph's outputs.
+
+    Done on the serialised bytes, without the `onnx` package (33 MB installed with protobuf,
+    for one output on a node): a protobuf parser merges a repeated embedded-message field
+    (ModelProto.graph = 7) into the first one and appends repeated fields (GraphProto.output =
+    12), so appending `graph { output { name, type { tensor_type { elem_type: FLOAT, shape } } }
+    }` adds one output and changes nothing else (protobuf.dev, encoding, "Last One Wins"); the
+    tests check the result with onnx.checker. The same input always gives the same bytes, so
+    the result's sha256 identifies the embedding function.
+    """
+    dims = b"".join(_field(1, _varint(1 << 3 | 0) + _varint(d)) for d in shape)  # dim_value
+    tensor_type = _varint(1 << 3 | 0) + _varint(ONNX_FLOAT) + _field(2, dims)  # elem_type, shape
+    float_tensor = _field(1, tensor_type)  # TypeProto.tensor_type
+    value_info = _field(1, tensor.encode()) + _field(2, float_tensor)  # ValueInfoProto name, type
+    return model + _field(7, _field(12, value_info))
+
+
 @register("inat_bird")
 class InatBirdClassifier(Classifier):
     """The Coral iNat bird MobileNetV2 (converted to ONNX), restricted to the catalogue or not."""
@@ -85,8 +130,18 @@ class InatBirdClassifier(Classifier):
         # No arena: it keeps the largest activation buffers ever needed (30 MB less peak RSS
         # on the shared images, about 5% slower; benchmarks/memory.py, README).
         options.enable_cpu_mem_arena = False
+        model = weights.read_bytes()
+        # The embedding is an extra output of the same run: no second inference per crop.
+        layer = EMBEDDING_TENSORS.get(hashlib.sha256(model).hexdigest())
+        self._embedding = layer[0] if layer else None
+        if layer is not None:
+            model = with_output(model, *layer)
+        else:
+            logger.warning("%s: no known embedding layer; the gallery is unavailable", weights)
+        # Identifies the embedding function: the derived model (weights + the output added).
+        self.embedder_sha256 = hashlib.sha256(model).hexdigest() if self._embedding else None
         self._session = ort.InferenceSession(
-            str(weights), sess_options=options, providers=["CPUExecutionProvider"]
+            model, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
@@ -120,16 +175,30 @@ class InatBirdClassifier(Classifier):
 
     def probabilities(self, crop_bgr: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Raw per-class probabilities (all 965 outputs, background included)."""
-        outputs = self._session.run([self._output], {self._input: preprocess(crop_bgr)})
+        return self._run(crop_bgr)[0]
+
+    def _run(
+        self, crop_bgr: npt.NDArray[Any]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32] | None]:
+        """Probabilities and, when the layer is known, the L2-normalised embedding."""
+        names = [self._output] + ([self._embedding] if self._embedding else [])
+        outputs = self._session.run(names, {self._input: preprocess(crop_bgr)})
         raw = np.asarray(outputs[0]).reshape(-1)
-        if raw.dtype == np.uint8:
-            return raw.astype(np.float64) * OUTPUT_SCALE
-        return raw.astype(np.float64)
+        probs = raw.astype(np.float64) * (OUTPUT_SCALE if raw.dtype == np.uint8 else 1.0)
+        if len(outputs) < 2:
+            return probs, None
+        return probs, normalise(np.asarray(outputs[1], dtype=np.float32).reshape(-1))
 
     def classify(self, crop_bgr: npt.NDArray[Any]) -> Classification:
         """Top-3 species, the accepted species (or genus/family roll-up) and uncertainty."""
-        probs = self.probabilities(crop_bgr)
-        return self.decide(probs[self._kept_index])
+        return self.classify_embedded(crop_bgr)[0]
+
+    def classify_embedded(
+        self, crop_bgr: npt.NDArray[Any]
+    ) -> tuple[Classification, npt.NDArray[np.float32] | None]:
+        """The classification and the crop's embedding from one inference."""
+        probs, embedding = self._run(crop_bgr)
+        return self.decide(probs[self._kept_index]), embedding
 
     def decide(self, kept_probs: npt.NDArray[np.float64]) -> Classification:
         """Turn probabilities of the kept classes into a Classification (renormalised)."""
