@@ -123,3 +123,26 @@ def verify_models(store: Path | None) -> None:
         )
         raise click.exceptions.Exit(1)
     click.echo(f"all {len(results)} file(s) verified in {root}")
+
+
+@cli.command("keygen")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+def keygen(key_file: Path) -> None:
+    """Make an ed25519 key pair for signing releases: KEY_FILE (0600) and KEY_FILE.pub.
+
+    Keep KEY_FILE on central only; put the public key printed here in every node's
+    `updates.public_key`.
+    """
+    try:
+        from models.release import ReleaseError, generate_keys
+    except ModuleNotFoundError as exc:  # PyNaCl comes with the edge and central extras
+        raise click.ClickException(
+            f"未安装 not installed here ({exc.name} missing): pip install 'wildwatch[central]'"
+        ) from exc
+    try:
+        public_path, public = generate_keys(key_file)
+    except (ReleaseError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"签名私钥 signing key: {key_file} (0600)")
+    click.echo(f"公钥 public key: {public_path}")
+    click.echo(public)
