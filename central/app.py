@@ -29,7 +29,7 @@ from central.alerts.dispatcher import AlertDispatcher
 from central.alerts.pager import Pager
 from central.api.deps import CommandSender
 from central.api.routes import datasets as dataset_routes
-from central.api.routes import events, evidence, health, records, reports, sms
+from central.api.routes import events, evidence, health, records, releases, reports, sms
 from central.cases import CaseError
 from central.config import CentralConfig
 from central.db.migrate import upgrade
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(events.router, responses=_VALIDATION_RESPONSES)
     app.include_router(evidence.router, responses=_VALIDATION_RESPONSES)
+    app.include_router(releases.router, responses=_VALIDATION_RESPONSES)
     app.include_router(sms.router)
     app.include_router(reports.router)
     app.include_router(records.router, responses=_VALIDATION_RESPONSES)

@@ -309,3 +309,39 @@ def export_coco_cmd(
     if summary.skipped:
         left = ", ".join(f"{k} {v}" for k, v in sorted(summary.skipped.items()))
         click.echo(f"未导出 left out: {left}")
+
+
+@cli.group("release")
+def release_group() -> None:
+    """模型发布 Signed model releases for the nodes to pull."""
+
+
+@release_group.command("publish")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, path_type=Path), required=True
+)
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="ed25519 signing key (`wildwatch models keygen`), mode 0600",
+)
+@click.option("--version", "version", required=True, help="release version, e.g. 2026.12.03-1")
+def release_publish_cmd(src: Path, config_path: Path, key_path: Path, version: str) -> None:
+    """发布 Sign every file of SRC as release VERSION and make it the one nodes pull."""
+    from central.releases import publish, releases_dir
+    from models.release import ReleaseError
+
+    cfg = _config(config_path)
+    try:
+        manifest = publish(root=releases_dir(cfg), src=src, version=version, key_path=key_path)
+    except (ReleaseError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"已发布 published {manifest.version}: {len(manifest.files)} file(s), "
+        f"{manifest.total_bytes} bytes, key {manifest.key_id}"
+    )
+    for entry in manifest.files:
+        click.echo(f"  {entry.role.value:8} {entry.name}  {entry.sha256[:16]}…  {entry.size}")

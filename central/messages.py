@@ -85,6 +85,8 @@ EVIDENCE_EVENT_UNKNOWN = (
     "未找到该事件（可能尚未到达中心） / Event not found (it may not have reached central yet)"
 )
 EVIDENCE_NOT_FOUND = "未找到该证据图片 / Evidence image not found"
+RELEASE_NONE = "中心尚未发布模型版本 / No model release has been published yet"
+RELEASE_NOT_FOUND = "未找到该发布文件 / No such release file"
 EVIDENCE_BAD_RANGE = "Content-Range 无效：{detail} / Invalid Content-Range: {detail}"
 EVIDENCE_BAD_HASH_HEADER = (
     "X-Content-SHA256 必须是 64 位小写十六进制 / X-Content-SHA256 must be 64 lower-case hex digits"

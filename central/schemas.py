@@ -78,6 +78,12 @@ class UploadStatusPublic(BaseModel):
     complete: bool = Field(description="the file passed its sha256 check and is stored")
 
 
+class ReleaseLatestPublic(BaseModel):
+    """The model release nodes should run (fetch its files under /api/releases/{version}/)."""
+
+    version: str = Field(description="release version")
+
+
 class EventPublic(EventBase):
     """An event as the API returns it."""
 
