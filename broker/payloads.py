@@ -24,6 +24,7 @@ MAX_TEXT = 500
 MAX_SOURCE = 255  # a media path or stream name (events.source is VARCHAR(255))
 MAX_EVIDENCE = 8  # the annotated frame and up to seven crops per event
 EVIDENCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"  # a plain file name, no path
+RELEASE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$"  # a signed model release's version
 # Counters and sequence numbers stay well inside a signed 64-bit column (BIGINT, SQLite INTEGER).
 MAX_SEQ = 2**62
 # Wire times must be storable (year 1 at +08:00 is before datetime.min in UTC) and plausible.
@@ -37,6 +38,9 @@ Slug = Annotated[str, Field(pattern=ID_PATTERN, description="site/node id (lower
 CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+# Added without a schema_version bump, like `evidence`: absent (None) is not sent at all, so a
+# node without a signed release sends what older readers know; central is upgraded first.
+ReleaseVersion = Annotated[str, Field(pattern=RELEASE_PATTERN)]
 
 
 def _storable_time(value: datetime) -> datetime:
@@ -166,6 +170,7 @@ class EventPayload(_Strict):
         "", description="media file or stream"
     )
     model: Annotated[str, Field(max_length=64)] = ""
+    release: ReleaseVersion | None = Field(None, description="signed model release in use")
     evidence: list[EvidenceRef] = Field(
         default_factory=list, max_length=MAX_EVIDENCE, description="images uploaded separately"
     )
@@ -216,6 +221,10 @@ class HeartbeatPayload(_Strict):
     models: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=80)]] = (
         Field(default_factory=dict, max_length=16)
     )
+    release: ReleaseVersion | None = Field(None, description="signed model release in use")
+    release_error: Text | None = Field(
+        None, description="why the last model release was refused or rolled back"
+    )
 
 
 class NodeState(StrEnum):
@@ -240,6 +249,7 @@ class CommandName(StrEnum):
 
     RESEND = "resend"
     BACKGROUND = "background"
+    UPDATE = "update"  # look for a new signed model release now
 
 
 class CommandPayload(_Strict):
@@ -247,7 +257,7 @@ class CommandPayload(_Strict):
 
     `resend` asks for the events numbered from_seq..to_seq again; `background` tells the node
     that a person judged the object in `box` of `camera` to be scenery (a stump, a decoy), so
-    the rules mask it from then on.
+    the rules mask it from then on; `update` asks it to fetch the latest model release now.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -47,6 +47,7 @@ from edge.outbox.sqlite import EvidenceUpload
 from edge.pipeline import Analysis, StillStream, build_pipeline
 from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
+from edge.updater import LoadedModels, ReleaseFolder, Updater, load_and_test
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,17 @@ class EdgeNode:
         self._frames: OrderedDict[tuple[str, str], SavedFile] = OrderedDict()
         # drop-folder camera -> its stills stream (a burst waits there, its files in place)
         self._streams: dict[str, StillStream] = {}
+        self.updater: Updater[LoadedModels] | None = None
+        self.release: str | None = None  # the signed model release in use (None: model store)
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> None:
         """Open the outbox, load the detector, connect, and start the worker threads."""
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pipeline = build_pipeline(cfg, self._detector)  # models load here: fail early
+        store = self._prepare_releases()  # the release in use, else the model store
+        models_cfg = cfg if store is None else cfg.model_copy(update={"model_store": store})
+        self.pipeline = build_pipeline(models_cfg, self._detector)  # models load here: fail early
         self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
         log.info(
@@ -111,12 +116,17 @@ class EdgeNode:
         )
         self.publisher = Publisher(self.outbox, self.link)
         self.commands = CommandHandler(
-            outbox=self.outbox, publisher=self.publisher, rule_state=self.pipeline.rule_state
+            outbox=self.outbox,
+            publisher=self.publisher,
+            rule_state=self.pipeline.rule_state,
+            on_update=self.updater.request if self.updater is not None else None,
         )
         self.link.subscribe(command_topic(cfg.site, cfg.node), self.commands.handle)
         self.link.start()
         self.publisher.start()
         self._start_uploader()
+        if self.updater is not None:
+            self.updater.start()
         self.watchers = [
             DropFolder(
                 cam.drop_folder,
@@ -141,6 +151,51 @@ class EdgeNode:
         self._spawn("watcher", self._watch_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
         self._started = True
+
+    def _prepare_releases(self) -> Path | None:
+        """Undo a model switch a stop interrupted, set up the updater; the folder of the
+        release in use, or None (no `updates`, or nothing pulled yet: the model store)."""
+        settings = self.config.updates
+        if settings is None:
+            return None
+        folder = ReleaseFolder(self.config.releases_dir)
+        folder.root.mkdir(parents=True, exist_ok=True)
+        undone = folder.recover()
+        self.release = folder.current()
+        token = settings.token
+        if token is None:
+            log.error(
+                "model updates configured but $%s is not set: not updating", settings.token_env
+            )
+        else:
+            self.updater = Updater(
+                settings,
+                token,
+                folder,
+                load=partial(load_and_test, self.config),
+                activate=self._activate_release,
+            )
+        if undone is not None:
+            reason = (
+                f"{undone}: 切换未完成（节点中途停止），已回滚 / switch interrupted by a stop, "
+                f"rolled back to {self.release or 'the model store'}"
+            )
+            log.error("model release %s", reason)
+            if self.updater is not None:
+                self.updater.last_error = reason
+        return folder.current_dir()
+
+    def _activate_release(self, models: LoadedModels, version: str | None) -> None:
+        """Hand a self-tested release's detector to the pipeline (a frame being analysed
+        finishes with the old one)."""
+        self.pipeline.detector = models.detector
+        self.release = version
+
+    def _stamped(self, events: list[EventPayload]) -> list[EventPayload]:
+        """Events with the model release in use."""
+        if self.release is None:
+            return events
+        return [e.model_copy(update={"release": self.release}) for e in events]
 
     def _start_uploader(self) -> None:
         settings = self.config.evidence_upload
@@ -174,6 +229,8 @@ class EdgeNode:
         self.publisher.stop()
         if self.uploader is not None:
             self.uploader.stop()
+        if self.updater is not None:
+            self.updater.stop()
         cfg = self.config
         self.link.stop(offline=(status_topic(cfg.site, cfg.node), self._status(NodeState.OFFLINE)))
         self.outbox.close()
@@ -348,7 +405,10 @@ class EdgeNode:
                 if self.evidence.near_limit and not was_near:
                     events.append(self._storage_warning(item))
             stored = self.outbox.add(
-                events, media_sha256=item.sha256, media_path=str(item.path), evidence=uploads
+                self._stamped(events),
+                media_sha256=item.sha256,
+                media_path=str(item.path),
+                evidence=uploads,
             )
             log.info(
                 "%s: %d detections, %d events",
@@ -407,7 +467,7 @@ class EdgeNode:
         # Raising here would end the live camera's thread (health events are sent outside its
         # guard); the events cannot be kept anywhere else, so they are logged as lost.
         try:
-            self.outbox.add(events)
+            self.outbox.add(self._stamped(events))
         except Exception as exc:
             if not is_disk_full(exc):
                 log.exception("live events lost: %d could not be stored", len(events))
@@ -488,6 +548,8 @@ class EdgeNode:
             cameras=self.camera_states(),
             storage_near_limit=self.evidence.near_limit,
             models={cfg.detector.backend: cfg.detector.model},
+            release=self.release,
+            release_error=self.updater.last_error if self.updater is not None else None,
         )
         self.link.publish(heartbeat_topic(cfg.site, cfg.node), encode(hb), qos=0)
 

@@ -21,6 +21,7 @@ from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, pars
 from edge.motion import MotionSettings
 from edge.motion.gate import GateSettings
 from edge.track.iou_tracker import TrackerSettings
+from models.release import ReleaseError, decode_public_key
 from surveillance.settings import RuleSettings
 
 PASSWORD_ENV = "WILDWATCH_NODE_MQTT_PASSWORD"
@@ -87,6 +88,47 @@ class EvidenceUploadSettings(_Model):
         return os.environ.get(self.token_env) or None
 
 
+class UpdateSettings(_Model):
+    """Signed model releases pulled from central (edge/updater.py): what to trust and how often."""
+
+    central_url: str = Field(
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$", description="central API base URL"
+    )
+    public_key: str = Field(
+        description="central's ed25519 release key (base64, `wildwatch models keygen`); a "
+        "release whose signature does not verify under it is refused"
+    )
+    token_env: str = Field(
+        EVIDENCE_TOKEN_ENV,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="environment variable holding this node's token (the evidence token)",
+    )
+    releases_dir: Path | None = Field(
+        None, description="where releases are kept (default data_dir/releases)"
+    )
+    check_s: float | None = Field(
+        6 * 3600.0,
+        ge=10,
+        le=7 * 86400,
+        description="look for a new release this often (null: only on central's update command)",
+    )
+    timeout_s: float = Field(60.0, gt=0, le=600, description="one HTTP request")
+
+    @field_validator("public_key")
+    @classmethod
+    def _is_ed25519_key(cls, v: str) -> str:
+        try:
+            decode_public_key(v)
+        except ReleaseError as exc:
+            raise ValueError(str(exc)) from exc
+        return v.strip()
+
+    @property
+    def token(self) -> str | None:
+        """The token comes from the environment, never from the file."""
+        return os.environ.get(self.token_env) or None
+
+
 class CameraSettings(_Model):
     """One camera of the node; a camera trap delivers into its drop folder."""
 
@@ -142,6 +184,9 @@ class NodeConfig(_Model):
     evidence_upload: EvidenceUploadSettings | None = Field(
         None, description="upload evidence to central (off when absent)"
     )
+    updates: UpdateSettings | None = Field(
+        None, description="pull signed model releases from central (off when absent)"
+    )
     cameras: list[CameraSettings] = Field(min_length=1)
     rules: RuleSettings = RuleSettings()
     poll_s: float = Field(2.0, gt=0, le=60, description="drop-folder poll interval")
@@ -188,6 +233,13 @@ class NodeConfig(_Model):
     def outbox_path(self) -> Path:
         """Where the durable outbox lives."""
         return self.data_dir / "outbox.db"
+
+    @property
+    def releases_dir(self) -> Path:
+        """Where signed model releases are kept (`current` and `previous` point into it)."""
+        if self.updates is not None and self.updates.releases_dir is not None:
+            return self.updates.releases_dir
+        return self.data_dir / "releases"
 
 
 def _separate_drop_folders(cameras: list[CameraSettings]) -> None:

@@ -40,6 +40,8 @@ def heartbeat(
     cameras: dict[str, CameraState],
     models: dict[str, str],
     storage_near_limit: bool = False,
+    release: str | None = None,
+    release_error: str | None = None,
 ) -> HeartbeatPayload:
     """A heartbeat payload describing this node now."""
     try:
@@ -60,4 +62,6 @@ def heartbeat(
         cameras=cameras,
         software_version=__version__,
         models=models,
+        release=release,
+        release_error=release_error[:500] if release_error else None,
     )

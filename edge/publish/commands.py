@@ -1,8 +1,10 @@
-"""Commands from central to the node: `resend` requeues what the outbox still holds of a range."""
+"""Commands from central to the node: `resend` requeues what the outbox still holds of a range,
+`background` masks a box, `update` looks for a new model release."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from broker.client import Message
 from broker.payloads import CommandName, CommandPayload
@@ -18,11 +20,17 @@ class CommandHandler:
     """Handles messages on the node's command topic (subscribe `handle` to it)."""
 
     def __init__(
-        self, *, outbox: Outbox, publisher: Publisher, rule_state: RuleState | None = None
+        self,
+        *,
+        outbox: Outbox,
+        publisher: Publisher,
+        rule_state: RuleState | None = None,
+        on_update: Callable[[], None] | None = None,
     ) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._rule_state = rule_state
+        self._on_update = on_update  # wakes the release updater (edge/updater.py)
         self.resent = 0  # events requeued because central asked
         self.backgrounds = 0  # boxes marked as scenery by a person
         self.failed = 0  # valid commands that could not be carried out
@@ -51,6 +59,12 @@ class CommandHandler:
                 log.exception("command %s not carried out", _describe(payload))
 
     def _carry_out(self, payload: CommandPayload) -> None:
+        if payload.command is CommandName.UPDATE:
+            if self._on_update is None:
+                log.warning("update command ignored: no `updates` section in the node config")
+            else:
+                log.info("central asked to look for a new model release")
+                self._on_update()
         if payload.command is CommandName.BACKGROUND:
             self._background(payload)
         if payload.command is CommandName.RESEND:
