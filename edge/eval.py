@@ -1,13 +1,23 @@
-"""Image-level evaluation of a detector configuration against labels.csv (`wildwatch eval`)."""
+"""Evaluation of a detector configuration against labels.csv (`wildwatch eval`): image level and
+sequence level, as camera-trap tools count.
+
+A sequence (burst) is the camera's own burst where labels.csv names it (`seq_id` column), else
+the frames of one folder whose EXIF capture times are at most 60 s apart (MegaDetector's rule);
+a frame without an EXIF time is a sequence of its own. A sequence holds an animal or a bird when
+any of its frames does, in the labels and in the detector's answer.
+"""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -16,12 +26,16 @@ from edge.detect import Detector, DetectorSettings, available, create, detector_
 from edge.detect.categories import ANIMAL_CATEGORIES
 from edge.detect.prefetch import prefetch
 from edge.ingest import MediaError, load_image
+from edge.ingest.capture_time import ExifUnreadable, exif_datetime
 
 logger = logging.getLogger(__name__)
 
 CAMTRAP_PREFIX = "camtrap"
 # Images decoded ahead of the detector: overlaps JPEG decoding with inference.
 PREFETCH_DEPTH = 2
+# MegaDetector's sequence rule: frames of one camera at most this far apart are one sequence.
+SEQUENCE_GAP_S = 60.0
+UTC_ZONE = ZoneInfo("UTC")  # EXIF times without an offset: only the gaps between frames matter
 
 ThresholdOf = Callable[[Category], float]
 
@@ -34,6 +48,7 @@ class Label:
     animal: bool | None
     bird: bool | None
     kind: str
+    seq_id: str = ""  # the camera's own burst, when labels.csv has a seq_id column
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class Outcome:
     inference_ms: float
     total_ms: float
     failure: str | None = None
+    captured_at: datetime | None = None  # EXIF time, for sequences
 
 
 @dataclass
@@ -89,6 +105,9 @@ class EvalReport:
     images: int
     median_inference_ms: float
     median_total_ms: float
+    sequences: int = 0
+    seq_animal: Counts = field(default_factory=Counts)
+    seq_bird: Counts = field(default_factory=Counts)
     missed_animals: list[str] = field(default_factory=list)
     false_animals: list[str] = field(default_factory=list)
     bird_errors: list[str] = field(default_factory=list)
@@ -108,7 +127,13 @@ def read_labels(labels_csv: Path) -> list[Label]:
     """Rows of labels.csv (file, animal, bird, kind)."""
     with labels_csv.open(encoding="utf-8", newline="") as f:
         return [
-            Label(row["file"], _truth(row["animal"]), _truth(row["bird"]), row["kind"].strip())
+            Label(
+                row["file"],
+                _truth(row["animal"]),
+                _truth(row["bird"]),
+                row["kind"].strip(),
+                (row.get("seq_id") or "").strip(),
+            )
             for row in csv.DictReader(f)
         ]
 
@@ -123,6 +148,55 @@ def animal_present(scores: dict[Category, float], th: ThresholdOf) -> bool:
     (bird and dog boxes below their own threshold are kept as animals by the detector)."""
     animal = th(Category.ANIMAL)
     return any(scores.get(c, 0.0) >= min(th(c), animal) for c in ANIMAL_CATEGORIES)
+
+
+def sequences(outcomes: Sequence[Outcome], gap_s: float = SEQUENCE_GAP_S) -> list[list[Outcome]]:
+    """Group frames into sequences: labelled seq_id, else EXIF times <= gap_s apart within one
+    folder, else one frame each (pure)."""
+    named: dict[str, list[Outcome]] = {}
+    timed: dict[str, list[Outcome]] = {}
+    out: list[list[Outcome]] = []
+    for o in outcomes:
+        if o.label.seq_id:
+            named.setdefault(o.label.seq_id, []).append(o)
+        elif o.captured_at is not None:
+            timed.setdefault(str(Path(o.label.file).parent), []).append(o)
+        else:
+            out.append([o])
+    out.extend(named.values())
+    for frames in timed.values():
+        frames.sort(key=lambda o: o.captured_at or datetime.min)
+        run = [frames[0]]
+        for prev, o in itertools.pairwise(frames):
+            assert prev.captured_at is not None and o.captured_at is not None
+            if (o.captured_at - prev.captured_at).total_seconds() > gap_s:
+                out.append(run)
+                run = []
+            run.append(o)
+        out.append(run)
+    return out
+
+
+def _any(values: Iterable[bool | None]) -> bool | None:
+    """A sequence's truth: True if any frame is, None if none is and some frame is unsure."""
+    seen = list(values)
+    if any(v is True for v in seen):
+        return True
+    return None if any(v is None for v in seen) else False
+
+
+def _count_sequences(rep: EvalReport, ok: Sequence[Outcome], threshold_of: ThresholdOf) -> None:
+    groups = sequences(ok)
+    rep.sequences = len(groups)
+    for frames in groups:
+        camtrap = [o for o in frames if o.label.kind.startswith(CAMTRAP_PREFIX)]
+        truth = _any(o.label.animal for o in camtrap) if camtrap else None
+        if truth is not None:
+            rep.seq_animal.add(truth, any(animal_present(o.scores, threshold_of) for o in camtrap))
+        bird = _any(o.label.bird for o in frames)
+        if bird is not None:
+            said = any(present(o.scores, (Category.BIRD,), threshold_of) for o in frames)
+            rep.seq_bird.add(bird, said)
 
 
 def report(outcomes: Sequence[Outcome], threshold_of: ThresholdOf, config: str = "") -> EvalReport:
@@ -156,10 +230,18 @@ def report(outcomes: Sequence[Outcome], threshold_of: ThresholdOf, config: str =
             if said != lab.bird:
                 rep.bird_errors.append(lab.file)
     rep.images = len(ok)
+    _count_sequences(rep, ok, threshold_of)
     if ok:
         rep.median_inference_ms = statistics.median(o.inference_ms for o in ok)
         rep.median_total_ms = statistics.median(o.total_ms for o in ok)
     return rep
+
+
+def _exif_time(path: Path) -> datetime | None:
+    try:
+        return exif_datetime(path, UTC_ZONE)
+    except (ExifUnreadable, OSError):
+        return None
 
 
 def run(
@@ -177,7 +259,9 @@ def run(
         scores: dict[Category, float] = {}
         for d in result.detections:
             scores[d.category] = max(scores.get(d.category, 0.0), d.score)
-        outcomes.append(Outcome(lab, scores, result.inference_ms, result.total_ms))
+        outcomes.append(
+            Outcome(lab, scores, result.inference_ms, result.total_ms, captured_at=_exif_time(path))
+        )
     return outcomes
 
 
@@ -190,10 +274,21 @@ def describe(settings: DetectorSettings) -> str:
             name += f"(x{settings.tile_only_factor:g})"
     if settings.ir_enhance != "off":
         name += f"+ir:{settings.ir_enhance}"
-    fusion = getattr(settings, "fusion", None)  # the ensemble back-end's own option
-    if fusion is not None:
-        name += f"({fusion})"
-    return name
+    if settings.backend != "ensemble":
+        return f"{name}:{settings.model[-3:]}" if settings.backend == "mdlite" else name
+    # the ensemble back-end's own options
+    members = "+".join(_SHORT.get(m, m) for m in settings.model_ids())
+    name += f"[{members}]({getattr(settings, 'fusion', '')})"
+    below = getattr(settings, "second_look_below", None)
+    return name + (f" cascade<{below:g}" if below is not None else " all")
+
+
+_SHORT = {
+    "yolox_nano_416_coco": "yolox",
+    "nanodet_m_416_coco": "nanodet",
+    "mdlite_yolox_tiny_416": "mdlite416",
+    "mdlite_yolox_tiny_640": "mdlite640",
+}
 
 
 def evaluate(
@@ -237,8 +332,13 @@ def format_report(rep: EvalReport) -> str:
             f"{_f(b.recall):>13}"
         )
     lines.append(
-        f"动物 animal (camtrap): P {_f(rep.animal.precision)} R {_f(rep.animal.recall)}   "
-        f"鸟 bird: P {_f(rep.bird.precision)} R {_f(rep.bird.recall)}"
+        f"图像级 image level: 动物 animal (camtrap) P {_f(rep.animal.precision)} "
+        f"R {_f(rep.animal.recall)}   鸟 bird P {_f(rep.bird.precision)} R {_f(rep.bird.recall)}"
+    )
+    sa, sb = rep.seq_animal, rep.seq_bird
+    lines.append(
+        f"序列级 sequence level ({rep.sequences} 序列 sequences): 动物 animal (camtrap) "
+        f"P {_f(sa.precision)} R {_f(sa.recall)}   鸟 bird P {_f(sb.precision)} R {_f(sb.recall)}"
     )
     if rep.missed_animals:
         lines.append("漏检 missed animals: " + ", ".join(rep.missed_animals))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,16 @@ from click.testing import CliRunner
 
 from broker.payloads import Category
 from edge.detect import DetectorSettings
-from edge.eval import Label, Outcome, eval_cmd, evaluate, format_report, read_labels, report
+from edge.eval import (
+    Label,
+    Outcome,
+    eval_cmd,
+    evaluate,
+    format_report,
+    read_labels,
+    report,
+    sequences,
+)
 
 FEW = (
     "bird_coral_bird.jpg",
@@ -100,3 +111,53 @@ def test_eval_command_prints_the_table(
     )
     assert result.exit_code == 0, result.output
     assert "bird_photo" in result.output and "全部 all" in result.output
+
+
+def _at(o: Outcome, second: int, seq_id: str = "") -> Outcome:
+    lab = o.label
+    return replace(
+        o,
+        label=replace(lab, seq_id=seq_id),
+        captured_at=datetime(2026, 5, 1, 6, 0, 0, tzinfo=UTC) + timedelta(seconds=second),
+    )
+
+
+def test_sequences_follow_the_60_s_rule_and_the_cameras_own_bursts() -> None:
+    th = {Category.ANIMAL: 0.2, Category.BIRD: 0.5}
+    outcomes = [
+        # one burst (EXIF 0 s, 20 s, 75 s): the heron is missed in two frames of three
+        _at(_outcome("cam1/a.jpg", True, True, "camtrap_day"), 0),
+        _at(_outcome("cam1/b.jpg", True, True, "camtrap_day", bird=0.8), 20),
+        _at(_outcome("cam1/c.jpg", True, True, "camtrap_day"), 75),
+        # 200 s later: a new sequence, empty and nothing said
+        _at(_outcome("cam1/d.jpg", False, False, "camtrap_day"), 275),
+        # the same times in another folder are another camera
+        _at(_outcome("cam2/a.jpg", True, False, "camtrap_night", animal=0.3), 0),
+        # no EXIF time: a sequence of its own
+        _outcome("cam3/x.jpg", True, False, "camtrap_night"),
+        # the camera's own burst named in labels.csv, times ignored
+        _at(_outcome("cam4/p.jpg", True, None, "camtrap_day", animal=0.5), 0, "burst-7"),
+        _at(_outcome("cam4/q.jpg", True, True, "camtrap_day"), 3000, "burst-7"),
+    ]
+    groups = sequences(outcomes)
+    assert sorted(sorted(o.label.file for o in g) for g in groups) == [
+        ["cam1/a.jpg", "cam1/b.jpg", "cam1/c.jpg"],
+        ["cam1/d.jpg"],
+        ["cam2/a.jpg"],
+        ["cam3/x.jpg"],
+        ["cam4/p.jpg", "cam4/q.jpg"],
+    ]
+    rep = report(outcomes, lambda c: th.get(c, 0.3))
+    assert rep.sequences == 5
+    # image level: 2 of the 3 heron frames missed; sequence level: the burst is found
+    assert (rep.bird.tp, rep.bird.fn) == (1, 3)
+    assert (rep.seq_bird.tp, rep.seq_bird.fn, rep.seq_bird.tn) == (1, 1, 3)
+    assert (rep.seq_animal.tp, rep.seq_animal.fn, rep.seq_animal.tn) == (3, 1, 1)
+    assert rep.seq_animal.recall == pytest.approx(3 / 4)
+    assert "序列级 sequence level (5 序列 sequences)" in format_report(rep)
+
+
+def test_read_labels_takes_an_optional_seq_id(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("file,animal,bird,kind,seq_id\na.jpg,1,,camtrap_day, s1 \n", encoding="utf-8")
+    assert read_labels(path) == [Label("a.jpg", True, None, "camtrap_day", "s1")]
