@@ -372,6 +372,19 @@ def format_report(rep: EvalReport) -> str:
     help="night infra-red frames: CLAHE enhancement",
 )
 @click.option(
+    "--member",
+    "members",
+    multiple=True,
+    help="ensemble member model id, in cascade order (repeat; default YOLOX-Nano, NanoDet-m)",
+)
+@click.option(
+    "--second-look-below",
+    type=float,
+    default=None,
+    help="ensemble cascade: the later members look where the first scores below this",
+)
+@click.option("--all-members", is_flag=True, help="ensemble: every member on every frame")
+@click.option(
     "--models-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -385,10 +398,20 @@ def eval_cmd(
     threshold: float | None,
     tiling: bool | None,
     ir_enhance: str | None,
+    members: tuple[str, ...],
+    second_look_below: float | None,
+    all_members: bool,
     models_dir: Path | None,
 ) -> None:
-    """评估检测器 Evaluate the detector on labelled images (image-level precision/recall)."""
+    """评估检测器 Evaluate the detector on labelled images (image- and sequence-level precision
+    and recall)."""
     data: dict[str, object] = {}
+    if members:
+        data["members"] = list(members)
+    if second_look_below is not None:
+        data["second_look_below"] = second_look_below
+    if all_members:
+        data["second_look_below"] = None
     if backend is not None:
         data["backend"] = backend
         if model is None and backend != "ensemble":
@@ -404,6 +427,9 @@ def eval_cmd(
         data["tiling"] = tiling
     if ir_enhance is not None:
         data["ir_enhance"] = ir_enhance
-    settings = detector_settings(data)
+    try:
+        settings = detector_settings(data)
+    except ValueError as exc:  # pydantic's ValidationError: an option the back-end refuses
+        raise click.BadParameter(str(exc)) from exc
     rep = evaluate(directory, labels_csv, settings, models_dir)
     click.echo(format_report(rep))

@@ -161,3 +161,17 @@ def test_read_labels_takes_an_optional_seq_id(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_text("file,animal,bird,kind,seq_id\na.jpg,1,,camtrap_day, s1 \n", encoding="utf-8")
     assert read_labels(path) == [Label("a.jpg", True, None, "camtrap_day", "s1")]
+
+
+def test_eval_command_runs_a_chosen_cascade_and_refuses_a_wrong_option(
+    shared_dir: Path, images_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    labels = _subset(shared_dir, tmp_path)
+    common = [str(images_dir), "--labels", str(labels), "--models-dir", str(models_dir)]
+    cascade = ["--member", "yolox_nano_416_coco", "--member", "mdlite_yolox_tiny_416"]
+    result = CliRunner().invoke(eval_cmd, [*common, *cascade, "--second-look-below", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "[yolox+mdlite416](max) cascade<0.5" in result.output
+    assert "序列级 sequence level (4 序列 sequences)" in result.output
+    wrong = CliRunner().invoke(eval_cmd, [*common, "--backend", "yolox", *cascade])
+    assert wrong.exit_code == 2 and "members" in wrong.output
