@@ -329,7 +329,16 @@ def release_group() -> None:
     help="ed25519 signing key (`wildwatch models keygen`), mode 0600",
 )
 @click.option("--version", "version", required=True, help="release version, e.g. 2026.12.03-1")
-def release_publish_cmd(src: Path, config_path: Path, key_path: Path, version: str) -> None:
+@click.option(
+    "--notify/--no-notify",
+    default=True,
+    show_default=True,
+    help="send `update` over MQTT to every node of evidence.uploaders (else they find it within "
+    "their updates.check_s)",
+)
+def release_publish_cmd(
+    src: Path, config_path: Path, key_path: Path, version: str, notify: bool
+) -> None:
     """发布 Sign every file of SRC as release VERSION and make it the one nodes pull."""
     from central.releases import publish, releases_dir
     from models.release import ReleaseError
@@ -345,3 +354,44 @@ def release_publish_cmd(src: Path, config_path: Path, key_path: Path, version: s
     )
     for entry in manifest.files:
         click.echo(f"  {entry.role.value:8} {entry.name}  {entry.sha256[:16]}…  {entry.size}")
+    if notify:
+        _notify_nodes(cfg)
+
+
+# Long enough for a broker on the far side of a 4G link; the nodes check by themselves anyway.
+NOTIFY_TIMEOUT_S = 10.0
+
+
+def _notify_nodes(cfg: CentralConfig) -> None:
+    """Tell the nodes over MQTT that a release is waiting (one short-lived connection)."""
+    from broker.client import BrokerAddress, MqttLink
+    from central.releases import announce
+
+    mqtt = cfg.mqtt
+    link = MqttLink(
+        f"{mqtt.client_id}-release"[:48],
+        BrokerAddress(
+            host=mqtt.host,
+            port=mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            ca_file=mqtt.ca_file,
+        ),
+        clean_session=True,
+    )
+    link.start()
+    try:
+        if not link.wait_connected(NOTIFY_TIMEOUT_S):
+            click.echo(
+                f"未能连接消息代理，节点将按 check_s 自行检查 / broker {mqtt.host}:{mqtt.port} not "
+                "reachable: nodes find the release at their next check",
+                err=True,
+            )
+            return
+        told = announce(
+            config=cfg,
+            send=lambda topic, payload: link.publish(topic, payload).wait(NOTIFY_TIMEOUT_S),
+        )
+    finally:
+        link.stop()
+    click.echo(f"已通知 notified {len(told)} node(s): {', '.join(told) or '-'}")

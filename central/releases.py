@@ -12,8 +12,12 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from broker.payloads import CommandName, CommandPayload, utc_now
+from broker.topics import command_topic
+from broker.validate import encode
 from central.config import CentralConfig
 from models.release import (
     MANIFEST_NAME,
@@ -107,3 +111,20 @@ def release_file(root: Path, version: str, name: str) -> Path | None:
     if name not in {p.name for p in folder.iterdir() if p.is_file()}:
         return None
     return folder / name
+
+
+def announce(*, config: CentralConfig, send: Callable[[str, bytes], bool]) -> list[str]:
+    """Send `update` to every node allowed to pull (the evidence uploaders, whose token the
+    release routes take); returns `site/node` of those the broker accepted it for."""
+    told = []
+    for uploader in config.evidence.uploaders:
+        command = CommandPayload(
+            site=uploader.site, node=uploader.node, command=CommandName.UPDATE, sent_at=utc_now()
+        )
+        if send(command_topic(uploader.site, uploader.node), encode(command)):
+            told.append(f"{uploader.site}/{uploader.node}")
+        else:
+            log.warning(
+                "update command to %s/%s not accepted by the broker", uploader.site, uploader.node
+            )
+    return told

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import queue
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from broker.client import BrokerAddress, Message, MqttLink
+from broker.payloads import CommandName, CommandPayload
+from broker.topics import TopicKind, subscription
+from broker.validate import parse_message
 from central.commands import cli
 from models.release import decode_public_key, verify
+from tests.helpers import MosquittoServer
 from tests.releases import (
     NODE_TOKEN,
     TOKEN_ENV,
@@ -114,6 +121,7 @@ def test_publish_command(tmp_path: Path, shared_dir: Path) -> None:
         encoding="utf-8",
     )
     args = ["release", "publish", str(src), "--config", str(config), "--key", str(key)]
+    args.append("--no-notify")
     result = CliRunner().invoke(cli, [*args, "--version", VERSION])
     assert result.exit_code == 0, result.output
     assert "labels" in result.output and "coco80.names" in result.output
@@ -127,3 +135,57 @@ def test_publish_command(tmp_path: Path, shared_dir: Path) -> None:
     refused = CliRunner().invoke(cli, [*args, "--version", "v2"])
     assert refused.exit_code == 1 and "chmod 600" in refused.output
     assert stat.S_IMODE(key.stat().st_mode) == 0o640
+
+
+def test_publish_tells_every_uploading_node_over_mqtt(
+    tmp_path: Path, mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, NODE_TOKEN)
+    monkeypatch.setenv("WW_TEST_RELEASE_TOKEN_XZ", "release-token-of-xz-01-9876543210")
+    key, _ = signing_key(tmp_path / "keys")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "gallery.bin").write_bytes(b"x")
+    config = tmp_path / "central.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "mqtt": {"port": mosquitto.port, "client_id": "release-cli-test"},
+                "alerts": {"duty_phones": ["13900000000"]},
+                "evidence": {
+                    "uploaders": [
+                        {"site": "changxing", "node": "cx-01", "token_env": TOKEN_ENV},
+                        {
+                            "site": "xiazhuhu",
+                            "node": "xz-01",
+                            "token_env": "WW_TEST_RELEASE_TOKEN_XZ",
+                        },
+                    ]
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    received: queue.Queue[CommandPayload] = queue.Queue()
+
+    def keep(message: Message) -> None:
+        _topic, payload = parse_message(message.topic, message.payload)
+        assert isinstance(payload, CommandPayload)
+        received.put(payload)
+
+    node = MqttLink("release-cli-node", BrokerAddress("127.0.0.1", mosquitto.port))
+    node.subscribe(subscription(TopicKind.COMMAND), keep)
+    node.start()
+    assert node.wait_subscribed(10)
+    try:
+        args = ["release", "publish", str(tmp_path / "src"), "--config", str(config)]
+        result = CliRunner().invoke(cli, [*args, "--key", str(key), "--version", VERSION])
+        assert result.exit_code == 0, result.output
+        assert "notified 2 node(s): changxing/cx-01, xiazhuhu/xz-01" in result.output
+        got = sorted((received.get(timeout=10), received.get(timeout=10)), key=lambda c: c.site)
+    finally:
+        node.stop()
+    assert [(c.site, c.node, c.command) for c in got] == [
+        ("changxing", "cx-01", CommandName.UPDATE),
+        ("xiazhuhu", "xz-01", CommandName.UPDATE),
+    ]

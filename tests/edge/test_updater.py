@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from broker.client import BrokerAddress, Message, MqttLink
-from broker.payloads import CommandName, CommandPayload, EventPayload, HeartbeatPayload
-from broker.topics import command_topic, heartbeat_topic
-from broker.validate import encode, parse_message
+from broker.payloads import EventPayload, HeartbeatPayload
+from broker.topics import heartbeat_topic
+from broker.validate import parse_message
+from central.releases import announce
 from edge.app import EdgeNode
 from edge.config import NodeConfig, parse_config
 from edge.detect import DetectionResult
@@ -89,10 +90,13 @@ class Watcher:
             if hb.release == release:
                 return hb
 
-    def update(self) -> None:
-        """Central's `update` command to the node."""
-        command = CommandPayload(site=NODE[0], node=NODE[1], command=CommandName.UPDATE)
-        assert self.link.publish(command_topic(*NODE), encode(command), qos=1).wait(10)
+    def update(self, central: CentralServer) -> None:
+        """Central's `update` command to its nodes (what `release publish --notify` sends)."""
+        told = announce(
+            config=central.config,
+            send=lambda topic, payload: self.link.publish(topic, payload).wait(10),
+        )
+        assert told == ["/".join(NODE)]
 
 
 @pytest.fixture()
@@ -178,7 +182,7 @@ def test_update_command_switches_and_every_heartbeat_and_event_names_the_release
         assert node.updater is not None and node.release is None  # on the model store
         before = node.pipeline.detector
         central.publish(source, "2026.12.03-1")
-        watcher.update()
+        watcher.update(central)
         assert wait_for(lambda: node.release == "2026.12.03-1", 60), node.updater.last_error
         folder = node.updater.folder
         assert on_disk(folder) == ("2026.12.03-1", None, ["2026.12.03-1"])
@@ -188,7 +192,7 @@ def test_update_command_switches_and_every_heartbeat_and_event_names_the_release
 
         # a second release: the first is kept as `previous`
         central.publish(source, "2026.12.03-2")
-        watcher.update()
+        watcher.update(central)
         assert wait_for(lambda: node.release == "2026.12.03-2", 60), node.updater.last_error
         assert on_disk(folder) == (
             "2026.12.03-2",
