@@ -259,9 +259,12 @@ def review_event(
     at: datetime,
     action: str = REVIEW_ACTION_REVIEW,
     reason: str | None = None,
+    species: str | None = None,
+    box_index: int | None = None,
 ) -> Event | None:
     """Record a person's decision on an event: one more entry in its review history, and the
-    latest decision on the event row; None when the event is unknown."""
+    latest decision on the event row (with the species named, if any, and its box); None when
+    the event is unknown."""
     # Locked (PostgreSQL; SQLite serialises writers anyway) so two reviewers at once cannot leave
     # the row showing the earlier decision while the history ends with the later one.
     row = session.scalar(
@@ -282,6 +285,8 @@ def review_event(
             reviewed_at=at,
             before=row.review_status,
             reason=reason,
+            species=species,
+            box_index=box_index,
         )
     )
     if row.reviewed_at is None or at >= row.reviewed_at:
@@ -289,6 +294,8 @@ def review_event(
         row.reviewer = reviewer
         row.review_note = note
         row.reviewed_at = at
+        row.confirmed_species = species
+        row.confirmed_box = box_index
     session.flush()
     return row
 

@@ -72,6 +72,11 @@ API_TITLE = "WildWatch 陆生野生动物疫源疫病监测中心 / Wildlife Dis
 NO_BROKER = "未连接消息代理，无法通知节点 / No broker link to reach the node"
 COMMAND_NOT_SENT = "节点命令未送达代理，请稍后重试 / The broker did not accept the command; retry"
 NO_SUCH_BOX = "该事件没有这个检测框 / The event has no such box"
+UNKNOWN_SPECIES = (
+    "物种名录中没有“{name}”，请从名录中选择学名 / "
+    "“{name}” is not in the station's species list: choose a scientific name from it"
+)
+SPECIES_ONLY_ON_CONFIRM = "只有确认时才能指定物种 / A species can be named only when confirming"
 BACKGROUND_NOTE = "标记为背景（静态物体）/ marked as background: {note}"
 EVENT_NOT_FOUND = "未找到该事件 / Event not found"
 DB_UNAVAILABLE = "数据库不可用 / Database unavailable"

@@ -67,9 +67,20 @@ def decide(
     at: datetime,
     catalogue: Catalogue,
     reason: str | None = None,
+    species: str | None = None,
+    box_index: int | None = None,
 ) -> Event | None:
     """Record a confirm or dismiss decision (crud.review_event); a confirmed mortality cluster
-    or protected animal's death also opens its express report and 2-hour clock."""
+    or protected animal's death also opens its express report and 2-hour clock.
+
+    On confirming, `species` corrects (or confirms) the species of box `box_index` (default:
+    the first): a scientific name of the catalogue, stored as the catalogue spells it.
+    ReviewError (422) for a name not in the catalogue, a box the event does not have, or a
+    species given with a dismissal."""
+    if species is not None or box_index is not None:
+        if decision != REVIEW_CONFIRMED:
+            raise ReviewError(422, messages.SPECIES_ONLY_ON_CONFIRM)
+        species, box_index = _named_species(session, event_id, catalogue, species, box_index)
     row = crud.review_event(
         session=session,
         event_id=event_id,
@@ -78,10 +89,32 @@ def decide(
         note=note,
         at=at,
         reason=reason,
+        species=species,
+        box_index=box_index,
     )
     if row is not None and decision == REVIEW_CONFIRMED:
         express.open_if_due(session=session, row=row, catalogue=catalogue, confirmed_at=at)
     return row
+
+
+def _named_species(
+    session: Session,
+    event_id: str,
+    catalogue: Catalogue,
+    species: str | None,
+    box_index: int | None,
+) -> tuple[str | None, int | None]:
+    """The catalogue's spelling of `species` and the box it is checked against the event."""
+    if species is not None:
+        known = catalogue.get(species)
+        if known is None:
+            raise ReviewError(422, messages.UNKNOWN_SPECIES.format(name=species))
+        species = known.scientific_name
+    if box_index is not None:
+        row = crud.get_event(session=session, event_id=event_id)
+        if row is not None and not 0 <= box_index < len(row.boxes):
+            raise ReviewError(422, messages.NO_SUCH_BOX)
+    return species, box_index
 
 
 def mark_background(

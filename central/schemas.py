@@ -105,6 +105,8 @@ class EventPublic(EventBase):
     reviewed_at: datetime | None = None
     reviewer: str | None = None
     review_note: str | None = None
+    confirmed_species: str | None = Field(None, description="species named on confirming")
+    confirmed_box: int | None = Field(None, description="the box it names (null: the first)")
     evidence: list[EvidencePublic] = Field(default_factory=list)
 
 
@@ -116,6 +118,16 @@ class ReviewCreate(BaseModel):
 
     decision: Literal["confirmed", "dismissed"]
     note: str = Field("", max_length=1000, description="why, in the reviewer's words")
+    species: str | None = Field(
+        None,
+        min_length=1,
+        max_length=120,
+        description="on confirming: the species it really is (scientific name from the "
+        "station's catalogue); absent: the node's suggestion stands",
+    )
+    box_index: int | None = Field(
+        None, ge=0, le=199, description="which box of the event the species is (default: first)"
+    )
 
 
 class ReviewPublic(BaseModel):
@@ -128,6 +140,8 @@ class ReviewPublic(BaseModel):
     reviewer: str = Field(description="the staff member whose token made the request")
     note: str
     reviewed_at: datetime
+    species: str | None = Field(None, description="species named on confirming")
+    box_index: int | None = Field(None, description="the box that species is")
 
 
 class ReviewsPublic(BaseModel):

@@ -119,6 +119,11 @@ class Event(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reviewer: Mapped[str | None] = mapped_column(sa.String(64))
     review_note: Mapped[str | None] = mapped_column(sa.Text())
+    # The species a reviewer named on confirming (catalogue scientific name; NULL: the node's
+    # suggestion stands) and which box it is (NULL: the first); the station's gallery learns
+    # from these.
+    confirmed_species: Mapped[str | None] = mapped_column(sa.String(120))
+    confirmed_box: Mapped[int | None] = mapped_column(sa.Integer)
     evidence: Mapped[list[EvidenceFile]] = relationship(
         lazy="selectin", order_by="EvidenceFile.name", viewonly=True
     )
@@ -141,6 +146,8 @@ class EventReview(Base):
     # the "after"); NULL on decisions recorded before the console existed.
     before: Mapped[str | None] = mapped_column(sa.String(16))
     reason: Mapped[str | None] = mapped_column(sa.String(32), doc="dismissal reason code")
+    species: Mapped[str | None] = mapped_column(sa.String(120), doc="species named on confirming")
+    box_index: Mapped[int | None] = mapped_column(sa.Integer, doc="the box that species is")
 
 
 class DeadLetter(Base):

@@ -128,17 +128,24 @@ def review_event(
 ) -> EventPublic:
     """Confirm or dismiss an event as the authenticated staff member; dismissed anomalies no
     longer count in reports; a confirmed mortality cluster or protected animal's death starts
-    its 2-hour express report."""
+    its 2-hour express report. Confirming may name the species (`species`, from the station's
+    catalogue, else 422) of a box (`box_index`, default the first): the station's gallery
+    learns from it."""
     _visible(session, scope, event_id)
-    row = review.decide(
-        session=session,
-        event_id=str(event_id),
-        decision=body.decision,
-        reviewer=staff.name,
-        note=body.note,
-        at=datetime.now(UTC),
-        catalogue=config.species_catalogue,
-    )
+    try:
+        row = review.decide(
+            session=session,
+            event_id=str(event_id),
+            decision=body.decision,
+            reviewer=staff.name,
+            note=body.note,
+            at=datetime.now(UTC),
+            catalogue=config.species_catalogue,
+            species=body.species,
+            box_index=body.box_index,
+        )
+    except review.ReviewError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
     if row is None:
         raise HTTPException(status_code=404, detail=messages.EVENT_NOT_FOUND)
     log.info("event %s %s by %s: %s", event_id, body.decision, staff.name, body.note or "-")
