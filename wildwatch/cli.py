@@ -32,6 +32,9 @@ PARTS: dict[str, _Part] = {
     "broker": _Part("broker.cli:cli", "", "消息代理 Broker: Mosquitto config and certificates."),
     "models": _Part("models.cli:cli", "", "模型 Model registry: list, pull, import, verify."),
     "eval": _Part("edge.eval:eval_cmd", "edge", "评估 Detection quality on labelled images."),
+    "gallery": _Part(
+        "wildwatch.gallery:cli", "all", "参考图库 Reference gallery: species the staff taught."
+    ),
 }
 
 
