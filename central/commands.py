@@ -298,6 +298,7 @@ def export_coco_cmd(
                 out=out,
                 sites=set(sites) or None,
                 station=cfg.report.station_name,
+                catalogue=cfg.species_catalogue,
             )
     finally:
         engine.dispose()

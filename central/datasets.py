@@ -47,6 +47,7 @@ from broker.payloads import Category
 from central import messages
 from central.config import CentralConfig
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED, Event, EventReview
+from models.species import Catalogue
 from surveillance.megadetector import (
     BBOX_DIGITS,
     DETECTION_CATEGORIES,
@@ -226,19 +227,41 @@ def pixel_box(box: LabelledBox, width: int, height: int) -> list[float] | None:
     return [round(v, PIXEL_DIGITS) for v in (x1, y1, x2 - x1, y2 - y1)]
 
 
-def _species_of(event: Event) -> Species | None:
-    scientific = event.species_scientific
-    if not scientific:
-        return None
-    return Species(scientific, event.species_chinese or "")
+def species_of_boxes(
+    count: int, *, node: Species | None, named: Species | None, named_box: int | None
+) -> list[Species | None]:
+    """The species of each of an event's `count` boxes: without a species named by the reviewer
+    the node's on every box; else the named one on its box (the first when none was given),
+    and on the others the node's only where it agrees (a corrected guess says nothing sure about
+    the other animals of the frame)."""
+    if named is None:
+        return [node] * count
+    target = named_box or 0
+    other = node if node is not None and node.scientific == named.scientific else None
+    return [named if i == target else other for i in range(count)]
 
 
-def _boxes(event: Event, review: Labelling) -> tuple[LabelledBox, ...]:
+def _boxes(event: Event, review: Labelling, catalogue: Catalogue | None) -> tuple[LabelledBox, ...]:
     if review is Labelling.BACKGROUND:
         return ()
-    species = _species_of(event) if review is Labelling.CONFIRMED else None
+    node = (
+        Species(event.species_scientific, event.species_chinese or "")
+        if event.species_scientific
+        else None
+    )
+    named = None
+    if event.confirmed_species:
+        known = catalogue.get(event.confirmed_species) if catalogue is not None else None
+        same = node is not None and node.scientific == event.confirmed_species
+        chinese = known.chinese_name if known else (node.chinese if node and same else "")
+        named = Species(event.confirmed_species, chinese)
+    species = (
+        species_of_boxes(len(event.boxes), node=node, named=named, named_box=event.confirmed_box)
+        if review is Labelling.CONFIRMED
+        else [None] * len(event.boxes)
+    )
     found = []
-    for raw in event.boxes:
+    for raw, one in zip(event.boxes, species, strict=True):
         try:
             category = Category(raw.get("category", ""))
             x, y, w, h = (float(raw[k]) for k in ("x", "y", "w", "h"))
@@ -247,7 +270,7 @@ def _boxes(event: Event, review: Labelling) -> tuple[LabelledBox, ...]:
         if category not in COARSE:
             continue
         found.append(
-            LabelledBox(category, x, y, w, h, species if category in SPECIES_CATEGORIES else None)
+            LabelledBox(category, x, y, w, h, one if category in SPECIES_CATEGORIES else None)
         )
     return tuple(found)
 
@@ -274,9 +297,11 @@ def collect(
     until: datetime,
     sites: Collection[str] | None = None,
     skipped: dict[str, int] | None = None,
+    catalogue: Catalogue | None = None,
 ) -> Iterator[Frame]:
     """The frames of reviewed events captured in [since, until) (at `sites`, else every site),
-    in capture order; `skipped` counts what was left out and why."""
+    in capture order; `skipped` counts what was left out and why; `catalogue` gives the Chinese
+    name of a species a reviewer named."""
     left = skipped if skipped is not None else {}
     query = (
         sa.select(Event)
@@ -298,14 +323,16 @@ def collect(
             if review is None:
                 left["review"] = left.get("review", 0) + 1
                 continue
-            frame = _frame(event, review, evidence_dir)
+            frame = _frame(event, review, evidence_dir, catalogue)
             if frame is None:
                 left["no_image"] = left.get("no_image", 0) + 1
                 continue
             yield frame
 
 
-def _frame(event: Event, review: Labelling, evidence_dir: Path) -> Frame | None:
+def _frame(
+    event: Event, review: Labelling, evidence_dir: Path, catalogue: Catalogue | None
+) -> Frame | None:
     stored = {row.name: row for row in event.evidence}
     listed = [str(ref.get("name", "")) for ref in (event.payload or {}).get("evidence") or []]
     name = frame_name(listed, stored)
@@ -318,7 +345,7 @@ def _frame(event: Event, review: Labelling, evidence_dir: Path) -> Frame | None:
     except OSError as exc:  # gone from the disk, or not an image
         log.warning("event %s: frame %s not readable: %s", event.event_id, source, exc)
         return None
-    boxes = _boxes(event, review)
+    boxes = _boxes(event, review, catalogue)
     if review is not Labelling.BACKGROUND and not boxes:
         return None  # nothing to say about a frame without a box
     return Frame(
@@ -493,6 +520,7 @@ def export(
     out: Path,
     sites: Collection[str] | None = None,
     station: str = "",
+    catalogue: Catalogue | None = None,
 ) -> Summary:
     """Build the dataset of events captured in [since, until) and write it to `out` (zip)."""
     started = time.perf_counter()
@@ -505,6 +533,7 @@ def export(
             until=until,
             sites=sites,
             skipped=summary.skipped,
+            catalogue=catalogue,
         )
     )
     now = datetime.now(UTC)
@@ -561,6 +590,7 @@ def export_for_download(
             out=Path(name),
             sites=sites,
             station=config.report.station_name,
+            catalogue=config.species_catalogue,
         )
     except BaseException:
         Path(name).unlink(missing_ok=True)

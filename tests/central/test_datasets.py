@@ -115,6 +115,7 @@ def station(
         "unreviewed": pick["ct_ecoassist_animal_night.jpg"],
         "person": pick["ct_ecoassist_person.jpg"],
         "outside": pick["ct_ecoassist_vehicle.jpg"],
+        "named": pick["ct_ena24_2480.jpg"],
     }
     earlier = pick["ct_ena24_2480.jpg"].read_bytes()
     crop = pick["ct_ena24_2573.jpg"].read_bytes()
@@ -175,7 +176,16 @@ def station(
         "outside": _event(
             at=T - timedelta(days=2), files=files("outside", "IMG_9"), boxes=[box("vehicle")]
         ),
+        # two birds; the reviewer names the second a great egret, the node said little egret
+        "named": _event(
+            at=T + timedelta(minutes=20),
+            files=files("named", "IMG_10"),
+            boxes=[box("bird", 0.1, 0.1, 0.2, 0.2), box("bird", 0.5, 0.5, 0.2, 0.2)],
+            species=EGRET,
+            camera="cam3",
+        ),
     }
+    named = {"named": ("Ardea alba", 1)}
     decisions: dict[str, list[tuple[str, str | None]]] = {
         "egret": [(REVIEW_CONFIRMED, None)],
         "dog": [(REVIEW_CONFIRMED, None)],
@@ -186,6 +196,7 @@ def station(
         "no_image": [(REVIEW_CONFIRMED, None)],
         "person": [(REVIEW_CONFIRMED, None)],
         "outside": [(REVIEW_CONFIRMED, None)],
+        "named": [(REVIEW_CONFIRMED, None)],
     }
     with session_factory() as session:
         for role, event in made.items():
@@ -202,6 +213,8 @@ def station(
                     note="",
                     at=datetime(2026, 11, 21, 8, i, tzinfo=UTC),
                     reason=reason,
+                    species=named[role][0] if role in named else None,
+                    box_index=named[role][1] if role in named else None,
                 )
             session.commit()
     return Station({k: str(v.event_id) for k, v in made.items()}, frames)
@@ -234,6 +247,7 @@ def _export(
             out=out,
             sites=sites,
             station="湖州市监测站",
+            catalogue=config.species_catalogue,
         )
 
 
@@ -263,9 +277,9 @@ def test_only_labelled_frames_go_in_with_their_images(
     summary, coco, _md, root = exported
     ids = station.ids
     assert {im["id"] for im in coco["images"]} == {
-        ids[k] for k in ("egret", "dog", "background", "wrong", "person")
+        ids[k] for k in ("egret", "dog", "background", "wrong", "person", "named")
     }
-    assert summary.images == 5 and summary.empty == 1
+    assert summary.images == 6 and summary.empty == 1
     # the duplicate is left out for its reason, the confirmed event without evidence for that
     assert summary.skipped == {"review": 1, "no_image": 1}
     by_id = {im["id"]: im for im in coco["images"]}
@@ -302,6 +316,10 @@ def test_labels_follow_the_review(
     assert labels("background") == ["empty"] and "bbox" not in ann[ids["background"]][0]
     assert labels("wrong") == ["bird"], "wrong species: the bird stays, its species does not"
     assert labels("person") == ["person"]
+    # the species the reviewer named, on the box named; the node's guess not on the other
+    assert labels("named") == ["bird", "Ardea alba"]
+    great = next(c for c in coco["categories"] if c["name"] == "Ardea alba")
+    assert great["name_zh"] == "大白鹭", "the Chinese name from the catalogue"
     # boxes in absolute pixels, inside the image, the normalised box times the image size
     images = {im["id"]: im for im in coco["images"]}
     for a in coco["annotations"]:
@@ -334,7 +352,7 @@ def test_sequences_follow_megadetectors_rule(
     assert (egret["seq_num_frames"], egret["frame_num"], dog["frame_num"]) == (2, 0, 1)
     assert background["seq_num_frames"] == 1
     assert by_id[ids["wrong"]]["seq_id"] != egret["seq_id"], "another camera"
-    assert summary.sequences == 4
+    assert summary.sequences == 5
     # MegaDetector's own sequencing of the same images groups them the same way
     theirs = copy.deepcopy(coco["images"])
     cct.create_sequences(theirs)
@@ -377,10 +395,11 @@ def test_coco_camera_traps_passes_megadetectors_integrity_check(
         "dog": 1,
         "vehicle": 1,
         "empty": 1,
-        "bird": 1,
+        "bird": 2,
         "person": 1,
+        "Ardea alba": 1,
     }
-    assert len(data["images"]) == 5
+    assert len(data["images"]) == 6
 
 
 def test_megadetector_file_carries_the_reviewed_labels(
@@ -450,7 +469,7 @@ def test_command_line_writes_the_zip(
     args = ["export", "coco", "--config", str(path), "--since", "2026-11-20"]
     result = CliRunner().invoke(cli, [*args, "--until", "2026-11-20", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "images 5" in result.output and "left out: no_image 1, review 1" in result.output
+    assert "images 6" in result.output and "left out: no_image 1, review 1" in result.output
     with zipfile.ZipFile(out) as zf:
         assert {datasets.COCO_NAME, datasets.MD_NAME} <= set(zf.namelist())
     # the day before: nothing but the empty database (the event two days back stays out)
@@ -483,7 +502,7 @@ def test_api_download_is_limited_to_the_tokens_sites(
     (tmp_path / "lake.zip").write_bytes(lake.content)
     (tmp_path / "other.zip").write_bytes(other.content)
     coco, _ = _read(tmp_path / "all.zip", tmp_path / "all")
-    assert len(coco["images"]) == 5
+    assert len(coco["images"]) == 6
     coco, _ = _read(tmp_path / "lake.zip", tmp_path / "lake")
     assert [im["id"] for im in coco["images"]] == [station.ids["person"]]
     coco, _ = _read(tmp_path / "other.zip", tmp_path / "other")
@@ -500,6 +519,16 @@ def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
     assert datasets.frame_name(["a_crop0.jpg"], {"a_crop0.jpg"}) is None
     # an event that lists nothing (older nodes): its stored files in name order
     assert datasets.frame_name([], {"b.jpg", "b_crop0.jpg"}) == "b.jpg"
+
+
+def test_species_of_boxes() -> None:
+    node, named = datasets.Species("Egretta garzetta", "白鹭"), datasets.Species("Ardea alba", "")
+    assert datasets.species_of_boxes(2, node=node, named=None, named_box=None) == [node, node]
+    assert datasets.species_of_boxes(2, node=node, named=named, named_box=None) == [named, None]
+    assert datasets.species_of_boxes(3, node=None, named=named, named_box=2) == [None, None, named]
+    # the reviewer confirms the node's species on one box: the others keep it too
+    same = datasets.Species("Egretta garzetta", "白鹭")
+    assert datasets.species_of_boxes(2, node=node, named=same, named_box=1) == [node, same]
 
 
 def test_labelling_of_each_decision() -> None:
