@@ -216,22 +216,32 @@ def review_event(
     reason_code: Annotated[str, Form(alias="reason", max_length=32)] = "",
     note: Annotated[str, Form(max_length=1000)] = "",
     open_case: Annotated[bool, Form()] = False,
+    species: Annotated[str, Form(max_length=120)] = "",
+    box_index: Annotated[int, Form(ge=0, le=199)] = 0,
 ) -> Response:
     row = _event_or_404(session, account, event_id)
     _must_have_opened(session, account, row.event_id)
     reason = _reason(decision, reason_code)
     if open_case and decision == REVIEW_CONFIRMED:
         queries.open_case(session=session, row=row, opened_by=account.name, now=datetime.now(UTC))
-    review.decide(
-        session=session,
-        event_id=row.event_id,
-        decision=decision,
-        reviewer=account.name,
-        note=note.strip(),
-        at=datetime.now(UTC),
-        reason=reason.value if reason else None,
-        catalogue=config.species_catalogue,
-    )
+    # The species field belongs to confirming: a dismissal ignores what was typed in it. A
+    # refused name raises before the commit, so nothing of this request is kept.
+    named = (species.strip() or None) if decision == REVIEW_CONFIRMED else None
+    try:
+        review.decide(
+            session=session,
+            event_id=row.event_id,
+            decision=decision,
+            reviewer=account.name,
+            note=note.strip(),
+            at=datetime.now(UTC),
+            reason=reason.value if reason else None,
+            catalogue=config.species_catalogue,
+            species=named,
+            box_index=box_index if named else None,
+        )
+    except review.ReviewError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from exc
     session.commit()
     log.info("event %s %s by %s (console)", row.event_id, decision, account.name)
     return _after(request, row.event_id)
