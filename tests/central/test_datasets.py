@@ -23,7 +23,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.payloads import Category, EventPayload, EvidenceRef
-from central import crud, datasets, evidence, messages
+from central import crud, dataset_formats, datasets, evidence, messages
 from central.app import create_app
 from central.commands import cli
 from central.config import CentralConfig
@@ -522,31 +522,39 @@ def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
 
 
 def test_species_of_boxes() -> None:
-    node, named = datasets.Species("Egretta garzetta", "白鹭"), datasets.Species("Ardea alba", "")
+    node, named = (
+        dataset_formats.Species("Egretta garzetta", "白鹭"),
+        dataset_formats.Species("Ardea alba", ""),
+    )
     assert datasets.species_of_boxes(2, node=node, named=None, named_box=None) == [node, node]
     assert datasets.species_of_boxes(2, node=node, named=named, named_box=None) == [named, None]
     assert datasets.species_of_boxes(3, node=None, named=named, named_box=2) == [None, None, named]
     # the reviewer confirms the node's species on one box: the others keep it too
-    same = datasets.Species("Egretta garzetta", "白鹭")
+    same = dataset_formats.Species("Egretta garzetta", "白鹭")
     assert datasets.species_of_boxes(2, node=node, named=same, named_box=1) == [node, same]
 
 
 def test_labelling_of_each_decision() -> None:
-    assert datasets.labelling(REVIEW_CONFIRMED, None) is datasets.Labelling.CONFIRMED
-    assert datasets.labelling(REVIEW_DISMISSED, "background") is datasets.Labelling.BACKGROUND
-    assert datasets.labelling(REVIEW_DISMISSED, "wrong_species") is datasets.Labelling.WRONG_SPECIES
+    assert datasets.labelling(REVIEW_CONFIRMED, None) is dataset_formats.Labelling.CONFIRMED
+    assert (
+        datasets.labelling(REVIEW_DISMISSED, "background") is dataset_formats.Labelling.BACKGROUND
+    )
+    assert (
+        datasets.labelling(REVIEW_DISMISSED, "wrong_species")
+        is dataset_formats.Labelling.WRONG_SPECIES
+    )
     assert datasets.labelling(REVIEW_DISMISSED, "duplicate") is None
     assert datasets.labelling(REVIEW_DISMISSED, None) is None
     assert datasets.labelling("unreviewed", None) is None
 
 
 def test_pixel_box_is_clipped_and_empty_boxes_dropped() -> None:
-    inside = datasets.LabelledBox(Category.BIRD, 0.5, 0.5, 0.25, 0.5, None)
-    assert datasets.pixel_box(inside, 200, 100) == [100.0, 50.0, 50.0, 50.0]
-    over = datasets.LabelledBox(Category.BIRD, 0.9, -0.1, 0.2, 0.3, None)
-    assert datasets.pixel_box(over, 200, 100) == [180.0, 0.0, 20.0, 20.0]
-    outside = datasets.LabelledBox(Category.BIRD, 1.0, 0.2, 0.1, 0.1, None)
-    assert datasets.pixel_box(outside, 200, 100) is None
+    inside = dataset_formats.LabelledBox(Category.BIRD, 0.5, 0.5, 0.25, 0.5, None)
+    assert dataset_formats.pixel_box(inside, 200, 100) == [100.0, 50.0, 50.0, 50.0]
+    over = dataset_formats.LabelledBox(Category.BIRD, 0.9, -0.1, 0.2, 0.3, None)
+    assert dataset_formats.pixel_box(over, 200, 100) == [180.0, 0.0, 20.0, 20.0]
+    outside = dataset_formats.LabelledBox(Category.BIRD, 1.0, 0.2, 0.1, 0.1, None)
+    assert dataset_formats.pixel_box(outside, 200, 100) is None
 
 
 def test_window_checks() -> None:
