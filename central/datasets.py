@@ -67,6 +67,9 @@ BATCH = 500  # events read per database round trip (their evidence rows come alo
 # Longest window the API and the console build in one request (the command line has no bound):
 # a year of a busy station is some thousand frames, minutes of a worker; longer goes in parts.
 MAX_WINDOW_DAYS = 366
+# A download's zip is removed once sent; one whose client went away first is removed by a later
+# download after this long (longer than any download of MAX_WINDOW_DAYS takes).
+STALE_DOWNLOAD_S = 6 * 3600
 _CROP = re.compile(r"^(?P<stem>.+)_crop\d+\.[A-Za-z]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -354,6 +357,7 @@ def export_for_download(
     name of its own; the caller removes the file once sent."""
     folder = config.data_dir / "exports"
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder, time.time() - STALE_DOWNLOAD_S)
     fd, name = tempfile.mkstemp(dir=folder, prefix="dataset-", suffix=".zip")
     os.close(fd)
     try:
@@ -371,6 +375,16 @@ def export_for_download(
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
+
+
+def _remove_stale(folder: Path, before: float) -> None:
+    """Downloads whose removal never ran (the client went away before the end)."""
+    for old in folder.glob("dataset-*.zip"):
+        try:
+            if old.stat().st_mtime < before:
+                old.unlink()
+        except FileNotFoundError:  # another request removed it first
+            continue
 
 
 def download_name(since: datetime, until: datetime, tz: ZoneInfo) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -488,6 +490,14 @@ def test_api_download_is_limited_to_the_tokens_sites(
 ) -> None:
     query = {"since": "2026-11-20T00:00:00+08:00", "until": "2026-11-21T00:00:00+08:00"}
     url = "/api/datasets/coco-camera-traps.zip"
+    exports = config.data_dir / "exports"
+    exports.mkdir(parents=True)
+    # a download whose client went away (hours ago), and one still being sent to another
+    stale, sending = exports / "dataset-gone.zip", exports / "dataset-sending.zip"
+    stale.write_bytes(b"zip")
+    sending.write_bytes(b"zip")
+    hours_ago = time.time() - datasets.STALE_DOWNLOAD_S - 60
+    os.utime(stale, (hours_ago, hours_ago))
     with TestClient(create_app(config=config, session_factory=session_factory)) as client:
         assert client.get(url, params=query).status_code == 401
         everyone = client.get(url, params=query, headers=auth("王五"))
@@ -508,7 +518,8 @@ def test_api_download_is_limited_to_the_tokens_sites(
     coco, _ = _read(tmp_path / "other.zip", tmp_path / "other")
     assert coco["images"] == [], "another site's frames are not there"
     assert too_long.status_code == 422 and "366" in too_long.json()["detail"]
-    assert list((config.data_dir / "exports").iterdir()) == [], "each download removed once sent"
+    # each download removed once sent, the stale one by the next download
+    assert list(exports.iterdir()) == [sending]
 
 
 def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
