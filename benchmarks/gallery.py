@@ -11,7 +11,8 @@ are *other* species, in every gallery as distractors and queried as species nobo
 
 Printed:
 - the similarity sweep: for each threshold, over every taught image left out (the gallery
-  holds every other image), right / unidentified / wrong name; then the threshold chosen;
+  holds every other image), right / unidentified / wrong name; then the threshold chosen, and
+  the same figures with the threshold chosen again without the image being decided (nested);
 - after 1, 2, 3, 5 examples per class (random draws of the other images of each class, the
   left-out image never among them): top-1 accuracy, wrong "unidentified", wrong name, and
   where a class has too few images for that many examples, that it is left out and why;

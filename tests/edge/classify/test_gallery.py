@@ -42,6 +42,7 @@ from edge.classify.gallery import (
     write_bundle,
 )
 from edge.classify.plugins.inat import EMBEDDING_TENSORS, preprocess, with_output
+from edge.config import ConfigError
 from edge.ingest import load_image
 from edge.pipeline import build_pipeline
 from models.registry import model_path
@@ -263,3 +264,15 @@ def test_the_node_loads_its_gallery_at_start_and_runs_without_a_bad_one(
         for r in caplog.records
     )
     assert with_gallery(pipeline.classifier, None) is pipeline.classifier
+
+
+def test_the_gallery_section_of_the_node_config_is_checked(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    config = node_config(tmp_path, models_dir, gallery={"path": "/srv/gallery.zip", "k": 5})
+    assert config.gallery == GallerySettings(path=Path("/srv/gallery.zip"), k=5)
+    assert node_config(tmp_path, models_dir).gallery is None  # off unless configured
+    with pytest.raises(ConfigError, match=r"gallery\.treshold"):
+        node_config(tmp_path, models_dir, gallery={"path": "/srv/g.zip", "treshold": 0.5})
+    with pytest.raises(ConfigError, match=r"gallery\.min_similarity"):
+        node_config(tmp_path, models_dir, gallery={"path": "/srv/g.zip", "min_similarity": 0})
