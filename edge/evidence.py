@@ -176,10 +176,11 @@ class EvidenceStore:
                 [(self._key(f.path), severity.value, now) for f in saved],
             )
         self._total += sum(f.size for f in saved)
+        # The usage this save reached, before any pruning: one save can jump from under the
+        # warning share to over the limit, and the warning must not be lost to the pruning.
+        self._check_near_limit(self._total)
         if self._total > self.limit_bytes:
             self.enforce_limit()
-        else:
-            self._check_near_limit(self._total)
         return EvidenceFiles(frame, tuple(crops), tuple(saved))
 
     def protect(self, path: Path, severity: Severity) -> None:
@@ -269,7 +270,8 @@ class EvidenceStore:
                 self.limit_bytes / 1e6,
             )
         self._total = total
-        self._check_near_limit(total)
+        if total >= NEAR_LIMIT_SHARE * self.limit_bytes:
+            self._check_near_limit(total)  # pruning only ever raises the warning, never clears it
         return removed
 
     def _check_near_limit(self, total: int) -> None:

@@ -64,3 +64,18 @@ def test_full_disk_leaves_no_partial_file(images_dir: Path, tiny_disk: TinyDisk)
     assert failed.value.errno == errno.ENOSPC
     assert not list((tiny_disk.root / "evidence").rglob("*.tmp"))
     store.close()
+
+
+def test_a_save_that_jumps_past_the_limit_still_warns(images_dir: Path, tmp_path: Path) -> None:
+    image = load_image(images_dir / "bird_coral_bird.jpg")
+    probe = EvidenceStore(tmp_path / "probe", limit_mb=100)
+    probe.save(image=image, detections=[BIRD], camera="c", day="2026-11-22", stem="a")
+    one_save = probe.usage_bytes()
+    # Two saves fill 70 % of the limit (no warning); the third goes straight past 100 %.
+    store = EvidenceStore(tmp_path / "evidence", limit_mb=one_save * 2 / 0.7 / 1e6)
+    for stem in "ab":
+        store.save(image=image, detections=[BIRD], camera="c", day="2026-11-22", stem=stem)
+    assert not store.near_limit
+    store.save(image=image, detections=[BIRD], camera="c", day="2026-11-22", stem="c")
+    assert store.usage_bytes() <= store.limit_bytes  # pruned back under the limit ...
+    assert store.near_limit  # ... and the operator is told, not only the log
