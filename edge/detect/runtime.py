@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
@@ -39,8 +40,8 @@ logger = logging.getLogger(__name__)
 ORT_LOG_SEVERITY = 3
 
 
-def make_session(weights: Path, threads: int) -> ort.InferenceSession:
-    """A CPU onnxruntime session with `threads` intra-op threads."""
+def session_options(threads: int) -> ort.SessionOptions:
+    """CPU session options shared by every model the node runs (detectors and classifier)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -49,8 +50,18 @@ def make_session(weights: Path, threads: int) -> ort.InferenceSession:
     # No arena: it keeps the largest activation buffers ever needed (30 MB less peak RSS
     # on the shared images, about 5% slower; benchmarks/memory.py, README).
     options.enable_cpu_mem_arena = False
+    # No spin-waiting: a cascade alternates two or three sessions (and the classifier) on a
+    # node's two cores, and an idle session's threads spinning for work take CPU from the one
+    # that runs. `edge scan` of 114 images: plain YOLOX-Nano 8.3 -> 7.9 s, the default cascade
+    # 16.9 -> 13.4 s (benchmarks/scan_cost.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def make_session(weights: Path, threads: int) -> ort.InferenceSession:
+    """A CPU onnxruntime session with `threads` intra-op threads."""
     return ort.InferenceSession(
-        str(weights), sess_options=options, providers=["CPUExecutionProvider"]
+        str(weights), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
     )
 
 
@@ -116,12 +127,28 @@ class OnnxDetector(Detector):
         return None if category is None else family(category)
 
     def frames(self, image_bgr: ImageArray) -> list[ImageArray]:
-        """The frame(s) to run: the image, and/or its CLAHE copy when it is night infra-red."""
+        """The frame(s) to run: the image, and/or its CLAHE copy when it is night infra-red.
+
+        Without tiling the copy is made at the network's input scale (resized, then
+        enhanced): the network sees no more pixels than that, and CLAHE on a full 3-12 MP
+        camera-trap frame cost about 65 ms, more than the detector itself.
+        """
         mode = self.settings.ir_enhance
         if mode == "off" or not is_infrared(image_bgr):
             return [image_bgr]
-        enhanced = clahe_luminance(image_bgr)
+        source = image_bgr if self.settings.tiling else self._input_scale(image_bgr)
+        enhanced = clahe_luminance(source)
         return [enhanced] if mode == "enhanced" else [image_bgr, enhanced]
+
+    def _input_scale(self, image_bgr: ImageArray) -> ImageArray:
+        """`image_bgr` shrunk to fit the network input as the letterbox would shrink it (linear),
+        or itself if it fits."""
+        h, w = image_bgr.shape[:2]
+        scale = min(self.input_hw[0] / h, self.input_hw[1] / w)
+        if scale >= 1.0:
+            return image_bgr
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.asarray(cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
     def detect(self, image_bgr: npt.NDArray[Any]) -> DetectionResult:
         """Detect objects in one HxWx3 uint8 BGR image; ValueError for an unusable array."""
@@ -135,9 +162,14 @@ class OnnxDetector(Detector):
         windows = tile_windows(width, height) if self.settings.tiling else []
         for frame in self.frames(image_bgr):
             boxes, class_scores, ms = self._run(frame)
+            if frame.shape[:2] != (height, width):  # the enhanced copy at input scale
+                boxes = boxes * np.float32(width / frame.shape[1])
+                np.clip(boxes, 0.0, np.array([width, height, width, height], np.float32), boxes)
             full_boxes.append(boxes)
             full_scores.append(class_scores)
             inference_ms += ms
+            if frame.shape[:2] != (height, width):
+                continue  # no tiles of a reduced copy (tiling enhances at full size)
             for win in windows:
                 tile = np.ascontiguousarray(frame[win.y1 : win.y2, win.x1 : win.x2])
                 t_boxes, t_scores, t_ms = self._run(tile)

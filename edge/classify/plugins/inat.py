@@ -25,6 +25,7 @@ from edge.classify import (
     register,
     roll_up,
 )
+from edge.detect.runtime import session_options
 from models.species import Catalogue
 
 logger = logging.getLogger(__name__)
@@ -124,12 +125,7 @@ class InatBirdClassifier(Classifier):
         catalogue: Catalogue,
     ) -> None:
         super().__init__(weights, labels, settings, catalogue)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        options.inter_op_num_threads = 1
-        # No arena: it keeps the largest activation buffers ever needed (30 MB less peak RSS
-        # on the shared images, about 5% slower; benchmarks/memory.py, README).
-        options.enable_cpu_mem_arena = False
+        options = session_options(settings.threads)
         model = weights.read_bytes()
         # The embedding is an extra output of the same run: no second inference per crop.
         layer = EMBEDDING_TENSORS.get(hashlib.sha256(model).hexdigest())

@@ -61,6 +61,11 @@ def test_ir_modes_choose_frames(models_dir: Path, images_dir: Path) -> None:
     assert isinstance(enhanced, OnnxDetector)
     (frame,) = enhanced.frames(night)
     assert frame is not night and frame.std() > night.std()
+    assert max(frame.shape[:2]) == 416  # enhanced at the network's input scale, not full size
+    found = enhanced.detect(night).detections
+    h, w = night.shape[:2]
+    assert found and all(0 <= d.x1 < d.x2 <= w and 0 <= d.y1 < d.y2 <= h for d in found)
+    assert max(d.x2 for d in found) > 416  # boxes come back in the full frame's pixels
     off = create(DetectorSettings(backend="yolox", ir_enhance="off"), models_dir)
     assert isinstance(off, OnnxDetector)
     assert off.frames(night)[0] is night
