@@ -33,17 +33,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Defaults chosen by `python -m benchmarks.detectors` on the 38 shared labelled images
-# (image-level; animal = camera-trap frames, 30 with an animal, 3 without):
-#   config (2 cores)                 ms/img  animal thr  P/R        bird thr  P/R
-#   yolox plain                        19      0.30      1.00/0.50    0.30    0.88/0.64
-#   nanodet plain                      36      0.30      1.00/0.63    0.30    0.80/0.73
-#   nanodet +tiles(x0.7)               90      0.20      0.97/0.93    0.45    0.89/0.73
-#   ensemble(max) +ir:enhanced         99      0.20      0.97/0.97    0.40    1.00/0.73  <- default
-# Animal thresholds 0.15-0.25 all meet P >= 0.95 and R >= 0.80 for the default (R 1.00/0.97/
-# 0.83), so 0.20 sits mid-plateau; leave-one-out choice gives P 0.94 R 0.97. The one false
-# animal is the empty night IR frame, whose score sits among those of real night animals.
-# Bird: no threshold reaches R >= 0.85 at P >= 0.90 with these COCO models (0.40-0.47: P 1.00
+# Defaults chosen by `python -m benchmarks.detectors --quick` on the 38 shared labelled images
+# (image-level; animal = camera-trap frames, 30 with an animal, 3 without) and, for the cost,
+# `python -m benchmarks.scan_cost` (whole `edge scan` process, x the plain YOLOX-Nano pass):
+#   config (2 cores)                          x plain  animal thr  P/R        bird thr  P/R
+#   yolox plain                                 1.00     0.30      1.00/0.50    0.30    0.88/0.64
+#   mdlite 416 (camera-trap detector)           1.39     0.10      0.96/0.90      -     no bird
+#   yolox + nanodet on every frame, IR enh.     2.14     0.20      0.97/0.97    0.40    1.00/0.73
+#   cascade yolox -> nanodet < 0.4 (default)   1.76     0.20      0.97/0.97    0.40    1.00/0.73
+# The cascade (edge/detect/plugins/ensemble.py) makes the same decisions as both models on
+# every frame. Leave-one-out choice gives animal P 0.94 R 1.00: the one false animal is the
+# empty night IR frame, whose score sits among those of real night animals. MegadetectorLite
+# misses the three hard birds only NanoDet finds (README "Detection").
+# Bird: no threshold reaches R >= 0.85 at P >= 0.90 with these models (0.40-0.47: P 1.00
 # R 0.73). The misses are hidden/dull birds (chicken, sage grouse, a bird in a greyscale frame)
 # scoring 0.19-0.22, below a squirrel at 0.39; `python -m benchmarks.bird_strategies` shows that
 # flip TTA, tiling, slicing (SAHI), a zoomed second look and an iNat classifier gate do not

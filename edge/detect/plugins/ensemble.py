@@ -52,7 +52,7 @@ MEMBER_SCORE = 0.05
 # this. Every camera-trap animal the first member (YOLOX-Nano) scores 0.40 or more is already
 # found at the animal threshold, so the second look could only add boxes it has; at 0.4 NanoDet
 # ran on 24 of the 38 shared images and the image-level decisions equal the full ensemble's
-# (python -m benchmarks.detectors, README "Detector").
+# (python -m benchmarks.detectors, README "Detection").
 DEFAULT_SECOND_LOOK_BELOW = 0.4
 # Night infra-red: a member "agrees" that a box is a bird when it has a bird box over it
 # (IoU >= the fusion IoU) scoring at least this. The IR crow on the shared set gets 0.34 from
