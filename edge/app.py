@@ -35,6 +35,7 @@ from broker.payloads import (
 )
 from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
+from edge.classify.gallery import GallerySettings
 from edge.config import NodeConfig
 from edge.detect import Detector
 from edge.evidence import EvidenceStore, SavedFile
@@ -47,7 +48,7 @@ from edge.outbox.sqlite import EvidenceUpload
 from edge.pipeline import Analysis, StillStream, build_pipeline
 from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
-from edge.updater import LoadedModels, ReleaseFolder, Updater, load_and_test
+from edge.updater import LoadedModels, ReleaseFolder, Updater, load_and_test, release_gallery
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class EdgeNode:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = self._prepare_releases()  # the release in use, else the model store
-        models_cfg = cfg if store is None else cfg.model_copy(update={"model_store": store})
+        models_cfg = cfg if store is None else self._release_models(store)
         self.pipeline = build_pipeline(models_cfg, self._detector)  # models load here: fail early
         self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
@@ -184,6 +185,16 @@ class EdgeNode:
             if self.updater is not None:
                 self.updater.last_error = reason
         return folder.current_dir()
+
+    def _release_models(self, store: Path) -> NodeConfig:
+        """The configuration with the release's models (and its gallery, if it carries one)."""
+        update: dict[str, object] = {"model_store": store}
+        gallery = release_gallery(store)
+        if gallery is not None:
+            base = self.config.gallery.model_dump() if self.config.gallery is not None else {}
+            update["gallery"] = GallerySettings.model_validate({**base, "path": gallery})
+            log.info("reference gallery from release %s: %s", self.release, gallery.name)
+        return self.config.model_copy(update=update)
 
     def _activate_release(self, models: LoadedModels, version: str | None) -> None:
         """Hand a self-tested release's detector to the pipeline (a frame being analysed

@@ -49,6 +49,8 @@ from models.release import (
     SIGNATURE_NAME,
     ReleaseError,
     ReleaseFile,
+    ReleaseManifest,
+    Role,
     decode_public_key,
     verify,
 )
@@ -456,6 +458,23 @@ class Updater(Generic[T]):
                 f"校验和不符（文件被篡改或损坏）/ {entry.name}: sha256 {actual} is not the "
                 f"signed {entry.sha256} (tampered or corrupt)"
             )
+
+
+def release_gallery(store: Path) -> Path | None:
+    """The reference gallery (a `gallery` file ending .zip) of the release in `store`, or None:
+    a release that carries one replaces the gallery file the node's YAML names."""
+    try:
+        manifest = ReleaseManifest.model_validate_json((store / MANIFEST_NAME).read_bytes())
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "release %s: no readable %s (%s); no gallery from it", store, MANIFEST_NAME, exc
+        )
+        return None
+    for entry in manifest.files:
+        if entry.role is Role.GALLERY and entry.name.endswith(".zip"):
+            path = store / entry.name
+            return path if path.is_file() else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from broker.topics import heartbeat_topic
 from broker.validate import parse_message
 from central.releases import announce
 from edge.app import EdgeNode
+from edge.classify.gallery import Bundle, GalleryClassifier, GalleryItem, write_bundle
 from edge.config import NodeConfig, parse_config
 from edge.detect import DetectionResult
 from edge.ingest.folder import media_item
@@ -37,6 +39,7 @@ from edge.updater import (
     Updater,
     check_result,
     load_and_test,
+    release_gallery,
     self_test_frame,
 )
 from models.release import decode_public_key, load_signing_key, sign
@@ -44,6 +47,7 @@ from tests.edge.conftest import TinyDisk
 from tests.factories import stamp_copy
 from tests.helpers import MosquittoServer, wait_for
 from tests.releases import (
+    DETECTOR_FILES,
     NODE,
     NODE_TOKEN,
     TOKEN_ENV,
@@ -403,3 +407,50 @@ def test_config_refuses_a_public_key_that_is_not_ed25519(tmp_path: Path) -> None
     data["updates"]["public_key"] = good
     config = parse_config(data)
     assert config.releases_dir == config.data_dir / "releases"
+
+
+# -- a release that carries the station's reference gallery --------------------------------
+CLASSIFIER_FILES = ("inat_bird_mobilenetv2_224_uint8.onnx", "inat_bird_labels.txt")
+CROW = "Corvus brachyrhynchos"
+
+
+def test_a_release_with_a_gallery_gives_the_node_that_gallery_at_start(
+    tmp_path: Path,
+    central: CentralServer,
+    shared_dir: Path,
+    images_dir: Path,
+    models_dir: Path,
+    mosquitto: MosquittoServer,
+) -> None:
+    src = release_source(
+        shared_dir / "models", tmp_path / "src-g", (*DETECTOR_FILES, *CLASSIFIER_FILES)
+    )
+    frame = cv2.imread(str(images_dir / "ct_ena24_7951.jpg"))
+    assert frame is not None
+    ok, jpeg = cv2.imencode(".jpg", frame[717:996, 492:791])
+    assert ok
+    item = GalleryItem(CROW, jpeg.tobytes(), "ct_ena24_7951.jpg")
+    # embeddings left out: the node computes them from the crop with its own classifier
+    write_bundle(src / "gallery.zip", Bundle((item,), "inat_bird_mobilenetv2_224", "0" * 64))
+    config = node_config(tmp_path, central, models_dir, port=mosquitto.port)
+    config = config.model_copy(
+        update={"classifier": config.classifier.model_copy(update={"enabled": True})}
+    )
+    assert config.gallery is None  # the YAML names no gallery
+    central.publish(src, "g1")
+    outcome = updater(config).check()
+    assert outcome.switched, outcome.detail
+    folder = ReleaseFolder(config.releases_dir)
+    assert release_gallery(folder.path("g1")) == folder.path("g1") / "gallery.zip"
+    assert release_gallery(tmp_path) is None  # not a release: no gallery, no error
+
+    node = EdgeNode(config)
+    node.start()
+    try:
+        assert node.release == "g1"
+        classifier = node.pipeline.classifier
+        assert isinstance(classifier, GalleryClassifier)
+        assert classifier.gallery.labels == (CROW,)
+        assert classifier.gallery_settings.path == folder.path("g1") / "gallery.zip"
+    finally:
+        node.stop()
