@@ -77,6 +77,7 @@ def configurations(quick: bool) -> list[DetectorSettings]:
             }
             if backend == "ensemble":
                 data["fusion"] = fusion
+                data["second_look_below"] = None  # every member on every frame (avg needs it)
             if backend in MODELS:
                 data["model"] = MODELS[backend]
             out.append(detector_settings(data))

@@ -105,6 +105,12 @@ class EnsembleSettings(DetectorSettings):
             decoder = manifest.get(member).decoder
             if decoder == ENSEMBLE or decoder not in available():
                 raise ValueError(f"ensemble member {member} has no detector back-end")
+        if self.fusion == "avg" and self.second_look_below is not None:
+            # "avg" halves a box one member does not see; in a cascade a member that did not
+            # run would halve every confident box, and the thresholds would mean other things.
+            raise ValueError(
+                "fusion 'avg' needs every member on every frame: second_look_below null"
+            )
         return self
 
     def model_ids(self) -> list[str]:

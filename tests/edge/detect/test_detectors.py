@@ -203,7 +203,12 @@ def test_each_backend_validates_its_own_config_section() -> None:
 
     base = {"site": "s1", "node": "n1", "cameras": [{"id": "cam1"}]}
     members = ["yolox_nano_416_coco", "nanodet_m_416_coco"]
-    section = {"backend": "ensemble", "members": members, "fusion": "avg"}
+    section = {
+        "backend": "ensemble",
+        "members": members,
+        "fusion": "avg",
+        "second_look_below": None,
+    }
     config = parse_config(base | {"detector": section})
     assert isinstance(config.detector, EnsembleSettings)
     assert config.detector.fusion == "avg" and config.detector.model_ids() == members

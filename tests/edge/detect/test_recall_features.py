@@ -125,6 +125,9 @@ def test_ensemble_backend_registered_and_validated() -> None:
     assert member.category_thresholds == {}
     with pytest.raises(ValidationError):
         detector_settings(backend="ensemble", members=["yolox_nano_416_coco"])
+    with pytest.raises(ValidationError, match="second_look_below null"):
+        detector_settings(backend="ensemble", fusion="avg")  # a cascade would halve its boxes
+    assert detector_settings(backend="ensemble", fusion="avg", second_look_below=None)
 
 
 def test_ensemble_finds_the_bird(models_dir: Path, images_dir: Path) -> None:
