@@ -151,14 +151,15 @@ def animal_present(scores: dict[Category, float], th: ThresholdOf) -> bool:
 
 
 def sequences(outcomes: Sequence[Outcome], gap_s: float = SEQUENCE_GAP_S) -> list[list[Outcome]]:
-    """Group frames into sequences: labelled seq_id, else EXIF times <= gap_s apart within one
-    folder, else one frame each (pure)."""
-    named: dict[str, list[Outcome]] = {}
+    """Group frames into sequences: labelled seq_id (within one folder), else EXIF times <= gap_s
+    apart within one folder, else one frame each (pure)."""
+    named: dict[tuple[str, str], list[Outcome]] = {}
     timed: dict[str, list[Outcome]] = {}
     out: list[list[Outcome]] = []
     for o in outcomes:
         if o.label.seq_id:
-            named.setdefault(o.label.seq_id, []).append(o)
+            # cameras number their bursts each on their own: a seq_id is one folder's
+            named.setdefault((str(Path(o.label.file).parent), o.label.seq_id), []).append(o)
         elif o.captured_at is not None:
             timed.setdefault(str(Path(o.label.file).parent), []).append(o)
         else:

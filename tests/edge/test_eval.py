@@ -138,6 +138,8 @@ def test_sequences_follow_the_60_s_rule_and_the_cameras_own_bursts() -> None:
         # the camera's own burst named in labels.csv, times ignored
         _at(_outcome("cam4/p.jpg", True, None, "camtrap_day", animal=0.5), 0, "burst-7"),
         _at(_outcome("cam4/q.jpg", True, True, "camtrap_day"), 3000, "burst-7"),
+        # another camera's burst-7 is another sequence
+        _at(_outcome("cam5/r.jpg", False, False, "camtrap_day"), 0, "burst-7"),
     ]
     groups = sequences(outcomes)
     assert sorted(sorted(o.label.file for o in g) for g in groups) == [
@@ -146,15 +148,16 @@ def test_sequences_follow_the_60_s_rule_and_the_cameras_own_bursts() -> None:
         ["cam2/a.jpg"],
         ["cam3/x.jpg"],
         ["cam4/p.jpg", "cam4/q.jpg"],
+        ["cam5/r.jpg"],
     ]
     rep = report(outcomes, lambda c: th.get(c, 0.3))
-    assert rep.sequences == 5
+    assert rep.sequences == 6
     # image level: 2 of the 3 heron frames missed; sequence level: the burst is found
     assert (rep.bird.tp, rep.bird.fn) == (1, 3)
-    assert (rep.seq_bird.tp, rep.seq_bird.fn, rep.seq_bird.tn) == (1, 1, 3)
-    assert (rep.seq_animal.tp, rep.seq_animal.fn, rep.seq_animal.tn) == (3, 1, 1)
+    assert (rep.seq_bird.tp, rep.seq_bird.fn, rep.seq_bird.tn) == (1, 1, 4)
+    assert (rep.seq_animal.tp, rep.seq_animal.fn, rep.seq_animal.tn) == (3, 1, 2)
     assert rep.seq_animal.recall == pytest.approx(3 / 4)
-    assert "序列级 sequence level (5 序列 sequences)" in format_report(rep)
+    assert "序列级 sequence level (6 序列 sequences)" in format_report(rep)
 
 
 def test_read_labels_takes_an_optional_seq_id(tmp_path: Path) -> None:
