@@ -378,8 +378,9 @@ def export_for_download(
 
 
 def _remove_stale(folder: Path, before: float) -> None:
-    """Downloads whose removal never ran (the client went away before the end)."""
-    for old in folder.glob("dataset-*.zip"):
+    """Downloads whose removal never ran (the client went away before the end), and the
+    temporary `.dataset-*.zip.*.part` files of exports a crash stopped half-way."""
+    for old in [*folder.glob("dataset-*.zip"), *folder.glob(".dataset-*.zip.*.part")]:
         try:
             if old.stat().st_mtime < before:
                 old.unlink()

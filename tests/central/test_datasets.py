@@ -496,8 +496,12 @@ def test_api_download_is_limited_to_the_tokens_sites(
     stale, sending = exports / "dataset-gone.zip", exports / "dataset-sending.zip"
     stale.write_bytes(b"zip")
     sending.write_bytes(b"zip")
+    # the half-written temporary file of an export a crash stopped, hours ago
+    crashed = exports / ".dataset-gone2.zip.x1y2z3.part"
+    crashed.write_bytes(b"half a zip")
     hours_ago = time.time() - datasets.STALE_DOWNLOAD_S - 60
     os.utime(stale, (hours_ago, hours_ago))
+    os.utime(crashed, (hours_ago, hours_ago))
     with TestClient(create_app(config=config, session_factory=session_factory)) as client:
         assert client.get(url, params=query).status_code == 401
         everyone = client.get(url, params=query, headers=auth("王五"))
