@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,10 @@ FORMAT_VERSION = 1
 MANIFEST = "gallery.json"
 EMBEDDINGS = "embeddings.npy"
 MAX_ITEMS = 20_000  # 20,000 x 1280 float32 is 100 MB: more is not a station's gallery
+# Members are refused before they are inflated past these (a zip bomb, or not a gallery).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_CROP_BYTES = 8 * 1024 * 1024
+MAX_EMBEDDING_BYTES = MAX_ITEMS * 4096 * 4 + 1024
 # Neighbours that vote. With a handful of examples per species, 3 lets two agreeing examples
 # outvote one stray; more would let a species with many examples outvote a close one.
 DEFAULT_K = 3
@@ -117,11 +122,20 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
     tmp.replace(path)
 
 
+def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """One member, refused before it is inflated when it claims more than `limit` bytes."""
+    size = zf.getinfo(name).file_size
+    if size > limit:
+        where = zf.filename or "gallery"
+        raise GalleryError(f"{where}: {name} holds {size} bytes, more than the {limit} allowed")
+    return zf.read(name)
+
+
 def read_bundle(path: Path) -> Bundle:
     """Read and check a gallery file; GalleryError says what is wrong with it."""
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read(MANIFEST))
+            manifest = json.loads(_read(zf, MANIFEST, MAX_MANIFEST_BYTES))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
                 raise GalleryError(f"{path}: not a {FORMAT} file")
             if manifest.get("version") != FORMAT_VERSION:
@@ -130,18 +144,39 @@ def read_bundle(path: Path) -> Bundle:
             if not isinstance(rows, list) or len(rows) > MAX_ITEMS:
                 raise GalleryError(f"{path}: items must be a list of at most {MAX_ITEMS}")
             items = tuple(
-                GalleryItem(str(r["label"]), zf.read(str(r["crop"])), str(r.get("source", "")))
+                GalleryItem(
+                    str(r["label"]),
+                    _read(zf, str(r["crop"]), MAX_CROP_BYTES),
+                    str(r.get("source", "")),
+                )
                 for r in rows
             )
             embeddings = None
             if EMBEDDINGS in zf.namelist():
-                embeddings = np.load(io.BytesIO(zf.read(EMBEDDINGS)), allow_pickle=False)
+                raw = _read(zf, EMBEDDINGS, MAX_EMBEDDING_BYTES)
+                embeddings = np.load(io.BytesIO(raw), allow_pickle=False)
     except GalleryError:
         raise
-    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError) as exc:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,  # an encrypted member
+        NotImplementedError,  # a compression method zipfile does not know
+        zlib.error,
+    ) as exc:
         raise GalleryError(f"{path}: unreadable gallery ({type(exc).__name__}: {exc})") from exc
-    if embeddings is not None and (embeddings.ndim != 2 or embeddings.shape[0] != len(items)):
-        raise GalleryError(f"{path}: embeddings {embeddings.shape} do not match {len(items)} items")
+    if embeddings is not None and (
+        embeddings.ndim != 2
+        or embeddings.shape[0] != len(items)
+        or not np.issubdtype(embeddings.dtype, np.floating)
+    ):
+        raise GalleryError(
+            f"{path}: embeddings {embeddings.shape} {embeddings.dtype} do not match "
+            f"{len(items)} items"
+        )
     return Bundle(
         items,
         str(manifest.get("embedder_model", "")),
@@ -220,6 +255,10 @@ def build_gallery(bundle: Bundle, classifier: Classifier) -> Gallery:
     labels = tuple(item.label for item in bundle.items)
     stored = bundle.embeddings
     if stored is not None and bundle.embedder_sha256 == classifier.embedder_sha256:
+        if bundle.items:  # one crop embedded here: the stored rows must have its length
+            dim = embed(classifier, decode_crop(bundle.items[0].crop_jpeg)).shape[0]
+            if stored.shape[1] != dim:
+                raise GalleryError(f"stored embeddings have {stored.shape[1]} values, not {dim}")
         norms = np.linalg.norm(stored, axis=1, keepdims=True)
         return Gallery(labels, (stored / np.where(norms > 0, norms, 1.0)).astype(np.float32))
     logger.info(
@@ -239,7 +278,7 @@ def load_gallery(settings: GallerySettings, classifier: Classifier) -> Gallery |
     then suggests species with the classifier alone."""
     try:
         gallery = build_gallery(read_bundle(settings.path), classifier)
-    except GalleryError as exc:
+    except Exception as exc:  # whatever makes the gallery unusable must not stop the node
         logger.error("参考图库无法使用 gallery not used: %s", exc)
         return None
     logger.info(

@@ -5,6 +5,8 @@ file and the node's start-up with a good and a bad gallery."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import zipfile
 from pathlib import Path
@@ -26,6 +28,7 @@ from edge.classify import (
 )
 from edge.classify.gallery import (
     DEFAULT_MIN_SIMILARITY,
+    MAX_CROP_BYTES,
     Bundle,
     Gallery,
     GalleryClassifier,
@@ -276,3 +279,41 @@ def test_the_gallery_section_of_the_node_config_is_checked(
         node_config(tmp_path, models_dir, gallery={"path": "/srv/g.zip", "treshold": 0.5})
     with pytest.raises(ConfigError, match=r"gallery\.min_similarity"):
         node_config(tmp_path, models_dir, gallery={"path": "/srv/g.zip", "min_similarity": 0})
+
+
+def test_a_damaged_gallery_is_refused_and_never_stops_the_node(
+    tmp_path: Path, bundle: Bundle, classifier: Classifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    # embeddings of the right shape but holding text
+    text = Bundle(bundle.items, "m", bundle.embedder_sha256)
+    path = tmp_path / "text.zip"
+    write_bundle(path, text)
+    with zipfile.ZipFile(path, "a") as zf:
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([["x"] * 4] * len(bundle.items)), allow_pickle=False)
+        zf.writestr("embeddings.npy", buffer.getvalue())
+    with pytest.raises(GalleryError, match="do not match"):
+        read_bundle(path)
+    # stored rows of the wrong length for this embedder, under its own sha256
+    rows = np.ones((len(bundle.items), 7), dtype=np.float32)
+    short = Bundle(bundle.items, "m", bundle.embedder_sha256, rows)
+    with pytest.raises(GalleryError, match="7 values, not 1280"):
+        build_gallery(short, classifier)
+    # a member that claims to inflate past its limit is refused before it is read
+    bomb = tmp_path / "bomb.zip"
+    write_bundle(bomb, Bundle(bundle.items[:1], "m", "0" * 64))
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("crops/big.jpg", b"\0" * (MAX_CROP_BYTES + 1))
+    manifest = json.loads(zipfile.ZipFile(bomb).read("gallery.json"))
+    manifest["items"].append({"label": CROW, "crop": "crops/big.jpg"})
+    rewritten = tmp_path / "bomb2.zip"
+    with zipfile.ZipFile(bomb) as src, zipfile.ZipFile(rewritten, "w") as dst:
+        for info in src.infolist():
+            data = json.dumps(manifest).encode() if info.filename == "gallery.json" else None
+            dst.writestr(info, data if data is not None else src.read(info.filename))
+    with pytest.raises(GalleryError, match="more than the"):
+        read_bundle(rewritten)
+    # none of them stops the node: the classifier runs alone
+    for bad in (path, rewritten):
+        assert with_gallery(classifier, GallerySettings(path=bad)) is classifier
+    assert sum("gallery not used" in r.getMessage() for r in caplog.records) == 2
