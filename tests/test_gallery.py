@@ -53,6 +53,9 @@ def test_the_gallery_built_from_confirmed_crops_names_the_taught_species_on_the_
                 crops=[b"x", b"y"],
                 species="Ardea alba",  # 2 crops, 1 box
             )
+            # a confirmed crop whose file is not an image (a truncated upload, a bad disk):
+            # left out and named, the build goes on
+            unreadable = store_event(session, evidence, crops=[b"not a jpeg"], named=CROW)
     finally:
         engine.dispose()
     out = tmp_path / "gallery.zip"
@@ -62,6 +65,8 @@ def test_the_gallery_built_from_confirmed_crops_names_the_taught_species_on_the_
     assert result.exit_code == 0, result.output
     assert "2 例 examples, 1 种 species" in result.output
     assert f"skipped {skipped}" in result.output
+    assert f"skipped {unreadable}: crop IMG_0001_ab12cd34_crop0.jpg unreadable" in result.output
+    assert "skipped: 2" in result.output
 
     catalogue = load_catalogue(catalogue_csv)
     classifier = create(ClassifierSettings(), models_dir, catalogue)

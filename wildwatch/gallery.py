@@ -17,7 +17,14 @@ import numpy as np
 from central.db.session import make_engine, make_session_factory
 from central.gallery import Taught, taught_crops
 from edge.classify import Classifier, ClassifierSettings, create
-from edge.classify.gallery import Bundle, GalleryItem, decode_crop, embed, write_bundle
+from edge.classify.gallery import (
+    Bundle,
+    GalleryError,
+    GalleryItem,
+    decode_crop,
+    embed,
+    write_bundle,
+)
 from models.species import Catalogue, load_catalogue
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,9 @@ def build(
     catalogue: Catalogue,
     sites: Sequence[str] | None = None,
 ) -> tuple[Bundle, Taught]:
-    """The gallery of every confirmed bird crop, embedded by `classifier`."""
+    """The gallery of every confirmed bird crop, embedded by `classifier`; a crop that cannot
+    be read or decoded is left out and named in `Taught.skipped` (one bad file does not stop
+    the build)."""
     engine = make_engine(database_url)
     try:
         with make_session_factory(engine)() as session:
@@ -42,8 +51,19 @@ def build(
         engine.dispose()
     if classifier.embedder_sha256 is None:
         raise click.ClickException(f"{classifier.settings.model} computes no embeddings")
-    items = tuple(GalleryItem(c.label, c.path.read_bytes(), c.source) for c in taught.crops)
-    vectors = [embed(classifier, decode_crop(item.crop_jpeg)) for item in items]
+    kept: list[GalleryItem] = []
+    vectors = []
+    for crop in taught.crops:
+        try:
+            jpeg = crop.path.read_bytes()
+            pixels = decode_crop(jpeg)
+        except (OSError, GalleryError) as exc:
+            log.warning("crop %s of %s left out: %s", crop.path, crop.source, exc)
+            taught.skipped[crop.source.partition("#")[0]] = f"crop {crop.path.name} unreadable"
+            continue
+        kept.append(GalleryItem(crop.label, jpeg, crop.source))
+        vectors.append(embed(classifier, pixels))
+    items = tuple(kept)
     embeddings = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
     bundle = Bundle(items, classifier.settings.model, classifier.embedder_sha256, embeddings)
     return bundle, taught
@@ -98,5 +118,7 @@ def build_cmd(
     write_bundle(out, bundle)
     kinds = len({item.label for item in bundle.items})
     click.echo(f"图库 gallery {out}: {len(bundle.items)} 例 examples, {kinds} 种 species")
+    if taught.skipped:
+        click.echo(f"  未采用 skipped: {len(taught.skipped)} 个事件 events")
     for event_id, reason in taught.skipped.items():
         click.echo(f"  未采用 skipped {event_id}: {reason}")
