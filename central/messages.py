@@ -77,6 +77,9 @@ UNKNOWN_SPECIES = (
     "“{name}” is not in the station's species list: choose a scientific name from it"
 )
 SPECIES_ONLY_ON_CONFIRM = "只有确认时才能指定物种 / A species can be named only when confirming"
+BOX_WITHOUT_SPECIES = (
+    "指定检测框时须同时指定物种 / A box (box_index) can be given only with the species it is"
+)
 BACKGROUND_NOTE = "标记为背景（静态物体）/ marked as background: {note}"
 EVENT_NOT_FOUND = "未找到该事件 / Event not found"
 DB_UNAVAILABLE = "数据库不可用 / Database unavailable"

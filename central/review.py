@@ -75,8 +75,8 @@ def decide(
 
     On confirming, `species` corrects (or confirms) the species of box `box_index` (default:
     the first): a scientific name of the catalogue, stored as the catalogue spells it.
-    ReviewError (422) for a name not in the catalogue, a box the event does not have, or a
-    species given with a dismissal."""
+    ReviewError (422) for a name not in the catalogue, a box the event does not have, a box
+    given without a species (it would label nothing), or a species given with a dismissal."""
     if species is not None or box_index is not None:
         if decision != REVIEW_CONFIRMED:
             raise ReviewError(422, messages.SPECIES_ONLY_ON_CONFIRM)
@@ -105,6 +105,10 @@ def _named_species(
     box_index: int | None,
 ) -> tuple[str | None, int | None]:
     """The catalogue's spelling of `species` and the box it is checked against the event."""
+    if species is None and box_index is not None:
+        # a box alone names nothing: the dataset export and the gallery would read it as the
+        # reviewer vouching for the node's species on that box, which they did not say
+        raise ReviewError(422, messages.BOX_WITHOUT_SPECIES)
     if species is not None:
         known = catalogue.get(species)
         if known is None:

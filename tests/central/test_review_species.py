@@ -85,6 +85,8 @@ def test_a_reviewer_corrects_the_species_of_a_box(
             "该事件没有这个检测框",
         ),
         ({"decision": "dismissed", "species": "Nipponia nippon"}, "只有确认时才能指定物种"),
+        # a box without a species names nothing: refused, not stored as a confirmation
+        ({"decision": "confirmed", "box_index": 1}, "指定检测框时须同时指定物种"),
     ],
 )
 def test_a_species_outside_the_catalogue_or_the_event_is_refused(
