@@ -178,12 +178,13 @@ class EdgeNode:
             )
         if undone is not None:
             reason = (
-                f"{undone}: 切换未完成（节点中途停止），已回滚 / switch interrupted by a stop, "
+                "切换未完成（节点中途停止），已回滚 / switch interrupted by a stop, "
                 f"rolled back to {self.release or 'the model store'}"
             )
-            log.error("model release %s", reason)
-            if self.updater is not None:
-                self.updater.last_error = reason
+            if self.updater is not None:  # not switched to again unless central asks
+                self.updater.refuse(undone, reason)
+            else:
+                log.error("model release %s: %s", undone, reason)
         return folder.current_dir()
 
     def _release_models(self, store: Path) -> NodeConfig:

@@ -335,12 +335,16 @@ class Updater(Generic[T]):
                 log.warning("model release %s: download failed: %s", version, exc)
                 return UpdateOutcome(version, detail=str(exc))
             except ReleaseError as exc:
-                self._refuse(version, str(exc))
+                self.refuse(version, str(exc))
                 return UpdateOutcome(version, detail=str(exc))
             finally:
                 shutil.rmtree(self.folder.staging, ignore_errors=True)
 
-    def _refuse(self, version: str, reason: str) -> None:
+    def refuse(self, version: str, reason: str) -> None:
+        """Refuse `version`: periodic checks and the one at start skip it, only central's
+        `update` command (check(force=True)) tries it again. The node calls this for a switch
+        rolled back at start, so a release whose self-test kills the node (out of memory) is
+        not switched to again at every restart."""
         self._refused[version] = reason
         self.last_error = f"{version}: {reason}"
         log.error(
@@ -494,9 +498,12 @@ def load_and_test(config: NodeConfig, store: Path) -> LoadedModels:
 
     frame = self_test_frame()
     try:
+        if config.classifier.enabled:  # loaded, then released: not kept beside the detector
+            classifier = create_classifier(
+                config.classifier, store, load_catalogue(config.catalogue)
+            )
+            del classifier
         detector = create_detector(config.detector, store)
-        if config.classifier.enabled:
-            create_classifier(config.classifier, store, load_catalogue(config.catalogue))
         result = detector.detect(frame)
     except Exception as exc:  # whatever stops a model (a missing file, a bad graph) fails it
         raise SelfTestError(f"模型无法加载或运行 / models do not load or run: {exc}") from exc

@@ -328,6 +328,22 @@ def test_full_disk_refuses_before_downloading(
     assert not up.folder.staging.exists()
 
 
+def stopped_mid_switch(
+    config: NodeConfig, central: CentralServer, source: Path, *, publish_v2: bool = False
+) -> None:
+    """What a power cut leaves: the node on v1, then v2 in place and `current` pointing at it,
+    never self-tested (`publish_v2`: v2 is also central's latest)."""
+    up = updater(config)
+    central.publish(source, "v1")
+    assert up.check().switched
+    up.stop()
+    if publish_v2:
+        central.publish(source, "v2")
+    shutil.copytree(up.folder.path("v1"), up.folder.path("v2"))
+    up.folder.switch("v2")
+    assert up.folder.current() == "v2"
+
+
 def test_a_stop_between_switch_and_self_test_is_undone_at_start(
     tmp_path: Path,
     central: CentralServer,
@@ -337,14 +353,7 @@ def test_a_stop_between_switch_and_self_test_is_undone_at_start(
     watcher: Watcher,
 ) -> None:
     config = node_config(tmp_path, central, models_dir, port=mosquitto.port)
-    up = updater(config)
-    central.publish(source, "v1")
-    assert up.check().switched
-    up.stop()
-    # what a power cut leaves: v2 in place and `current` pointing at it, never self-tested
-    shutil.copytree(up.folder.path("v1"), up.folder.path("v2"))
-    up.folder.switch("v2")
-    assert up.folder.current() == "v2"
+    stopped_mid_switch(config, central, source)
     node = EdgeNode(config)
     node.start()
     try:
@@ -452,5 +461,32 @@ def test_a_release_with_a_gallery_gives_the_node_that_gallery_at_start(
         assert isinstance(classifier, GalleryClassifier)
         assert classifier.gallery.labels == (CROW,)
         assert classifier.gallery_settings.path == folder.path("g1") / "gallery.zip"
+    finally:
+        node.stop()
+
+
+# -- review fixes: refusals that last, start-up fallbacks, replays, bounded reads ------------------
+def test_a_version_rolled_back_at_start_is_not_tried_again_unless_asked(
+    tmp_path: Path,
+    central: CentralServer,
+    source: Path,
+    models_dir: Path,
+    mosquitto: MosquittoServer,
+) -> None:
+    config = node_config(tmp_path, central, models_dir, port=mosquitto.port)
+    # v2 published, the node stopped (an OOM kill) during its self-test: rolled back at start
+    stopped_mid_switch(config, central, source, publish_v2=True)
+    node = EdgeNode(config)
+    node.start()
+    try:
+        assert node.release == "v1" and node.updater is not None
+        # the start-up check and the periodic ones leave v2 alone: no loop of crashes
+        outcome = node.updater.check()
+        assert not outcome.switched and "switch interrupted" in outcome.detail
+        assert node.release == "v1"
+        assert on_disk(node.updater.folder) == ("v1", None, ["v1"])
+        # central's explicit `update` command tries it again
+        assert node.updater.check(force=True).switched
+        assert node.release == "v2"
     finally:
         node.stop()
