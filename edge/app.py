@@ -45,10 +45,11 @@ from edge.ingest.folder import RETRY_S, DropFolder
 from edge.live import LiveCamera
 from edge.outbox import Outbox, is_disk_full
 from edge.outbox.sqlite import EvidenceUpload
-from edge.pipeline import Analysis, StillStream, build_pipeline
+from edge.pipeline import Analysis, Pipeline, StillStream, build_pipeline
 from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
 from edge.updater import LoadedModels, ReleaseFolder, Updater, load_and_test, release_gallery
+from models.registry import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class EdgeNode:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = self._prepare_releases()  # the release in use, else the model store
-        models_cfg = cfg if store is None else self._release_models(store)
-        self.pipeline = build_pipeline(models_cfg, self._detector)  # models load here: fail early
+        self.pipeline = self._build_pipeline(store)  # models load here: fail early
         self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
         log.info(
@@ -186,6 +186,25 @@ class EdgeNode:
             else:
                 log.error("model release %s: %s", undone, reason)
         return folder.current_dir()
+
+    def _build_pipeline(self, store: Path | None) -> Pipeline:
+        """The pipeline from the release in `store`; when that release cannot serve the
+        configured models (the classifier turned on after a detector-only release, `current`
+        naming a folder that is gone), from the model store, the reason kept for the heartbeat."""
+        if store is None:
+            return build_pipeline(self.config, self._detector)
+        try:
+            return build_pipeline(self._release_models(store), self._detector)
+        except (RegistryError, OSError) as exc:
+            why = (
+                "发布无法提供所配置的模型，改用模型仓库 / the release cannot serve the configured "
+                f"models, running on the model store: {exc}"
+            )
+            log.error("model release %s: %s", self.release, why)
+            if self.updater is not None:
+                self.updater.last_error = f"{self.release}: {why}"
+            self.release = None
+            return build_pipeline(self.config, self._detector)
 
     def _release_models(self, store: Path) -> NodeConfig:
         """The configuration with the release's models (and its gallery, if it carries one)."""

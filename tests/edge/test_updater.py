@@ -466,14 +466,17 @@ def test_a_release_with_a_gallery_gives_the_node_that_gallery_at_start(
 
 
 # -- review fixes: refusals that last, start-up fallbacks, replays, bounded reads ------------------
+@pytest.fixture()
+def config(
+    tmp_path: Path, central: CentralServer, models_dir: Path, mosquitto: MosquittoServer
+) -> NodeConfig:
+    """A node's configuration on the test broker."""
+    return node_config(tmp_path, central, models_dir, port=mosquitto.port)
+
+
 def test_a_version_rolled_back_at_start_is_not_tried_again_unless_asked(
-    tmp_path: Path,
-    central: CentralServer,
-    source: Path,
-    models_dir: Path,
-    mosquitto: MosquittoServer,
+    central: CentralServer, source: Path, config: NodeConfig
 ) -> None:
-    config = node_config(tmp_path, central, models_dir, port=mosquitto.port)
     # v2 published, the node stopped (an OOM kill) during its self-test: rolled back at start
     stopped_mid_switch(config, central, source, publish_v2=True)
     node = EdgeNode(config)
@@ -488,5 +491,35 @@ def test_a_version_rolled_back_at_start_is_not_tried_again_unless_asked(
         # central's explicit `update` command tries it again
         assert node.updater.check(force=True).switched
         assert node.release == "v2"
+    finally:
+        node.stop()
+
+
+def test_a_release_that_cannot_serve_the_configured_models_falls_back_to_the_model_store(
+    central: CentralServer, source: Path, config: NodeConfig
+) -> None:
+    central.publish(source, "v1")  # detector files only
+    assert updater(config).check().switched
+    # the operator turns the classifier on later: v1 has no classifier model
+    with_classifier = config.model_copy(
+        update={"classifier": config.classifier.model_copy(update={"enabled": True})}
+    )
+    node = EdgeNode(with_classifier)
+    node.start()
+    try:
+        assert node.release is None  # runs on the model store, events say no release
+        assert node.pipeline.classifier is not None
+        assert node.updater is not None and node.updater.last_error is not None
+        assert node.updater.last_error.startswith("v1: ")
+        assert "模型仓库" in node.updater.last_error
+    finally:
+        node.stop()
+    # `current` naming a folder that is gone
+    shutil.rmtree(ReleaseFolder(config.releases_dir).path("v1"))
+    node = EdgeNode(config)
+    node.start()
+    try:
+        assert node.release is None and node.updater is not None
+        assert node.updater.last_error is not None and "v1: " in node.updater.last_error
     finally:
         node.stop()
