@@ -73,15 +73,23 @@ def test_every_api_route_refuses_a_request_without_token(client: TestClient) -> 
     for path, operations in client.get("/openapi.json").json()["paths"].items():
         if path in OPEN_PATHS:
             continue
-        url = path.format(event_id=uuid.uuid4(), name="a.jpg", case_id=1, patrol_id=1)
+        url = path.format(
+            event_id=uuid.uuid4(),
+            name="a.jpg",
+            case_id=1,
+            patrol_id=1,
+            version="2026.12.03-1",
+            file="release.json",
+        )
         for method in operations:
             response = client.request(method, url, json={"decision": "dismissed"})
             assert response.status_code == 401, f"{method} {path}: {response.status_code}"
             assert response.headers["WWW-Authenticate"] == "Bearer"
             checked += 1
     # events: list, detail, reviews, review, background; evidence: status, upload, image;
-    # cases: list, open, read, update, photos; patrols: list, record, photos
-    assert checked == 16
+    # cases: list, open, read, update, photos; patrols: list, record, photos; releases: latest,
+    # a file (node tokens); datasets: the COCO Camera Traps zip
+    assert checked == 19
     assert client.get("/healthz").status_code == 200
 
 
