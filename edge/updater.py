@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -238,6 +239,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _clear_text(url: str) -> bool:
+    """True for a plain-http URL to a host other than this machine (the token would be sent
+    readable by anyone on the way)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http" or parsed.host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(parsed.host).is_loopback
+    except ValueError:  # a host name
+        return True
+
+
 def _no_space(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -269,6 +282,12 @@ class Updater(Generic[T]):
         self._client = client or httpx.Client(timeout=settings.timeout_s)
         self._owns_client = client is None
         self._base = settings.central_url.rstrip("/") + "/api/releases"
+        if _clear_text(settings.central_url):
+            log.warning(
+                "模型发布地址为明文 http，节点令牌以明文传输 / updates.central_url %s is plain "
+                "http to another host: the node's token travels in clear text; use https",
+                settings.central_url,
+            )
         self._auth = {"Authorization": f"Bearer {token}"}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -407,6 +426,7 @@ class Updater(Generic[T]):
             raise UpdateRefused(
                 f"版本不符 / central offers {version} but the signed manifest is {manifest.version}"
             )
+        self._check_newer(manifest)
         free = shutil.disk_usage(self.folder.root).free
         if free < manifest.total_bytes + DISK_MARGIN_BYTES:
             raise UpdateRefused(
@@ -424,6 +444,31 @@ class Updater(Generic[T]):
                 raise UpdateRefused(f"磁盘已满 / disk full while downloading: {exc}") from exc
             raise
         return staged
+
+    def _check_newer(self, manifest: ReleaseManifest) -> None:
+        """UpdateRefused unless `manifest` was signed after the release in use: an older set
+        offered again (a replay or a downgrade) is refused, even on central's `update` command;
+        to go back, central publishes the old files again as a new version."""
+        current = self.folder.current_dir()
+        if current is None:
+            return
+        try:
+            in_use = ReleaseManifest.model_validate_json((current / MANIFEST_NAME).read_bytes())
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "release %s: no readable %s (%s); the new release's age is not compared",
+                current.name,
+                MANIFEST_NAME,
+                exc,
+            )
+            return
+        if manifest.created_at <= in_use.created_at:
+            raise UpdateRefused(
+                f"版本过旧（降级或重放），未采用 / {manifest.version} (signed "
+                f"{manifest.created_at.isoformat()}) is not newer than {in_use.version} in use "
+                f"(signed {in_use.created_at.isoformat()}): a downgrade or a replay; publish the "
+                "old files again as a new version to go back"
+            )
 
     def _get_small(self, version: str, name: str) -> bytes:
         response = self._client.get(f"{self._base}/{version}/{name}", headers=self._auth)

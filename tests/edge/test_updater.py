@@ -523,3 +523,41 @@ def test_a_release_that_cannot_serve_the_configured_models_falls_back_to_the_mod
         assert node.updater.last_error is not None and "v1: " in node.updater.last_error
     finally:
         node.stop()
+
+
+def test_an_older_release_offered_again_is_refused_even_when_forced(
+    central: CentralServer, source: Path, on_v1: tuple[NodeConfig, Updater[LoadedModels]]
+) -> None:
+    _config, up = on_v1
+    central.publish(source, "v2")
+    assert up.check().switched
+    # central's LATEST turned back to v1 (a replay or a downgrade): signed, but older
+    (central.releases / "LATEST").write_text("v1\n", encoding="utf-8")
+    for force in (False, True):
+        outcome = up.check(force=force)
+        assert not outcome.switched and "not newer" in outcome.detail
+        assert outcome.detail.startswith("版本过旧")
+    assert on_disk(up.folder) == ("v2", "v1", ["v1", "v2"])
+
+
+def test_plain_http_to_a_remote_central_is_warned_about(
+    tmp_path: Path, central: CentralServer, models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = node_config(tmp_path, central, models_dir)
+    assert config.updates is not None
+    for url, warned in (
+        ("http://10.0.0.5:8000", True),
+        ("https://central.example.org", False),
+        (central.url, False),
+        ("http://localhost:8000", False),
+    ):
+        caplog.clear()
+        settings = config.updates.model_copy(update={"central_url": url})
+        Updater(
+            settings,
+            NODE_TOKEN,
+            ReleaseFolder(config.releases_dir),
+            load=partial(load_and_test, config),
+            activate=lambda _m, _v: None,
+        ).stop()
+        assert ("明文" in caplog.text) is warned, url
