@@ -38,6 +38,17 @@ COARSE: tuple[Category, ...] = (
     Category.VEHICLE,
 )
 PIXEL_DIGITS = 1
+# The events whose boxes all show the event's one species: an observation (its rule splits a
+# frame's boxes by species) and a motionless bird (one bird). Every other rule's boxes may mix
+# species: abnormal_count keeps every detection of the category while its species is the one
+# whose count surged, high_risk_species every high-risk bird of the zone with the best-scoring
+# one's species; a mortality cluster spans deaths of a risk group.
+ONE_SPECIES_RULES = frozenset({"motionless_bird"})
+
+
+def one_species(kind: str, rule: str | None) -> bool:
+    """Whether the event's species is the species of every one of its boxes."""
+    return (kind == "observation" and rule is None) or rule in ONE_SPECIES_RULES
 
 
 class Labelling(StrEnum):

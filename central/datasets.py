@@ -4,8 +4,11 @@ carrying the reviewed labels, and the images under the JSON's file names.
 
 What a review says about the frame (also in the README):
 
-- confirmed 确认: every box of the event with its category; bird and animal boxes also with the
-  event's species where known (the reviewer's corrected species when the row has one);
+- confirmed 确认: every box of the event with its category; bird and animal boxes also with a
+  species where one is known for that box: the species the reviewer named on the box they
+  named; on the other boxes the node's species only for events whose boxes share one species
+  (observations, motionless birds: `dataset_formats.one_species`), never for rules whose boxes
+  may mix species (abnormal_count, high_risk_species, ...): those boxes keep their category;
 - dismissed as background 背景误报: the detector saw something that is not there, so the frame
   is empty (COCO CT category 0 `empty`, no box; in the MegaDetector file no detection): a hard
   negative;
@@ -53,6 +56,7 @@ from central.dataset_formats import (
     coco_camera_traps,
     local_time,
     megadetector,
+    one_species,
     sequences,
 )
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED, Event, EventReview
@@ -129,16 +133,23 @@ def frame_name(listed: Sequence[str], stored: Collection[str]) -> str | None:
 
 
 def species_of_boxes(
-    count: int, *, node: Species | None, named: Species | None, named_box: int | None
+    count: int,
+    *,
+    node: Species | None,
+    named: Species | None,
+    named_box: int | None,
+    shared: bool = True,
 ) -> list[Species | None]:
-    """The species of each of an event's `count` boxes: without a species named by the reviewer
-    the node's on every box; else the named one on its box (the first when none was given),
-    and on the others the node's only where it agrees (a corrected guess says nothing sure about
-    the other animals of the frame)."""
+    """The species of each of an event's `count` boxes. The named one (by the reviewer) on its
+    box (the first when none was given). When the boxes `shared` one species (the event's rule
+    says so): without a named species the node's on every box, else the node's on the others
+    only where it agrees (a corrected guess says nothing sure about the other animals). When
+    they may not, the node's species is on no box: its rule picked one species among several."""
     if named is None:
-        return [node] * count
+        return [node if shared else None] * count
     target = named_box or 0
-    other = node if node is not None and node.scientific == named.scientific else None
+    agrees = node is not None and node.scientific == named.scientific
+    other = node if shared and agrees else None
     return [named if i == target else other for i in range(count)]
 
 
@@ -157,7 +168,13 @@ def _boxes(event: Event, review: Labelling, catalogue: Catalogue | None) -> tupl
         chinese = known.chinese_name if known else (node.chinese if node and same else "")
         named = Species(event.confirmed_species, chinese)
     species = (
-        species_of_boxes(len(event.boxes), node=node, named=named, named_box=event.confirmed_box)
+        species_of_boxes(
+            len(event.boxes),
+            node=node,
+            named=named,
+            named_box=event.confirmed_box,
+            shared=one_species(event.kind, event.rule),
+        )
         if review is Labelling.CONFIRMED
         else [None] * len(event.boxes)
     )

@@ -4,8 +4,13 @@ model; central itself loads no model runtime).
 
 A confirmed event teaches the species its reviewer named (`confirmed_species`, box
 `confirmed_box`), else the node's own suggestion that the reviewer confirmed, for the event's
-first box. The crop is the node's evidence crop of that box: a node saves one crop per detection
-of the frame (`<stem>_crop<i>.jpg`, i in frame order) while an event's boxes are the detections
+first box; the latter only for events whose boxes share one species (observations, motionless
+birds: `dataset_formats.one_species`): an abnormal_count or high_risk_species event's species is
+one among the frame's birds (the surging or best-scoring one), so its first box may be another
+species, and such an event teaches only the box its reviewer named.
+
+The crop is the node's evidence crop of that box: a node saves one crop per detection of the
+frame (`<stem>_crop<i>.jpg`, i in frame order) while an event's boxes are the detections
 its rule kept, so crop i is box i only when the frame had exactly the event's boxes; other
 events are skipped (counted), never guessed.
 """
@@ -21,6 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from central.dataset_formats import one_species
 from central.db.models import REVIEW_CONFIRMED, Event
 from models.species import Catalogue
 
@@ -80,6 +86,10 @@ def taught_crops(
         crops = _crops(row)
         if species is None or not species.is_bird:
             taught.skipped[row.event_id] = f"{name}: not a bird species of the catalogue"
+        elif row.confirmed_species is None and not one_species(row.kind, row.rule):
+            taught.skipped[row.event_id] = (
+                f"{row.rule}: the node's species is not every box's and no box was named"
+            )
         elif len(crops) != len(row.boxes) or box not in crops:
             taught.skipped[row.event_id] = (
                 f"{len(crops)} crops for {len(row.boxes)} boxes: box {box}'s crop is not known"

@@ -28,14 +28,18 @@ def store_event(
     named: str | None = None,
     box_index: int | None = None,
     captured_at: datetime | None = None,
+    rule: str | None = None,
 ) -> str:
     """An event with `boxes` bird boxes and the node's crops (`<stem>_crop<i>.jpg`) stored
-    under `evidence_dir`; reviewed with `decision` (None: left unreviewed), naming `named`."""
+    under `evidence_dir`; reviewed with `decision` (None: left unreviewed), naming `named`;
+    an observation, else an anomaly of `rule`."""
     fields: dict[str, Any] = {
         "boxes": [{**BIRD_BOX, "x": 0.05 + 0.3 * i, "confidence": 0.8} for i in range(boxes)],
         "count": boxes,
         "captured_at": captured_at or datetime(2026, 12, 1, 2, tzinfo=UTC),
     }
+    if rule is not None:
+        fields.update(kind="anomaly", rule=rule, severity="warning")
     if species is not None:
         fields["species"] = {"scientific_name": species, "confidence": 0.6}
     event = make_event(**fields)

@@ -5,6 +5,7 @@ own validators (COCO Camera Traps integrity check, batch-output validator, seque
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -526,6 +527,91 @@ def test_api_download_is_limited_to_the_tokens_sites(
     assert list(exports.iterdir()) == [sending]
 
 
+def _frame_files(images_dir: Path, stem: str, frame: str, crops: int) -> dict[str, bytes]:
+    """As a node uploads a frame: the frame, then one crop per detection of the frame."""
+    sources = ["ct_ena24_2573.jpg", "ct_ena24_2480.jpg", "bird_coral_owl.jpg"]
+    files = {f"{stem}.jpg": (images_dir / frame).read_bytes()}
+    for i in range(crops):
+        files[f"{stem}_crop{i}.jpg"] = (images_dir / sources[i % len(sources)]).read_bytes()
+    return files
+
+
+def _reviewed(
+    config: CentralConfig,
+    session_factory: sessionmaker[Session],
+    event: EventPayload,
+    files: dict[str, bytes],
+    decision: str,
+    **review: Any,
+) -> str:
+    """Store `event` with its evidence and record one review decision."""
+    with session_factory() as session:
+        crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+        session.commit()
+        _store(session, config, event, files)
+        crud.review_event(
+            session=session,
+            event_id=str(event.event_id),
+            decision=decision,
+            reviewer="王五",
+            note="",
+            at=datetime(2026, 11, 21, 8, tzinfo=UTC),
+            **review,
+        )
+        session.commit()
+    return str(event.event_id)
+
+
+def _labels(coco: dict[str, Any]) -> dict[str, list[str]]:
+    """Image id -> the names of its annotations' categories, in order."""
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    found: dict[str, list[str]] = {im["id"]: [] for im in coco["images"]}
+    for a in coco["annotations"]:
+        found[a["image_id"]].append(names[a["category_id"]])
+    return found
+
+
+def test_a_rule_whose_boxes_may_mix_species_labels_only_the_box_the_reviewer_named(
+    config: CentralConfig, session_factory: sessionmaker[Session], images_dir: Path, tmp_path: Path
+) -> None:
+    """abnormal_count keeps every bird of the frame and names the species whose count surged;
+    high_risk_species every high-risk bird with the best-scoring one's species: the node's
+    species is not every box's, so only the reviewer's named species labels a box."""
+    two = [box("bird", 0.1, 0.1, 0.2, 0.2), box("bird", 0.5, 0.5, 0.2, 0.2)]
+    surge = _event(
+        at=T,
+        files=(files := _frame_files(images_dir, "IMG_20_aa", "bird_coral_bird.jpg", 2)),
+        boxes=two,
+        rule="abnormal_count",
+        species=EGRET,
+        count=2,
+    )
+    surge_id = _reviewed(config, session_factory, surge, files, REVIEW_CONFIRMED)
+    risk = _event(
+        at=T + timedelta(minutes=5),
+        files=(files := _frame_files(images_dir, "IMG_21_bb", "bird_coral_owl.jpg", 2)),
+        boxes=two,
+        rule="high_risk_species",
+        species=EGRET,
+        count=2,
+        seq=2,
+    )
+    risk_id = _reviewed(
+        config,
+        session_factory,
+        risk,
+        files,
+        REVIEW_CONFIRMED,
+        species="Ardea alba",
+        box_index=1,
+    )
+    summary = _export(config, session_factory, tmp_path / "set.zip")
+    coco, _md = _read(summary.path, tmp_path / "unzipped")
+    labels = _labels(coco)
+    assert labels[surge_id] == ["bird", "bird"], "the surging species is not every bird's"
+    assert labels[risk_id] == ["bird", "Ardea alba"], "the named box only"
+
+
 def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
     listed = ["IMG_1_aa.jpg", "IMG_2_bb.jpg", "IMG_2_bb_crop0.jpg", "IMG_2_bb_crop1.jpg"]
     assert datasets.frame_name(listed, set(listed)) == "IMG_2_bb.jpg"
@@ -547,6 +633,15 @@ def test_species_of_boxes() -> None:
     # the reviewer confirms the node's species on one box: the others keep it too
     same = dataset_formats.Species("Egretta garzetta", "白鹭")
     assert datasets.species_of_boxes(2, node=node, named=same, named_box=1) == [node, same]
+    # boxes that may show several species (abnormal_count, high_risk_species, ...): the node's
+    # species on no box, the named one on its box only
+    mixed = functools.partial(datasets.species_of_boxes, node=node, shared=False)
+    assert mixed(2, named=None, named_box=None) == [None, None]
+    assert mixed(2, named=same, named_box=1) == [None, same]
+    assert dataset_formats.one_species("observation", None)
+    assert dataset_formats.one_species("anomaly", "motionless_bird")
+    for rule in ("abnormal_count", "high_risk_species", "mortality_cluster", "static_object"):
+        assert not dataset_formats.one_species("anomaly", rule)
 
 
 def test_labelling_of_each_decision() -> None:
