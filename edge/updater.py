@@ -374,16 +374,31 @@ class Updater(Generic[T]):
         )
 
     def _latest(self) -> str | None:
-        response = self._client.get(f"{self._base}/latest", headers=self._auth)
+        response, body = self._read_small("latest")
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
-            raise UpdateRefused(
-                f"中心拒绝本节点令牌 / central refused this node's token: {response.text[:200]}"
-            )
+            text = body[:200].decode("utf-8", "replace")
+            raise UpdateRefused(f"中心拒绝本节点令牌 / central refused this node's token: {text}")
         response.raise_for_status()
-        version = response.json().get("version")
+        try:
+            version = json.loads(body).get("version")
+        except (ValueError, AttributeError) as exc:
+            raise UpdateRefused(f"中心答复无效 / central's latest is not JSON: {exc}") from exc
         return str(version) if version else None
+
+    def _read_small(self, path: str) -> tuple[httpx.Response, bytes]:
+        """The response and body of a small GET under the releases API, read in chunks and
+        stopped past MAX_MANIFEST_BYTES (UpdateRefused): never a whole hostile body in memory."""
+        body = bytearray()
+        with self._client.stream("GET", f"{self._base}/{path}", headers=self._auth) as response:
+            for chunk in response.iter_bytes(16 * 1024):
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise UpdateRefused(
+                        f"{path} 过大 / {path} is larger than {MAX_MANIFEST_BYTES} bytes"
+                    )
+        return response, bytes(body)
 
     def _update(self, version: str) -> UpdateOutcome:
         started = time.perf_counter()
@@ -471,11 +486,9 @@ class Updater(Generic[T]):
             )
 
     def _get_small(self, version: str, name: str) -> bytes:
-        response = self._client.get(f"{self._base}/{version}/{name}", headers=self._auth)
+        response, body = self._read_small(f"{version}/{name}")
         response.raise_for_status()
-        if len(response.content) > MAX_MANIFEST_BYTES:
-            raise UpdateRefused(f"{name} 过大 / {name} is larger than {MAX_MANIFEST_BYTES} bytes")
-        return response.content
+        return body
 
     def _fetch(self, version: str, entry: ReleaseFile, dest: Path) -> None:
         """Download one file, stopping past its declared size; check size and sha256."""

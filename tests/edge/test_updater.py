@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import shutil
+import tracemalloc
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -561,3 +562,22 @@ def test_plain_http_to_a_remote_central_is_warned_about(
             activate=lambda _m, _v: None,
         ).stop()
         assert ("明文" in caplog.text) is warned, url
+
+
+def test_an_oversized_manifest_is_not_read_into_memory(
+    central: CentralServer, source: Path, on_v1: tuple[NodeConfig, Updater[LoadedModels]]
+) -> None:
+    _config, up = on_v1
+    central.publish(source, "v2")
+    manifest = central.releases / "v2" / "release.json"
+    with manifest.open("ab") as out:
+        out.write(b" " * (32 << 20))  # 32 MB of a hostile or broken manifest
+    tracemalloc.start()
+    try:
+        outcome = up.check()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not outcome.switched and "larger than 65536 bytes" in outcome.detail
+    assert peak < 8 << 20, peak  # read in chunks, stopped past the limit
+    assert on_disk(up.folder) == ("v1", None, ["v1"])
