@@ -567,10 +567,9 @@ def test_plain_http_to_a_remote_central_is_warned_about(
 def test_an_oversized_manifest_is_not_read_into_memory(
     central: CentralServer, source: Path, on_v1: tuple[NodeConfig, Updater[LoadedModels]]
 ) -> None:
-    _config, up = on_v1
+    up = on_v1[1]
     central.publish(source, "v2")
-    manifest = central.releases / "v2" / "release.json"
-    with manifest.open("ab") as out:
+    with (central.releases / "v2" / "release.json").open("ab") as out:
         out.write(b" " * (32 << 20))  # 32 MB of a hostile or broken manifest
     tracemalloc.start()
     try:
