@@ -19,8 +19,16 @@ What a review says about the frame (also in the README):
   about the frame.
 
 Only the event's own frame goes in (the one its boxes belong to: the node lists earlier frames
-of the burst first, then this frame, then its crops). Sequences follow MegaDetector's rule
-(`cct_json_utils.create_sequences`): frames of one camera less than 60 s apart share a seq_id.
+of the burst first, then this frame, then its crops), and only when the event's boxes are all
+the frame's detections: a node uploads a frame once, with the most severe of the frame's events,
+and one crop per detection of the frame (`<stem>_crop<i>`), so the frame is whole when the
+event has as many boxes as the frame has crops. Otherwise another event's animal may be on
+the frame unlabelled (a background dismissal would call it empty, a confirmation would annotate
+only its own boxes): the frame is left out and counted as `partial`. A node lists at most
+MAX_EVIDENCE files; a list that full may have lost crops, so it counts as partial too.
+
+Sequences follow MegaDetector's rule (`cct_json_utils.create_sequences`): frames of one camera
+less than 60 s apart share a seq_id.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from broker.payloads import Category
+from broker.payloads import MAX_EVIDENCE, Category
 from central import messages
 from central.config import CentralConfig
 from central.dataset_formats import (
@@ -130,6 +138,15 @@ def frame_name(listed: Sequence[str], stored: Collection[str]) -> str | None:
         if Path(name).stem in stems:
             return name
     return frames[-1] if frames else None
+
+
+def whole_frame(frame: str, names: Collection[str], boxes: int) -> bool:
+    """Whether an event's `boxes` are every detection of its `frame`: as many as the frame's
+    crops among the evidence `names` the node listed (one crop per detection), and the list not
+    cut at MAX_EVIDENCE (a cut list may have lost crops)."""
+    stem = Path(frame).stem
+    crops = sum(1 for n in names if (m := _CROP.match(n)) and m["stem"] == stem)
+    return crops == boxes and len(names) < MAX_EVIDENCE
 
 
 def species_of_boxes(
@@ -242,30 +259,33 @@ def collect(
                 left["review"] = left.get("review", 0) + 1
                 continue
             frame = _frame(event, review, evidence_dir, catalogue)
-            if frame is None:
-                left["no_image"] = left.get("no_image", 0) + 1
+            if isinstance(frame, str):
+                left[frame] = left.get(frame, 0) + 1
                 continue
             yield frame
 
 
 def _frame(
     event: Event, review: Labelling, evidence_dir: Path, catalogue: Catalogue | None
-) -> Frame | None:
+) -> Frame | str:
+    """The event's frame, else why it is left out (a key of Summary.skipped)."""
     stored = {row.name: row for row in event.evidence}
     listed = [str(ref.get("name", "")) for ref in (event.payload or {}).get("evidence") or []]
     name = frame_name(listed, stored)
     if name is None:
-        return None
+        return "no_image"
+    if not whole_frame(name, listed or list(stored), len(event.boxes)):
+        return "partial"  # other detections of the frame belong to other events
     source = evidence_dir / stored[name].path
     try:
         with Image.open(source) as image:
             width, height = image.size
     except OSError as exc:  # gone from the disk, or not an image
         log.warning("event %s: frame %s not readable: %s", event.event_id, source, exc)
-        return None
+        return "no_image"
     boxes = _boxes(event, review, catalogue)
     if review is not Labelling.BACKGROUND and not boxes:
-        return None  # nothing to say about a frame without a box
+        return "no_image"  # nothing to say about a frame without a box
     return Frame(
         event_id=event.event_id,
         site=event.site,

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.payloads import Category, EventPayload, EvidenceRef
+from broker.payloads import MAX_EVIDENCE, Category, EventPayload, EvidenceRef
 from central import crud, dataset_formats, datasets, evidence, messages
 from central.app import create_app
 from central.commands import cli
@@ -123,12 +123,15 @@ def station(
     earlier = pick["ct_ena24_2480.jpg"].read_bytes()
     crop = pick["ct_ena24_2573.jpg"].read_bytes()
 
+    boxes_of = {"dog": 2, "named": 2}  # every other frame has one detection
+
     def files(role: str, stem: str) -> dict[str, bytes]:
-        # as a node lists them: an earlier frame of the burst, this frame, then its crop
+        # as a node lists them: an earlier frame of the burst, this frame, then its crops (one
+        # per detection of the frame; here the event's boxes are all of them)
         return {
             "IMG_0001_aa.jpg": earlier,
             f"{stem}.jpg": frames[role].read_bytes(),
-            f"{stem}_crop0.jpg": crop,
+            **{f"{stem}_crop{i}.jpg": crop for i in range(boxes_of.get(role, 1))},
         }
 
     made = {
@@ -610,6 +613,57 @@ def test_a_rule_whose_boxes_may_mix_species_labels_only_the_box_the_reviewer_nam
     labels = _labels(coco)
     assert labels[surge_id] == ["bird", "bird"], "the surging species is not every bird's"
     assert labels[risk_id] == ["bird", "Ardea alba"], "the named box only"
+
+
+def test_a_frame_with_detections_of_other_events_is_left_out_as_partial(
+    config: CentralConfig, session_factory: sessionmaker[Session], images_dir: Path, tmp_path: Path
+) -> None:
+    """The node uploads a frame once, with its most severe event, and a crop per detection of
+    the frame: when that event has fewer boxes, other events' animals are on the frame too."""
+    # a motionless bird beside another bird: dismissed as background, the frame is not empty
+    still = _event(
+        at=T,
+        files=(files := _frame_files(images_dir, "IMG_30_aa", "bird_coral_bird.jpg", 2)),
+        boxes=[box("bird", 0.1, 0.1, 0.2, 0.2)],
+    )
+    still_id = _reviewed(
+        config, session_factory, still, files, REVIEW_DISMISSED, reason="background"
+    )
+    # confirmed, one box of a frame with three detections: the others would go unannotated
+    one = _event(
+        at=T + timedelta(minutes=5),
+        files=(files := _frame_files(images_dir, "IMG_31_bb", "bird_coral_owl.jpg", 3)),
+        boxes=[box("bird", 0.1, 0.1, 0.2, 0.2)],
+        seq=2,
+    )
+    _reviewed(config, session_factory, one, files, REVIEW_CONFIRMED)
+    # every detection of the frame is the event's: in, and empty
+    alone = _event(
+        at=T + timedelta(minutes=10),
+        files=(files := _frame_files(images_dir, "IMG_32_cc", "bird_coral_parrot.jpg", 1)),
+        boxes=[box("bird")],
+        seq=3,
+    )
+    alone_id = _reviewed(
+        config, session_factory, alone, files, REVIEW_DISMISSED, reason="background"
+    )
+    summary = _export(config, session_factory, tmp_path / "set.zip")
+    coco, _md = _read(summary.path, tmp_path / "unzipped")
+    assert [im["id"] for im in coco["images"]] == [alone_id]
+    assert _labels(coco) == {alone_id: ["empty"]}
+    assert summary.skipped == {"partial": 2} and summary.empty == 1
+    assert still_id not in {a["image_id"] for a in coco["annotations"]}
+
+
+def test_whole_frame_counts_the_frames_crops() -> None:
+    listed = ["IMG_1_aa.jpg", "IMG_2_bb.jpg", "IMG_2_bb_crop0.jpg", "IMG_2_bb_crop1.jpg"]
+    assert datasets.whole_frame("IMG_2_bb.jpg", listed, 2)
+    assert not datasets.whole_frame("IMG_2_bb.jpg", listed, 1)
+    assert not datasets.whole_frame("IMG_1_aa.jpg", listed, 1), "another frame's crops"
+    # a list cut at MAX_EVIDENCE may have lost crops: never whole
+    full = ["IMG_3_cc.jpg", *(f"IMG_3_cc_crop{i}.jpg" for i in range(7))]
+    assert len(full) == MAX_EVIDENCE and not datasets.whole_frame("IMG_3_cc.jpg", full, 7)
+    assert datasets.whole_frame("IMG_3_cc.jpg", full[:-1], 6)
 
 
 def test_frame_name_picks_the_frame_its_crops_come_from() -> None:
