@@ -73,6 +73,10 @@ class UpdateRefused(ReleaseError):
     """A release that was not switched to (or was switched back from); the message says why."""
 
 
+class NoSpace(UpdateRefused):
+    """Not enough disk for a release: not held against it, tried again at the next check."""
+
+
 class SelfTestError(ReleaseError):
     """The models of a release did not load or did not give a sane result on the test frame."""
 
@@ -353,6 +357,10 @@ class Updater(Generic[T]):
             except httpx.HTTPError as exc:  # a transient fault: tried again at the next round
                 log.warning("model release %s: download failed: %s", version, exc)
                 return UpdateOutcome(version, detail=str(exc))
+            except NoSpace as exc:  # space may be freed: not refused, tried at the next check
+                self.last_error = f"{version}: {exc}"
+                log.error("model release %s not downloaded, tried again later: %s", version, exc)
+                return UpdateOutcome(version, detail=str(exc))
             except ReleaseError as exc:
                 self.refuse(version, str(exc))
                 return UpdateOutcome(version, detail=str(exc))
@@ -444,7 +452,7 @@ class Updater(Generic[T]):
         self._check_newer(manifest)
         free = shutil.disk_usage(self.folder.root).free
         if free < manifest.total_bytes + DISK_MARGIN_BYTES:
-            raise UpdateRefused(
+            raise NoSpace(
                 f"磁盘空间不足 / not enough disk: the release needs {manifest.total_bytes} bytes "
                 f"plus {DISK_MARGIN_BYTES} spare, {free} free"
             )
@@ -456,7 +464,7 @@ class Updater(Generic[T]):
             _write_atomic(staged / SIGNATURE_NAME, signature)
         except OSError as exc:
             if _no_space(exc):
-                raise UpdateRefused(f"磁盘已满 / disk full while downloading: {exc}") from exc
+                raise NoSpace(f"磁盘已满 / disk full while downloading: {exc}") from exc
             raise
         return staged
 

@@ -327,6 +327,11 @@ def test_full_disk_refuses_before_downloading(
     assert not outcome.switched and "not enough disk" in outcome.detail
     assert on_disk(up.folder) == (None, None, [])
     assert not up.folder.staging.exists()
+    # not held against the release: the next periodic check measures the disk again
+    (tiny_disk.root / "other").write_bytes(b"\0" * 100_000)
+    again = up.check()
+    assert "not enough disk" in again.detail and again.detail != outcome.detail
+    assert up.last_error is not None and "not enough disk" in up.last_error
 
 
 def stopped_mid_switch(
