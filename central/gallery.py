@@ -13,17 +13,31 @@ The crop is the node's evidence crop of that box: a node saves one crop per dete
 frame (`<stem>_crop<i>.jpg`, i in frame order) while an event's boxes are the detections
 its rule kept, so crop i is box i only when the frame had exactly the event's boxes; other
 events are skipped (counted), never guessed.
+
+A motionless bird (and the other rules that follow a track: mortality_cluster, static_object)
+may have a box made up from the track when the detector missed the bird in that frame
+(edge/rules/mortality.py `_detection_of`): its crop 0 is then another detection's, and the
+counts agree by chance when the frame had exactly one. The evidence does not list the frame's
+detection boxes, so such an event's crop is checked against its box by geometry: the node cuts
+box + CROP_MARGIN of its size on each side (clipped to the frame) from the full-size frame and
+stores the frame itself scaled to at most EVIDENCE_MAX_SIDE, so the crop's size must give the
+frame's aspect ratio, and when the stored frame was not scaled, its exact size (within the
+rounding of the node's cut). A crop that does not fit, or an event whose frame is not stored
+to check against, is skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from central.dataset_formats import one_species
@@ -33,6 +47,32 @@ from models.species import Catalogue
 log = logging.getLogger(__name__)
 
 _CROP = re.compile(r"_crop(\d+)\.jpg$")
+# The rules whose box may be made up from a track rather than be a detection of the frame.
+TRACK_RULES = frozenset({"motionless_bird", "mortality_cluster", "static_object"})
+CROP_MARGIN = 0.15  # edge/evidence.py CROP_MARGIN: the crop is the box and this much around it
+EVIDENCE_MAX_SIDE = 1920  # edge/evidence.py MAX_SIDE: a larger frame is stored scaled down
+_CUT_PX = 2.5  # the node's cut rounds each side outward to whole pixels (int, ceil)
+
+
+def crop_fits(box: Mapping[str, Any], crop: tuple[int, int], frame: tuple[int, int]) -> bool:
+    """Whether a stored crop of size `crop` (w, h) can be the node's crop of the normalised
+    `box` on a frame stored at size `frame` (see the module's doc)."""
+    try:
+        x, y, w, h = (float(box[k]) for k in ("x", "y", "w", "h"))
+    except (KeyError, TypeError, ValueError):
+        return False
+    span_x = min(1.0, x + w * (1 + CROP_MARGIN)) - max(0.0, x - w * CROP_MARGIN)
+    span_y = min(1.0, y + h * (1 + CROP_MARGIN)) - max(0.0, y - h * CROP_MARGIN)
+    (cw, ch), (fw, fh) = crop, frame
+    if min(span_x, span_y, cw, ch, fw, fh) <= 0:
+        return False
+    if max(fw, fh) < EVIDENCE_MAX_SIDE:  # stored at full size: the cut's size is known
+        return abs(cw - span_x * fw) <= _CUT_PX and abs(ch - span_y * fh) <= _CUT_PX
+    width, height = cw / span_x, ch / span_y  # the full frame's size the crop implies
+    tolerance = _CUT_PX / cw + _CUT_PX / ch + 1 / fw + 1 / fh
+    return abs(math.log((width / height) / (fw / fh))) <= tolerance and max(
+        width, height
+    ) >= EVIDENCE_MAX_SIDE * (1 - tolerance)
 
 
 @dataclass(frozen=True)
@@ -50,6 +90,27 @@ class Taught:
 
     crops: list[TaughtCrop] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # event id -> reason
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError:  # gone from the disk, or not an image
+        return None
+
+
+def _crop_mismatch(row: Event, box: int, crop: str, evidence_dir: Path) -> str | None:
+    """Why the crop of a track rule's box cannot be taken for that box, else None."""
+    name = Path(crop).name
+    frame = next((f.path for f in row.evidence if f.name == _CROP.sub(".jpg", name)), None)
+    frame_size = _image_size(evidence_dir / frame) if frame is not None else None
+    if frame_size is None:
+        return f"{row.rule}: its box may be made up from the track; no frame to check crop {name}"
+    crop_size = _image_size(evidence_dir / crop)
+    if crop_size is None or not crop_fits(row.boxes[box], crop_size, frame_size):
+        return f"{row.rule}: crop {name} is not box {box}'s (another detection of the frame)"
+    return None
 
 
 def _crops(row: Event) -> dict[int, str]:
@@ -96,6 +157,10 @@ def taught_crops(
             )
         elif not (evidence_dir / crops[box]).is_file():
             taught.skipped[row.event_id] = f"crop {crops[box]} missing from the evidence store"
+        elif row.rule in TRACK_RULES and (
+            why := _crop_mismatch(row, box, crops[box], evidence_dir)
+        ):
+            taught.skipped[row.event_id] = why
         else:
             path = evidence_dir / crops[box]
             taught.crops.append(TaughtCrop(species.scientific_name, path, f"{row.event_id}#{box}"))

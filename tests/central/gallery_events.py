@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,19 @@ def store_event(
     box_index: int | None = None,
     captured_at: datetime | None = None,
     rule: str | None = None,
+    frame: bytes | None = None,
+    box_list: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """An event with `boxes` bird boxes and the node's crops (`<stem>_crop<i>.jpg`) stored
     under `evidence_dir`; reviewed with `decision` (None: left unreviewed), naming `named`;
-    an observation, else an anomaly of `rule`."""
+    an observation, else an anomaly of `rule`; `frame` stored beside the crops (the frame they
+    were cut from); `box_list` the boxes (else `boxes` boxes side by side)."""
+    listed = box_list or [
+        {**BIRD_BOX, "x": 0.05 + 0.3 * i, "confidence": 0.8} for i in range(boxes)
+    ]
     fields: dict[str, Any] = {
-        "boxes": [{**BIRD_BOX, "x": 0.05 + 0.3 * i, "confidence": 0.8} for i in range(boxes)],
-        "count": boxes,
+        "boxes": list(listed),
+        "count": len(listed),
         "captured_at": captured_at or datetime(2026, 12, 1, 2, tzinfo=UTC),
     }
     if rule is not None:
@@ -45,8 +51,10 @@ def store_event(
     event = make_event(**fields)
     event_id = str(event.event_id)
     crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
-    for i, data in enumerate(crops):
-        name = f"IMG_0001_ab12cd34_crop{i}.jpg"
+    files = {f"IMG_0001_ab12cd34_crop{i}.jpg": data for i, data in enumerate(crops)}
+    if frame is not None:
+        files["IMG_0001_ab12cd34.jpg"] = frame
+    for name, data in files.items():
         relative = Path("changxing") / "cx-01" / event_id / name
         (evidence_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         (evidence_dir / relative).write_bytes(data)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from central.gallery import taught_crops
+from broker.payloads import Category
+from central.gallery import crop_fits, taught_crops
+from edge.detect.types import Detection
+from edge.evidence import EvidenceStore
+from edge.ingest import load_image
 from models.species import load_catalogue
 from tests.central.gallery_events import store_event
 
@@ -83,8 +89,8 @@ def test_a_rule_whose_boxes_may_mix_species_teaches_only_the_named_box(
             named="Ardea alba",
             box_index=1,
         )
-        still = store_event(
-            session, evidence, crops=[first], species="Egretta garzetta", rule="motionless_bird"
+        still = _node_event(
+            session, evidence, tmp_path, images_dir / "bird_coral_owl.jpg", (120, 60, 300, 330)
         )
     with session_factory() as session:
         taught = taught_crops(session=session, evidence_dir=evidence, catalogue=load_catalogue())
@@ -95,3 +101,108 @@ def test_a_rule_whose_boxes_may_mix_species_teaches_only_the_named_box(
     assert taught.crops[0].path.read_bytes() == second
     assert set(taught.skipped) == {surge}
     assert "abnormal_count" in taught.skipped[surge]
+
+
+def _bird(box: tuple[int, int, int, int]) -> Detection:
+    return Detection(*box, score=0.8, class_id=14, label="bird", category=Category.BIRD)
+
+
+def _node_event(
+    session: Session,
+    evidence: Path,
+    tmp_path: Path,
+    image: Path,
+    box: tuple[int, int, int, int],
+    detected: tuple[int, int, int, int] | None = None,
+    named: str | None = None,
+) -> str:
+    """A confirmed motionless bird at pixel `box` of `image`, its evidence saved by the node's
+    own evidence store: the frame, and one crop per detection of the frame (the bird itself, or
+    `detected` when the detector missed the bird and the rule made its box up from the track)."""
+    pixels = load_image(image)
+    height, width = pixels.shape[:2]
+    node_dir = tmp_path / f"node-{image.stem}-{detected}"
+    saved = EvidenceStore(node_dir).save(
+        image=pixels,
+        detections=[_bird(detected or box)],
+        camera="cam1",
+        day="2026-12-01",
+        stem="IMG_0001_ab12cd34",
+    )
+    x, y, w, h = _bird(box).normalised(width, height)
+    bird: dict[str, Any] = {"x": x, "y": y, "w": w, "h": h, "category": "bird", "label": "bird"}
+    return store_event(
+        session,
+        evidence,
+        crops=[p.read_bytes() for p in saved.crops],
+        frame=saved.frame.read_bytes(),
+        box_list=[{**bird, "confidence": 0.8}],
+        species=None if named else "Egretta garzetta",
+        named=named,
+        box_index=0 if named else None,
+        rule="motionless_bird",
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "bird", "other"),
+    [
+        # 2048 x 1536: the node stores the frame scaled to 1920 px
+        ("ct_ena24_7951.jpg", (492, 717, 791, 996), (1400, 200, 1900, 500)),
+        # 512 x 384: stored at full size; the other detection has nearly the bird's aspect
+        ("bird_coral_owl.jpg", (120, 60, 300, 330), (330, 40, 470, 250)),
+    ],
+)
+def test_a_motionless_birds_made_up_box_does_not_teach_another_detections_crop(
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    images_dir: Path,
+    image: str,
+    bird: tuple[int, int, int, int],
+    other: tuple[int, int, int, int],
+) -> None:
+    """The detector missed the still bird in the frame (its box made up from the track) and
+    found one other bird: one box, one crop, but the crop is the other bird's."""
+    evidence = tmp_path / "evidence"
+    with session_factory.begin() as session:
+        made_up = _node_event(
+            session, evidence, tmp_path, images_dir / image, bird, other, named="Ardea alba"
+        )
+        detected = _node_event(
+            session, evidence, tmp_path, images_dir / image, bird, named="Ardea alba"
+        )
+    with session_factory() as session:
+        taught = taught_crops(session=session, evidence_dir=evidence, catalogue=load_catalogue())
+    assert [c.source for c in taught.crops] == [f"{detected}#0"]
+    assert set(taught.skipped) == {made_up}
+    assert "not box 0's" in taught.skipped[made_up]
+
+
+def test_a_track_rules_crop_without_its_frame_is_not_taught(
+    session_factory: sessionmaker[Session], tmp_path: Path, images_dir: Path
+) -> None:
+    evidence = tmp_path / "evidence"
+    crop = (images_dir / "bird_coral_bird.jpg").read_bytes()
+    with session_factory.begin() as session:
+        alone = store_event(
+            session, evidence, crops=[crop], species="Egretta garzetta", rule="motionless_bird"
+        )
+    with session_factory() as session:
+        taught = taught_crops(session=session, evidence_dir=evidence, catalogue=load_catalogue())
+    assert taught.crops == [] and "no frame to check" in taught.skipped[alone]
+
+
+def test_crop_fits() -> None:
+    box = {"x": 0.25, "y": 0.25, "w": 0.5, "h": 0.5}
+    # 0.15 of the box's size on each side: 0.65 of a 400 x 300 frame stored at full size
+    assert crop_fits(box, (260, 195), (400, 300))
+    assert crop_fits(box, (262, 196), (400, 300)), "the node's cut rounds outward"
+    assert not crop_fits(box, (240, 195), (400, 300))
+    # stored scaled down (4000 x 3000 -> 1920 x 1440): the aspect tells, and the size is full
+    assert crop_fits(box, (2600, 1950), (1920, 1440))
+    assert not crop_fits(box, (2600, 1700), (1920, 1440))
+    assert not crop_fits(box, (260, 195), (1920, 1440)), "smaller than the frame stored"
+    # clipped at the frame's edge: 0 .. 0.575
+    edge = {"x": 0.0, "y": 0.0, "w": 0.5, "h": 0.5}
+    assert crop_fits(edge, (230, 173), (400, 300))
+    assert not crop_fits({"x": 0.1}, (10, 10), (400, 300))
