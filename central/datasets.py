@@ -25,7 +25,10 @@ and one crop per detection of the frame (`<stem>_crop<i>`), so the frame is whol
 event has as many boxes as the frame has crops. Otherwise another event's animal may be on
 the frame unlabelled (a background dismissal would call it empty, a confirmation would annotate
 only its own boxes): the frame is left out and counted as `partial`. A node lists at most
-MAX_EVIDENCE files; a list that full may have lost crops, so it counts as partial too.
+MAX_EVIDENCE files; a list that full may have lost crops, so it counts as partial too. A rule
+that follows a track (motionless_bird, ...: `gallery.TRACK_RULES`) may make its box up when the
+detector missed the bird, so the counts can agree by chance: its crops must also fit its boxes
+(`gallery.crop_fits`), else the frame is partial too.
 
 Sequences follow MegaDetector's rule (`cct_json_utils.create_sequences`): frames of one camera
 less than 60 s apart share a seq_id.
@@ -68,6 +71,7 @@ from central.dataset_formats import (
     sequences,
 )
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED, Event, EventReview
+from central.gallery import TRACK_RULES, crop_fits
 from models.species import Catalogue
 
 log = logging.getLogger(__name__)
@@ -283,6 +287,8 @@ def _frame(
     except OSError as exc:  # gone from the disk, or not an image
         log.warning("event %s: frame %s not readable: %s", event.event_id, source, exc)
         return "no_image"
+    if event.rule in TRACK_RULES and not _crops_fit(event, name, (width, height), evidence_dir):
+        return "partial"  # a box made up from the track, the crop another detection's
     boxes = _boxes(event, review, catalogue)
     if review is not Labelling.BACKGROUND and not boxes:
         return "no_image"  # nothing to say about a frame without a box
@@ -298,6 +304,24 @@ def _frame(
         review=review,
         boxes=boxes,
     )
+
+
+def _crops_fit(event: Event, frame: str, size: tuple[int, int], evidence_dir: Path) -> bool:
+    """Whether each box's crop (crop i of the frame for box i) fits that box."""
+    stored = {row.name: row.path for row in event.evidence}
+    stem = Path(frame).stem
+    for i, raw in enumerate(event.boxes):
+        path = stored.get(f"{stem}_crop{i}.jpg")
+        if path is None:
+            return False
+        try:
+            with Image.open(evidence_dir / path) as image:
+                crop = image.size
+        except OSError:
+            return False
+        if not crop_fits(raw, crop, size):
+            return False
+    return True
 
 
 def write_package(

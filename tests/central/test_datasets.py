@@ -31,6 +31,9 @@ from central.app import create_app
 from central.commands import cli
 from central.config import CentralConfig
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED
+from edge.detect.types import Detection
+from edge.evidence import EvidenceStore
+from edge.ingest import load_image
 from tests.central.conftest import make_event
 from tests.central.staff import auth, with_staff
 
@@ -89,10 +92,10 @@ def _event(
         EvidenceRef(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
         for n, b in files.items()
     ]
+    anomaly = {"kind": "anomaly", "severity": "warning"} if "rule" in over else {}
     data: dict[str, Any] = {
-        "kind": "anomaly",
-        "rule": "motionless_bird",
-        "severity": "warning",
+        "kind": "observation",
+        **anomaly,
         "captured_at": at,
         "created_at": at + timedelta(seconds=3),
         "boxes": [{**b, "confidence": 0.8} for b in boxes],
@@ -653,6 +656,46 @@ def test_a_frame_with_detections_of_other_events_is_left_out_as_partial(
     assert _labels(coco) == {alone_id: ["empty"]}
     assert summary.skipped == {"partial": 2} and summary.empty == 1
     assert still_id not in {a["image_id"] for a in coco["annotations"]}
+
+
+def test_a_motionless_birds_made_up_box_with_another_detections_crop_is_partial(
+    config: CentralConfig, session_factory: sessionmaker[Session], images_dir: Path, tmp_path: Path
+) -> None:
+    """The detector missed the still bird (its box made up from the track) and found another
+    bird: one box, one crop, but the other bird is on the frame unlabelled. The node's own
+    evidence store cuts the crops."""
+    image = images_dir / "ct_ena24_7951.jpg"  # 2048 x 1536, stored scaled to 1920
+    bird, other = (492, 717, 791, 996), (1400, 200, 1900, 500)
+    ids = {}
+    for n, detected in enumerate((other, bird)):
+        stem = f"IMG_4{n}_aa"
+        saved = EvidenceStore(tmp_path / f"node{n}").save(
+            image=load_image(image),
+            detections=[_bird(detected)],
+            camera="cam1",
+            day="2026-11-20",
+            stem=stem,
+        )
+        files = {p.name: p.read_bytes() for p in (saved.frame, *saved.crops)}
+        x, y, w, h = _bird(bird).normalised(2048, 1536)
+        event = _event(
+            at=T + timedelta(minutes=5 * n),
+            files=files,
+            boxes=[{**box("bird"), "x": x, "y": y, "w": w, "h": h}],
+            rule="motionless_bird",
+            seq=n + 1,
+        )
+        ids[detected] = _reviewed(
+            config, session_factory, event, files, REVIEW_DISMISSED, reason="background"
+        )
+    summary = _export(config, session_factory, tmp_path / "set.zip")
+    coco, _md = _read(summary.path, tmp_path / "unzipped")
+    assert _labels(coco) == {ids[bird]: ["empty"]}
+    assert summary.skipped == {"partial": 1}
+
+
+def _bird(corners: tuple[int, int, int, int]) -> Detection:
+    return Detection(*corners, score=0.8, class_id=14, label="bird", category=Category.BIRD)
 
 
 def test_whole_frame_counts_the_frames_crops() -> None:
