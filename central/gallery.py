@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from broker.payloads import MAX_EVIDENCE
 from central.dataset_formats import one_species
 from central.db.models import REVIEW_CONFIRMED, Event
 from models.species import Catalogue
@@ -113,6 +114,13 @@ def _crop_mismatch(row: Event, box: int, crop: str, evidence_dir: Path) -> str |
     return None
 
 
+def _cut(row: Event) -> bool:
+    """Whether the node's evidence list may have been cut at MAX_EVIDENCE (losing the last
+    crops: then more detections than crops, and equal counts prove nothing)."""
+    listed = (row.payload or {}).get("evidence") or row.evidence
+    return len(listed) >= MAX_EVIDENCE
+
+
 def _crops(row: Event) -> dict[int, str]:
     """Frame index -> stored path of the event's evidence crops."""
     out = {}
@@ -150,6 +158,10 @@ def taught_crops(
         elif row.confirmed_species is None and not one_species(row.kind, row.rule):
             taught.skipped[row.event_id] = (
                 f"{row.rule}: the node's species is not every box's and no box was named"
+            )
+        elif _cut(row):
+            taught.skipped[row.event_id] = (
+                f"{len(row.evidence)} evidence files, the node's most: crops may be missing"
             )
         elif len(crops) != len(row.boxes) or box not in crops:
             taught.skipped[row.event_id] = (

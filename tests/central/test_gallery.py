@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.payloads import Category
+from broker.payloads import MAX_EVIDENCE, Category
 from central.gallery import crop_fits, taught_crops
 from edge.detect.types import Detection
 from edge.evidence import EvidenceStore
 from edge.ingest import load_image
 from models.species import load_catalogue
-from tests.central.gallery_events import store_event
+from tests.central.gallery_events import BIRD_BOX, store_event
 
 
 def test_confirmed_crops_carry_the_species_the_reviewer_named_or_confirmed(
@@ -176,6 +176,33 @@ def test_a_motionless_birds_made_up_box_does_not_teach_another_detections_crop(
     assert [c.source for c in taught.crops] == [f"{detected}#0"]
     assert set(taught.skipped) == {made_up}
     assert "not box 0's" in taught.skipped[made_up]
+
+
+def test_an_evidence_list_cut_at_its_most_teaches_nothing(
+    session_factory: sessionmaker[Session], tmp_path: Path, images_dir: Path
+) -> None:
+    """A node lists at most MAX_EVIDENCE files (the frame and 7 crops): a frame with more
+    detections lost crops, so 7 crops for 7 boxes does not say box i is detection i."""
+    evidence = tmp_path / "evidence"
+    crop = (images_dir / "bird_coral_bird.jpg").read_bytes()
+    frame = (images_dir / "bird_coral_owl.jpg").read_bytes()
+    small = [{**BIRD_BOX, "x": 0.1 * i, "w": 0.08, "confidence": 0.8} for i in range(8)]
+    with session_factory.begin() as session:
+        cut, whole = (
+            store_event(
+                session,
+                evidence,
+                crops=[crop] * n,
+                box_list=small[:n],
+                species="Egretta garzetta",
+                frame=frame,
+            )
+            for n in (MAX_EVIDENCE - 1, MAX_EVIDENCE - 2)
+        )
+    with session_factory() as session:
+        taught = taught_crops(session=session, evidence_dir=evidence, catalogue=load_catalogue())
+    assert [c.source for c in taught.crops] == [f"{whole}#0"]
+    assert "crops may be missing" in taught.skipped[cut]
 
 
 def test_a_track_rules_crop_without_its_frame_is_not_taught(
