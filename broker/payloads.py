@@ -134,6 +134,13 @@ class SpeciesGuess(_Strict):
     confidence: Probability
 
 
+# What a node's evidence images are (edge/evidence.py writes them; central cuts thumbnails and
+# checks gallery crops against them): the frame scaled down to at most this many pixels on its
+# long side, and one crop per detection, its box plus this share of the box on every side.
+EVIDENCE_MAX_SIDE = 1920
+EVIDENCE_CROP_MARGIN = 0.15
+
+
 class EvidenceRef(_Strict):
     """One evidence image of an event, uploaded to central over HTTP (not sent over MQTT)."""
 

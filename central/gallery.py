@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from broker.payloads import MAX_EVIDENCE
+from broker.payloads import EVIDENCE_CROP_MARGIN, EVIDENCE_MAX_SIDE, MAX_EVIDENCE
 from central.dataset_formats import one_species
 from central.db.models import REVIEW_CONFIRMED, Event
 from models.species import Catalogue
@@ -50,8 +50,7 @@ log = logging.getLogger(__name__)
 _CROP = re.compile(r"_crop(\d+)\.jpg$")
 # The rules whose box may be made up from a track rather than be a detection of the frame.
 TRACK_RULES = frozenset({"motionless_bird", "mortality_cluster", "static_object"})
-CROP_MARGIN = 0.15  # edge/evidence.py CROP_MARGIN: the crop is the box and this much around it
-EVIDENCE_MAX_SIDE = 1920  # edge/evidence.py MAX_SIDE: a larger frame is stored scaled down
+CROP_MARGIN = EVIDENCE_CROP_MARGIN  # the node's crop is the box and this much around it
 _CUT_PX = 2.5  # the node's cut rounds each side outward to whole pixels (int, ceil)
 
 

@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from broker.payloads import Category, Severity
+from broker.payloads import EVIDENCE_CROP_MARGIN, EVIDENCE_MAX_SIDE, Category, Severity
 from edge.detect import Detection
 
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 85  # a reviewer must see plumage and posture; 85 keeps a 1080p frame near 300 kB
-MAX_SIDE = 1920  # larger camera-trap frames are scaled down: evidence, not archive
-CROP_MARGIN = 0.15
+MAX_SIDE = EVIDENCE_MAX_SIDE  # larger camera-trap frames are scaled down: evidence, not archive
+CROP_MARGIN = EVIDENCE_CROP_MARGIN
 # Usage above this share of the limit logs a warning (once per crossing) and sets near_limit, so
 # an operator hears before pruning starts; lower warns earlier but more often on a busy node.
 NEAR_LIMIT_SHARE = 0.9

@@ -10,9 +10,11 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from broker.payloads import EVIDENCE_CROP_MARGIN
+
 THUMB_PX = 640
 CROP_PX = 320
-CROP_MARGIN = 0.15  # share of the box added on every side
+CROP_MARGIN = EVIDENCE_CROP_MARGIN  # share of the box added on every side, as the node cuts
 QUALITY = 75
 CACHE_DIR = ".console"
 
