@@ -126,7 +126,10 @@ class ReviewCreate(BaseModel):
         "station's catalogue); absent: the node's suggestion stands",
     )
     box_index: int | None = Field(
-        None, ge=0, le=199, description="which box of the event the species is (default: first)"
+        None,
+        ge=0,
+        le=199,
+        description="which box of the event `species` is (default: the first); only with species",
     )
 
 
