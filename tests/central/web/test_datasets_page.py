@@ -3,19 +3,33 @@ frames of their own sites only."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.payloads import EventPayload, EvidenceRef
 from central import crud, datasets
 from central.config import CentralConfig
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED
-from tests.central.web.conftest import Seeded
+from tests.central.conftest import make_event
+from tests.central.web.conftest import NODE_TOKENS, Seeded
+
+BOX = {
+    "x": 0.3,
+    "y": 0.3,
+    "w": 0.2,
+    "h": 0.25,
+    "category": "dog",
+    "label": "dog",
+    "confidence": 0.9,
+}
 
 Login = Callable[[str], tuple[TestClient, str]]
 
@@ -31,12 +45,67 @@ def _images(client: TestClient, url: str) -> dict[str, dict[str, object]]:
     return {im["id"]: im for im in coco["images"]}
 
 
+def _framed(
+    client: TestClient,
+    session_factory: sessionmaker[Session],
+    jpeg: bytes,
+    **fields: object,
+) -> EventPayload:
+    """An event whose node uploaded its frame and the one crop of its one box, as nodes do
+    (a frame without its crops may hold other events' animals: the export leaves it out)."""
+    image = Image.open(io.BytesIO(jpeg))
+    w, h = image.size
+    out = io.BytesIO()
+    image.crop((int(0.27 * w), int(0.26 * h), int(0.53 * w), int(0.59 * h))).save(out, "JPEG")
+    files = {"frame.jpg": jpeg, "frame_crop0.jpg": out.getvalue()}
+    refs = [
+        EvidenceRef(name=n, sha256=hashlib.sha256(b).hexdigest(), size=len(b))
+        for n, b in files.items()
+    ]
+    event = make_event(boxes=[BOX], category="dog", evidence=refs, **fields)
+    with session_factory.begin() as session:
+        crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
+    for name, body in files.items():
+        r = client.put(
+            f"/api/evidence/{event.event_id}/{name}",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {NODE_TOKENS[event.node]}",
+                "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}",
+                "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
+            },
+        )
+        assert r.status_code == 200 and r.json()["complete"], r.text
+    return event
+
+
 def test_download_of_reviewed_frames_by_site(
     login: Login,
-    seeded: Seeded,
+    app_client: TestClient,
+    evidence_jpeg: bytes,
     session_factory: sessionmaker[Session],
     console_config: CentralConfig,
 ) -> None:
+    now = datetime.now(UTC)
+    dog = {"kind": "anomaly", "rule": "free_roaming_dog", "severity": "warning"}
+    seeded = Seeded(
+        cx_anomaly=_framed(
+            app_client, session_factory, evidence_jpeg, captured_at=now - timedelta(hours=2), **dog
+        ),
+        cx_observation=_framed(
+            app_client, session_factory, evidence_jpeg, seq=2, captured_at=now - timedelta(hours=1)
+        ),
+        xz_anomaly=_framed(
+            app_client,
+            session_factory,
+            evidence_jpeg,
+            site="xiazhuhu",
+            node="xz-01",
+            camera="lake-east",
+            captured_at=now - timedelta(hours=3),
+            **dog,
+        ),
+    )
     with session_factory() as session:
         for event, decision, reason in (
             (seeded.cx_anomaly, REVIEW_CONFIRMED, None),
