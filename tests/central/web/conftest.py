@@ -57,9 +57,11 @@ class Seeded:
     xz_anomaly: EventPayload
 
 
-def upload(client: TestClient, event: EventPayload, image: bytes, token: str) -> None:
-    """The node's evidence upload, in one chunk, through the real API."""
-    ref = event.evidence[0]
+def upload(
+    client: TestClient, event: EventPayload, image: bytes, token: str, index: int = 0
+) -> None:
+    """The node's upload of evidence file `index`, in one chunk, through the real API."""
+    ref = event.evidence[index]
     r = client.put(
         f"/api/evidence/{event.event_id}/{ref.name}",
         content=image,

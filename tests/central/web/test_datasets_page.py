@@ -19,7 +19,7 @@ from central import crud, datasets
 from central.config import CentralConfig
 from central.db.models import REVIEW_CONFIRMED, REVIEW_DISMISSED
 from tests.central.conftest import make_event
-from tests.central.web.conftest import NODE_TOKENS, Seeded
+from tests.central.web.conftest import NODE_TOKENS, Seeded, upload
 
 BOX = {
     "x": 0.3,
@@ -65,17 +65,8 @@ def _framed(
     event = make_event(boxes=[BOX], category="dog", evidence=refs, **fields)
     with session_factory.begin() as session:
         crud.insert_event(session=session, payload=event, received_at=datetime.now(UTC))
-    for name, body in files.items():
-        r = client.put(
-            f"/api/evidence/{event.event_id}/{name}",
-            content=body,
-            headers={
-                "Authorization": f"Bearer {NODE_TOKENS[event.node]}",
-                "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}",
-                "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
-            },
-        )
-        assert r.status_code == 200 and r.json()["complete"], r.text
+    for index, body in enumerate(files.values()):
+        upload(client, event, body, NODE_TOKENS[event.node], index)
     return event
 
 
