@@ -17,13 +17,19 @@ from models.species import load_catalogue
 from tests.central.gallery_events import BIRD_BOX, store_event
 
 
+@pytest.fixture()
+def two_birds(images_dir: Path) -> tuple[bytes, bytes]:
+    """Two real bird pictures, stored as the crops of a two-box event."""
+    names = ("bird_coral_bird.jpg", "bird_coral_owl.jpg")
+    first, second = ((images_dir / n).read_bytes() for n in names)
+    return first, second
+
+
 def test_confirmed_crops_carry_the_species_the_reviewer_named_or_confirmed(
-    session_factory: sessionmaker[Session], tmp_path: Path, images_dir: Path
+    session_factory: sessionmaker[Session], tmp_path: Path, two_birds: tuple[bytes, bytes]
 ) -> None:
     evidence = tmp_path / "evidence"
-    first, second = (
-        (images_dir / n).read_bytes() for n in ("bird_coral_bird.jpg", "bird_coral_owl.jpg")
-    )
+    first, second = two_birds
     with session_factory.begin() as session:
         corrected = store_event(
             session,
@@ -61,15 +67,16 @@ def test_confirmed_crops_carry_the_species_the_reviewer_named_or_confirmed(
 
 
 def test_a_rule_whose_boxes_may_mix_species_teaches_only_the_named_box(
-    session_factory: sessionmaker[Session], tmp_path: Path, images_dir: Path
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    images_dir: Path,
+    two_birds: tuple[bytes, bytes],
 ) -> None:
     """abnormal_count and high_risk_species name one species among the frame's birds (the
     surging, the best-scoring one): their first box is not known to be it. A motionless bird
     is one bird: its node species, confirmed, is taught."""
     evidence = tmp_path / "evidence"
-    first, second = (
-        (images_dir / n).read_bytes() for n in ("bird_coral_bird.jpg", "bird_coral_owl.jpg")
-    )
+    first, second = two_birds
     with session_factory.begin() as session:
         surge = store_event(
             session,
