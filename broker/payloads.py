@@ -205,6 +205,16 @@ class CameraState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class LinkHealth(_Strict):
+    """The node's uplink (4G) as its link watch sees it: offline time and what it did about it."""
+
+    offline_s: float = Field(0.0, ge=0, description="current offline stretch (0: connected)")
+    modem_resets: int = Field(0, ge=0, description="modem resets the link watch ran, ever")
+    reboots: int = Field(0, ge=0, description="reboots the link watch asked for, ever")
+    last_action: Text | None = Field(None, description="the last step taken and its outcome")
+    last_action_at: WireTime | None = None
+
+
 class HeartbeatPayload(_Strict):
     """Periodic health of a node."""
 
@@ -220,7 +230,11 @@ class HeartbeatPayload(_Strict):
     last_seq: int = Field(
         0, ge=0, le=MAX_SEQ, description="highest sequence number the node has made"
     )
-    storage_near_limit: bool = Field(False, description="evidence disk above 90% of its limit")
+    storage_near_limit: bool = Field(
+        False,
+        description="storage_low: evidence near its limit, data that cannot be pruned near the "
+        "node's cap, or the data partition nearly full",
+    )
     cameras: dict[Annotated[str, Field(max_length=64)], CameraState] = Field(
         default_factory=dict, max_length=64
     )
@@ -232,6 +246,14 @@ class HeartbeatPayload(_Strict):
     release_error: Text | None = Field(
         None, description="why the last model release was refused or rolled back"
     )
+    link: LinkHealth | None = Field(None, description="uplink state and recovery steps taken")
+    clock_offset_ms: float | None = Field(
+        None, description="system clock minus its time source (chrony), when known"
+    )
+    storage_used_mb: float | None = Field(
+        None, ge=0, description="what WildWatch keeps on its data partition"
+    )
+    storage_cap_mb: float | None = Field(None, ge=0, description="the most it may keep there")
 
 
 class NodeState(StrEnum):
