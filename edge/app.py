@@ -48,7 +48,9 @@ from edge.outbox.sqlite import EvidenceUpload
 from edge.pipeline import Analysis, Pipeline, StillStream, build_pipeline
 from edge.publish import CommandHandler, Publisher
 from edge.publish.evidence import EvidenceUploader
+from edge.storage import DataPartition
 from edge.updater import LoadedModels, ReleaseFolder, Updater, load_and_test, release_gallery
+from edge.watchdog import Liveness, Stage
 from models.registry import RegistryError
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class EdgeNode:
         self.quarantined = 0
         self.duplicates = 0
         self._disk_full_at: float | None = None  # monotonic time the data disk was found full
+        self.storage_low: tuple[str, str] | None = None  # why storage is low (zh, en), if it is
         self.uploader: EvidenceUploader | None = None
         self._started = False
         # annotated frame per (camera, media file), to attach an earlier frame to a later event
@@ -85,6 +88,8 @@ class EdgeNode:
         self._streams: dict[str, StillStream] = {}
         self.updater: Updater[LoadedModels] | None = None
         self.release: str | None = None  # the signed model release in use (None: model store)
+        self.liveness = Liveness(config.watchdog)  # what systemd's watchdog is told
+        self._watch_stage = Stage("drop folders")  # one file (a burst) at a time
 
     # -- start-up, in order ----------------------------------------------------------------------
     def start(self) -> None:
@@ -95,6 +100,22 @@ class EdgeNode:
         self.pipeline = self._build_pipeline(store)  # models load here: fail early
         self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
+        outbox_files = tuple(
+            cfg.outbox_path.with_name(cfg.outbox_path.name + suffix)
+            for suffix in ("", "-wal", "-shm")
+        )
+        self.storage = DataPartition(
+            cfg.data_dir,
+            cfg.storage,
+            evidence_dir=self.evidence.root,
+            evidence_bytes=lambda: self.evidence.held_bytes,
+            outbox_files=outbox_files,
+        )
+        log.info(
+            "data partition: %.0f of %.0f MB in use",
+            self.storage.used_bytes() / 1e6,
+            cfg.storage.cap_mb,
+        )
         log.info(
             "outbox %s: %d events waiting, last seq %d",
             cfg.outbox_path,
@@ -152,6 +173,53 @@ class EdgeNode:
         self._spawn("watcher", self._watch_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
         self._started = True
+        self._watch_health()
+
+    def _watch_health(self) -> None:
+        """Every worker the systemd watchdog vouches for (edge/watchdog.py)."""
+        live = self.liveness
+        watcher, beats = self._threads
+        live.stage(self._watch_stage, watcher.is_alive)
+        live.thread("heartbeat", beats.is_alive)
+        live.stage(self.publisher.stage, lambda: self.publisher.alive)
+        live.add("outbox", self._outbox_problem)
+        for camera in self.live:
+            live.stage(camera.stage, lambda c=camera: c.alive)  # type: ignore[misc]
+        if self.uploader is not None:
+            uploader = self.uploader
+            live.thread("evidence upload", lambda: uploader.alive)
+        if self.updater is not None:
+            updater = self.updater
+            live.thread("release updater", lambda: updater.alive)
+
+    def _outbox_problem(self, now: float) -> str | None:
+        waited = self.publisher.unacknowledged_for(now)
+        if waited is not None and waited > self.config.watchdog.stall_s:
+            return (
+                f"outbox stuck: {self.outbox.depth()} events, none acknowledged for {waited:.0f} s"
+                " while the broker is connected"
+            )
+        return None
+
+    def ready(self) -> None:
+        """Tell systemd the node is up (after waiting briefly for the broker) and start the
+        watchdog pings."""
+        deadline = time.monotonic() + self.config.watchdog.ready_wait_s
+        while not self.link.connected and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.1)
+        if not self.link.connected:
+            log.warning(
+                "broker not reachable yet: ready, working offline (events wait in the outbox)"
+            )
+        self.liveness.ready(self.status_line)
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: work done and the uplink."""
+        broker = "已连接 / broker connected" if self.link.connected else "离线 / offline"
+        return (
+            f"{broker}; processed {self.processed}, outbox {self.outbox.depth()}, "
+            f"published {self.publisher.published}"
+        )
 
     def _prepare_releases(self) -> Path | None:
         """Undo a model switch a stop interrupted, set up the updater; the folder of the
@@ -252,6 +320,7 @@ class EdgeNode:
         """Stop watching, stop publishing (stored events stay stored), go offline."""
         if not self._started:
             return
+        self.liveness.stopping()
         self._stop.set()
         for t in self._threads:
             t.join(10)
@@ -290,9 +359,10 @@ class EdgeNode:
         while not self._stop.is_set():
             full_at = self._disk_full_at
             if full_at is None or time.monotonic() - full_at >= DISK_FULL_RETRY_S:
-                for watcher in self.watchers:
-                    if self._stop.is_set() or not self._watch(watcher):
-                        break
+                with self._watch_stage.working():
+                    for watcher in self.watchers:
+                        if self._stop.is_set() or not self._watch(watcher):
+                            break
             self._stop.wait(self.config.poll_s)
 
     def _watch(self, watcher: DropFolder) -> bool:
@@ -323,6 +393,7 @@ class EdgeNode:
     def _guard(self, item: MediaItem | None, origin: DropFolder, work: Callable[[], int]) -> bool:
         """Run one step of drop-folder work; False when the data disk is full."""
         done = self.processed
+        self._watch_stage.touch()  # each file of a backlog is a new unit of work
         try:
             work()
         except Exception as exc:
@@ -382,6 +453,7 @@ class EdgeNode:
         A file from drop folder `origin` that does not decode is left there while its upload
         may only have stalled (see DropFolder.hold); otherwise it is quarantined.
         """
+        self._check_storage(item)  # raises CapReached (a disk full of our own): the file waits
         stream = self._stream(item.camera)
         if self.outbox.seen_media(item.sha256) or any(
             p.sha256 == item.sha256 for p in stream.pending
@@ -431,10 +503,8 @@ class EdgeNode:
             events: list[EventPayload] = analysis.events
             uploads: list[EvidenceUpload] = []
             if analysis.events and analysis.result.detections:
-                was_near = self.evidence.near_limit
                 events, uploads = self._save_evidence(item, analysis)
-                if self.evidence.near_limit and not was_near:
-                    events.append(self._storage_warning(item))
+                events += self._storage_warnings(item)
             stored = self.outbox.add(
                 self._stamped(events),
                 media_sha256=item.sha256,
@@ -452,10 +522,39 @@ class EdgeNode:
             stored_total += len(stored)
         return stored_total
 
-    def _storage_warning(self, item: MediaItem) -> EventPayload:
-        """One warning event when the evidence disk crosses its near-limit mark."""
+    def _check_storage(self, item: MediaItem) -> None:
+        """Prune old originals if needed, warn once when storage turns low, and refuse the file
+        (CapReached) when the node is at its cap with nothing left to prune."""
+        self.storage.make_room()
+        warnings = self._storage_warnings(item)
+        if warnings:
+            self.outbox.add(self._stamped(warnings))
+        self.storage.admit()
+
+    def _storage_warnings(self, item: MediaItem) -> list[EventPayload]:
+        """One storage_low event each time storage turns low (evidence near its limit, data
+        that cannot be pruned near the cap, or the partition nearly full); [] otherwise."""
         cfg = self.config
-        used = self.evidence.usage_bytes() / 1e6
+        reason = self.storage.low()
+        if reason is None and self.evidence.near_limit:
+            used = self.evidence.held_bytes / 1e6
+            reason = (
+                f"节点{cfg.node}证据图片已占用{used:.0f}MB，接近上限{cfg.evidence_limit_mb:.0f}MB；"
+                "低级别事件的旧图片将被清理",
+                f"node {cfg.node} evidence uses {used:.0f} MB of its "
+                f"{cfg.evidence_limit_mb:.0f} MB limit; old low-severity images will be pruned",
+            )
+        was_low, self.storage_low = self.storage_low, reason
+        if reason is None or was_low is not None:
+            if was_low is not None and reason is None:
+                log.warning("storage no longer low")
+            return []
+        log.warning("storage low: %s", reason[1])
+        return [self._storage_warning(item, reason)]
+
+    def _storage_warning(self, item: MediaItem, reason: tuple[str, str]) -> EventPayload:
+        """The storage_low event for `reason` (Chinese, English)."""
+        cfg = self.config
         return EventPayload(
             event_id=uuid.uuid4(),
             seq=1,
@@ -471,10 +570,8 @@ class EdgeNode:
             count=1,
             confidence=1.0,
             source=item.path.name,
-            message_zh=f"节点{cfg.node}证据图片已占用{used:.0f}MB，接近上限"
-            f"{cfg.evidence_limit_mb:.0f}MB；低级别事件的旧图片将被清理",
-            message_en=f"node {cfg.node} evidence uses {used:.0f} MB of its "
-            f"{cfg.evidence_limit_mb:.0f} MB limit; old low-severity images will be pruned",
+            message_zh=reason[0],
+            message_en=reason[1],
         )
 
     def _earlier_frames(self, camera: str, sources: tuple[str, ...] | None) -> list[SavedFile]:
@@ -556,6 +653,7 @@ class EdgeNode:
         except OSError as exc:
             log.error("%s: could not move to %s: %s", item.path, dest_dir, exc)
             return None
+        self.storage.added(dest)
         return dest
 
     def _heartbeat_loop(self) -> None:
@@ -577,7 +675,9 @@ class EdgeNode:
             outbox_depth=self.outbox.depth(),
             last_seq=self.outbox.last_seq(),
             cameras=self.camera_states(),
-            storage_near_limit=self.evidence.near_limit,
+            storage_near_limit=self.storage_low is not None,
+            storage_used_mb=self.storage.used_bytes() / 1e6,
+            storage_cap_mb=cfg.storage.cap_mb,
             models={cfg.detector.backend: cfg.detector.model},
             release=self.release,
             release_error=self.updater.last_error if self.updater is not None else None,
@@ -589,6 +689,7 @@ def run(config: NodeConfig) -> None:
     """Run a node until it is told to stop."""
     node = EdgeNode(config)
     node.start()
+    node.ready()
     log.info("node %s/%s running with %d camera(s)", config.site, config.node, len(config.cameras))
     try:
         node.wait()

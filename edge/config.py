@@ -20,7 +20,9 @@ from edge.ingest.capture_time import EARLIEST_PLAUSIBLE
 from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
 from edge.motion import MotionSettings
 from edge.motion.gate import GateSettings
+from edge.storage import StorageSettings
 from edge.track.iou_tracker import TrackerSettings
+from edge.watchdog import WatchdogSettings
 from models.release import ReleaseError, decode_public_key
 from surveillance.settings import RuleSettings
 
@@ -181,6 +183,10 @@ class NodeConfig(_Model):
     burst_gap_s: float = Field(60.0, gt=0, le=3600, description="frames closer form one burst")
     video_every_s: float = Field(1.0, gt=0, le=60, description="video clips: seconds per sample")
     evidence_limit_mb: float = Field(2000.0, ge=0.1, description="disk kept for evidence images")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings,
+        description="the node's cap on its data partition and when storage_low is raised",
+    )
     evidence_upload: EvidenceUploadSettings | None = Field(
         None, description="upload evidence to central (off when absent)"
     )
@@ -205,6 +211,9 @@ class NodeConfig(_Model):
         "swap) and give way to the file time; set it earlier to scan an older archive",
     )
     heartbeat_s: float = Field(60.0, gt=0, le=3600, description="heartbeat interval")
+    watchdog: WatchdogSettings = Field(
+        default_factory=WatchdogSettings, description="when systemd's watchdog restarts the node"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -221,6 +230,12 @@ class NodeConfig(_Model):
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique, got {ids}")
         _separate_drop_folders(self.cameras)
+        if self.evidence_limit_mb >= self.storage.low_at * self.storage.cap_mb:
+            raise ValueError(
+                f"evidence_limit_mb ({self.evidence_limit_mb:g}) must stay below storage.low_at x "
+                f"storage.cap_mb ({self.storage.low_at * self.storage.cap_mb:g}): evidence is "
+                "kept, only archived originals are pruned to stay under the cap"
+            )
         _known_rule_cameras(self.rules, ids)
         return self
 

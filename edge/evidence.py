@@ -213,8 +213,13 @@ class EvidenceStore:
         with self._lock:
             self._index.execute("UPDATE files SET uploaded=1 WHERE path=?", (self._key(path),))
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the evidence folder holds, as counted since start (no walk of the folder)."""
+        return self._total
+
     def usage_bytes(self) -> int:
-        """Bytes the evidence folder holds."""
+        """Bytes the evidence folder holds (walks the folder)."""
         return sum(p.stat().st_size for p in self.root.rglob("*.jpg"))
 
     def enforce_limit(self) -> list[Path]:

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from broker.payloads import CameraState, HeartbeatPayload, utc_now
+from broker.payloads import CameraState, HeartbeatPayload, LinkHealth, utc_now
 from edge import __version__
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")  # Raspberry Pi SoC sensor
@@ -40,6 +40,10 @@ def heartbeat(
     cameras: dict[str, CameraState],
     models: dict[str, str],
     storage_near_limit: bool = False,
+    storage_used_mb: float | None = None,
+    storage_cap_mb: float | None = None,
+    link: LinkHealth | None = None,
+    clock_offset_ms: float | None = None,
     release: str | None = None,
     release_error: str | None = None,
 ) -> HeartbeatPayload:
@@ -59,6 +63,10 @@ def heartbeat(
         outbox_depth=outbox_depth,
         last_seq=last_seq,
         storage_near_limit=storage_near_limit,
+        storage_used_mb=None if storage_used_mb is None else round(storage_used_mb, 1),
+        storage_cap_mb=storage_cap_mb,
+        link=link,
+        clock_offset_ms=clock_offset_ms,
         cameras=cameras,
         software_version=__version__,
         models=models,

@@ -17,6 +17,7 @@ from broker.payloads import CameraState, EventPayload
 from edge.config import CameraSettings
 from edge.ingest.live import CameraHealthMonitor, LiveFeed
 from edge.pipeline import Pipeline
+from edge.watchdog import Stage
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class LiveCamera:
         self.stream = pipeline.live(camera)
         self.health = CameraHealthMonitor(camera.health)
         self.frames = 0
+        self.stage = Stage(f"camera {camera.id}")  # one frame at a time (the watchdog reads it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"live-{camera.id}", daemon=True)
 
@@ -58,6 +60,11 @@ class LiveCamera:
             raise RuntimeError(f"camera {self.camera}: no feed to start (frames handed in)")
         self.feed.start()
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """True while the camera's thread runs."""
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop processing and close the feed."""
@@ -82,7 +89,8 @@ class LiveCamera:
                 continue
             last = frame.seq
             try:
-                self.process(frame.image, frame.t)
+                with self.stage.working():
+                    self.process(frame.image, frame.t)
             except Exception:  # one bad frame must not stop the camera
                 log.exception("camera %s: frame %d failed", self.camera, frame.seq)
 

@@ -313,6 +313,11 @@ class Updater(Generic[T]):
         self._force = True
         self._wake.set()
 
+    @property
+    def alive(self) -> bool:
+        """True while the update thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current round."""
         self._stop.set()

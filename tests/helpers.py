@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -90,6 +91,17 @@ class MosquittoServer:
             raise RuntimeError(
                 f"mosquitto did not start on port {self.port}: {self.log.read_text()}"
             )
+
+    def freeze(self) -> None:
+        """Stop the broker's process without closing its sockets (SIGSTOP): connections stay
+        up but nothing is answered, as with a hung broker or a link that black-holes."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen broker run again (SIGCONT)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop mosquitto (it saves its persistence file on a clean stop)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from broker.client import MqttLink, PublishHandle
 from edge.outbox import Outbox
+from edge.watchdog import Stage
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._rewind = threading.Event()
         self.published = 0  # acknowledged by the broker since start
+        self.stage = Stage("publisher")  # one drain step at a time (the watchdog reads it)
+        # since when events have been in flight, connected, without any acknowledgement
+        self._waiting_since: float | None = None
 
     def start(self) -> None:
         """Start draining."""
@@ -53,6 +57,17 @@ class Publisher:
         self._rewind.set()
         self._outbox.wake()
 
+    @property
+    def alive(self) -> bool:
+        """True while the drain thread runs."""
+        return self._thread.is_alive()
+
+    def unacknowledged_for(self, now: float) -> float | None:
+        """How long events have waited in flight for an acknowledgement while connected, or
+        None when nothing waits or the link is down (offline is not a fault of the outbox)."""
+        since = self._waiting_since
+        return None if since is None else now - since
+
     def drained(self) -> bool:
         """True when nothing is stored or in flight."""
         return not self._inflight and self._outbox.depth() == 0
@@ -60,7 +75,8 @@ class Publisher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.step()
+                with self.stage.working():
+                    busy = self.step()
             except Exception:  # keep draining whatever one step hit; the entry stays stored
                 log.exception("publisher step failed")
                 busy = False
@@ -90,9 +106,12 @@ class Publisher:
             del self._inflight[seq]
         stale += failed
         if not self._link.connected:
+            self._waiting_since = None
             return bool(done)
         room = WINDOW - len(self._inflight)
         if room <= 0:
+            if done:
+                self._waiting_since = now
             return bool(done)
         after = max(self._inflight, default=0)
         rewind = self._rewind.is_set()
@@ -104,4 +123,9 @@ class Publisher:
             entries = self._outbox.pending(after_seq=after, limit=room)
         for e in entries:
             self._inflight[e.seq] = _InFlight(self._link.publish(e.topic, e.payload, qos=1), now)
+        # an acknowledgement is progress; a resend is not (a broker that never acknowledges)
+        if not self._inflight:
+            self._waiting_since = None
+        elif done or self._waiting_since is None:
+            self._waiting_since = now
         return bool(done or entries)

@@ -80,6 +80,11 @@ class EvidenceUploader:
         """Start uploading."""
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """True while the upload thread runs."""
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop after the current chunk; what is left stays queued."""
         self._stop.set()
