@@ -36,12 +36,14 @@ from broker.payloads import (
 from broker.topics import command_topic, heartbeat_topic, status_topic
 from broker.validate import encode
 from edge.classify.gallery import GallerySettings
+from edge.clock import clock_offset_ms
 from edge.config import NodeConfig
 from edge.detect import Detector
 from edge.evidence import EvidenceStore, SavedFile
 from edge.health import heartbeat
 from edge.ingest import MediaError, MediaItem
 from edge.ingest.folder import RETRY_S, DropFolder
+from edge.link import LinkWatch
 from edge.live import LiveCamera
 from edge.outbox import Outbox, is_disk_full
 from edge.outbox.sqlite import EvidenceUpload
@@ -145,6 +147,11 @@ class EdgeNode:
         )
         self.link.subscribe(command_topic(cfg.site, cfg.node), self.commands.handle)
         self.link.start()
+        # the 4G uplink: modem reset, then reboot, after long enough offline (edge/link.py)
+        self.link_watch = LinkWatch(
+            cfg.link, lambda: self.link.connected, cfg.data_dir / "link_state.json"
+        )
+        self.link_watch.start()
         self.publisher.start()
         self._start_uploader()
         if self.updater is not None:
@@ -183,6 +190,7 @@ class EdgeNode:
         live.thread("heartbeat", beats.is_alive)
         live.stage(self.publisher.stage, lambda: self.publisher.alive)
         live.add("outbox", self._outbox_problem)
+        live.thread("link watch", lambda: self.link_watch.alive)
         for camera in self.live:
             live.stage(camera.stage, lambda c=camera: c.alive)  # type: ignore[misc]
         if self.uploader is not None:
@@ -326,6 +334,7 @@ class EdgeNode:
             t.join(10)
         for camera in self.live:
             camera.stop()
+        self.link_watch.stop()
         self.publisher.stop()
         if self.uploader is not None:
             self.uploader.stop()
@@ -678,6 +687,8 @@ class EdgeNode:
             storage_near_limit=self.storage_low is not None,
             storage_used_mb=self.storage.used_bytes() / 1e6,
             storage_cap_mb=cfg.storage.cap_mb,
+            link=self.link_watch.health(),
+            clock_offset_ms=clock_offset_ms(),
             models={cfg.detector.backend: cfg.detector.model},
             release=self.release,
             release_error=self.updater.last_error if self.updater is not None else None,

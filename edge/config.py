@@ -18,6 +18,7 @@ from edge.classify.gallery import GallerySettings
 from edge.detect import DetectorConfig, detector_settings
 from edge.ingest.capture_time import EARLIEST_PLAUSIBLE
 from edge.ingest.live import HealthSettings, LiveSettings, LiveSourceError, parse_source
+from edge.link import LinkSettings
 from edge.motion import MotionSettings
 from edge.motion.gate import GateSettings
 from edge.storage import StorageSettings
@@ -211,6 +212,10 @@ class NodeConfig(_Model):
         "swap) and give way to the file time; set it earlier to scan an older archive",
     )
     heartbeat_s: float = Field(60.0, gt=0, le=3600, description="heartbeat interval")
+    link: LinkSettings = Field(
+        default_factory=LinkSettings,
+        description="the uplink (4G) watch: modem reset, then reboot, after long offline",
+    )
     watchdog: WatchdogSettings = Field(
         default_factory=WatchdogSettings, description="when systemd's watchdog restarts the node"
     )

@@ -68,12 +68,14 @@ class LinkSettings(BaseModel):
         description="seconds between two modem resets while the link stays down",
     )
     reboot_after_s: float | None = Field(
-        3600.0,
+        None,
         ge=0,
         le=30 * DAY_S,
         description=(
             "seconds offline before a reboot is asked for (with a modem reset command, only "
-            "after at least one modem reset in the same offline stretch); null: never reboot"
+            "after at least one modem reset in the same offline stretch); null (the default, "
+            "so a node run on a workstation never reboots it): never reboot. The node.yaml "
+            "of a provisioned Pi sets 3600"
         ),
     )
     reboot_command: list[str] = Field(
