@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+import yaml
 
 from edge.app import EdgeNode
 from edge.detect import DetectionResult, Detector, detector_settings
@@ -244,3 +248,43 @@ def test_an_outbox_the_broker_never_acknowledges_stops_the_pings(
     finally:
         broker.thaw()
         node.stop()
+
+
+def test_the_edge_run_command_is_ready_pings_and_says_stopping(
+    tmp_path: Path, models_dir: Path, broker: MosquittoServer
+) -> None:
+    """`wildwatch edge run` as systemd starts it: environment in, datagrams out."""
+    listener = NotifySocket(tmp_path / "notify.sock")
+    config = tmp_path / "node.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": "changxing",
+                "node": "n1",
+                "model_store": str(models_dir),
+                "data_dir": str(tmp_path / "edge"),
+                "mqtt": {"port": broker.port},
+                "cameras": [{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": str(PERIOD_USEC)}
+    exe = Path(sys.executable).with_name("wildwatch")
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "edge", "run", "--config", str(config)], env=env, stdout=out, stderr=out
+        )
+    try:
+        assert wait_for(lambda: len(listener.pings()) >= 3, 60), log.read_text()
+        ready = [m for m in listener.messages() if m.startswith("READY=1")]
+        assert len(ready) == 1 and "broker connected" in ready[0]
+        assert listener.messages().index(ready[0]) == 0  # no ping before READY
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+    assert "STOPPING=1" in listener.messages()
