@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hardware import unit_path
@@ -74,3 +75,151 @@ def test_report_waits_after_boot_for_node_outboxes(tmp_path: Path) -> None:
         fake.write_text(uptime + "\n", encoding="utf-8")
         ran = subprocess.run(["/bin/sh", "-c", script.replace("/proc/uptime", str(fake))])
         assert (ran.returncode == 0) is passes, uptime
+
+
+# --- the edge unit on an unattended Pi, checked as systemd reads it -------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+PROVISION = REPO / "hardware" / "provision"
+EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecCondition", "ExecStop")
+
+
+def _verify_root(root: Path, units: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify --root` on `units` (name -> text) installed in a temporary root.
+
+    The root holds the host's system units (sysinit.target and the rest the units depend on)
+    and an executable stub at each command path the units name, as provisioning leaves them
+    (/opt/wildwatch/.venv/bin/wildwatch does not exist on a development machine).
+    """
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None
+    system = root / "etc" / "systemd" / "system"
+    system.mkdir(parents=True)
+    host_units = Path("/usr/lib/systemd/system")
+    if host_units.is_dir():
+        shutil.copytree(host_units, root / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    for name, text in units.items():
+        (system / name).write_text(text, encoding="utf-8")
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.read_string(text)
+        for section in parser.sections():
+            for key in EXEC_KEYS:
+                if key in parser[section]:
+                    command = parser[section][key].split()[0].lstrip("-@+!:")
+                    stub = root / command.lstrip("/")
+                    stub.parent.mkdir(parents=True, exist_ok=True)
+                    stub.write_text("#!/bin/sh\n", encoding="utf-8")
+                    stub.chmod(0o755)
+    return subprocess.run(
+        [analyze, "verify", f"--root={root}", *units],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _verified(result: subprocess.CompletedProcess[str], names: list[str]) -> bool:
+    """Passed: exit 0 and not one warning about our units (verify exits 0 on a misspelt
+    setting or value and only says so)."""
+    output = result.stdout + result.stderr
+    return result.returncode == 0 and not any(name in output for name in names)
+
+
+def _shipped_units() -> dict[str, str]:
+    units = {
+        name: unit_path(name).read_text(encoding="utf-8")
+        for name in (
+            "wildwatch-edge.service",
+            "wildwatch-central.service",
+            "wildwatch-report.service",
+            "wildwatch-report.timer",
+        )
+    }
+    units["tmp.mount"] = (PROVISION / "files" / "tmp.mount").read_text(encoding="utf-8")
+    return units
+
+
+def test_edge_unit_is_watched_and_reboots_a_failing_node() -> None:
+    """Type=notify with a watchdog the node pets (edge/watchdog.py); a start limit that reboots."""
+    unit = _unit("wildwatch-edge.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "120"
+    assert service["TimeoutStartSec"] == "300"  # model load on a Pi 4 takes up to a minute
+    assert service["Restart"] == "always"
+    start_limit = unit["Unit"]
+    assert start_limit["StartLimitAction"] == "reboot"
+    assert int(start_limit["StartLimitBurst"]) >= 3
+    # the limit must be reachable: Burst restarts (RestartSec apart) fit in the interval
+    assert int(start_limit["StartLimitBurst"]) * int(service["RestartSec"]) < int(
+        start_limit["StartLimitIntervalSec"]
+    )
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_shipped_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    units = _shipped_units()
+    result = _verify_root(tmp_path, units)
+    assert _verified(result, list(units)), result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Type=notify", "Type=notfy"),  # a misspelt value: verify warns and exits 0
+        ("WatchdogSec=120", "WatchdogSecs=120"),  # a misspelt key
+        ("ExecStart=/opt/wildwatch/.venv/bin/wildwatch", "ExecStart=wildwatch"),  # not absolute
+    ],
+)
+def test_verify_check_fails_on_a_broken_edge_unit(tmp_path: Path, old: str, new: str) -> None:
+    """The check above is honest: the same check on a broken copy of the edge unit fails."""
+    text = unit_path("wildwatch-edge.service").read_text(encoding="utf-8")
+    assert old in text
+    result = _verify_root(tmp_path, {"wildwatch-edge.service": text.replace(old, new)})
+    assert not _verified(result, ["wildwatch-edge.service"])
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="no shellcheck")
+def test_provisioning_scripts_are_shellcheck_clean() -> None:
+    scripts = [PROVISION / "pi-setup.sh", REPO / ".ci" / "provision"]
+    result = subprocess.run(
+        ["shellcheck", "-x", *map(str, scripts)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_pi_setup_refuses_before_touching_anything(tmp_path: Path) -> None:
+    """--help works anywhere; a bad option or a non-root user stops the script at once."""
+    script = str(PROVISION / "pi-setup.sh")
+    shown = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0
+    for option in ("--data-dir", "--allow-root-fs", "--source", "--models", "--config"):
+        assert option in shown.stdout
+    for option in ("--central", "--modem", "--overlay"):
+        assert option in shown.stdout
+    bad = subprocess.run(
+        ["bash", script, "--no-such-option"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and "unknown option" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("visudo") is None, reason="no visudo")
+def test_sudoers_drop_in_parses_and_allows_exactly_two_commands() -> None:
+    sudoers = PROVISION / "files" / "sudoers-wildwatch"
+    checked = subprocess.run(["visudo", "-cqf", str(sudoers)], capture_output=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    rules = [line for line in sudoers.read_text().splitlines() if line and line[0] != "#"]
+    assert rules == [
+        "wildwatch ALL=(root) NOPASSWD: /usr/bin/mmcli -m any --reset, /usr/bin/systemctl reboot"
+    ]
+
+
+def test_chrony_snippets_make_central_the_clock() -> None:
+    node = (REPO / "hardware" / "chrony" / "wildwatch-node.conf").read_text(encoding="utf-8")
+    directives = [line for line in node.splitlines() if line and line[0] != "#"]
+    assert directives == ["server @CENTRAL@ iburst prefer", "makestep 1 -1"]
+    central = (REPO / "hardware" / "chrony" / "wildwatch-central.conf").read_text(encoding="utf-8")
+    assert "local stratum 8" in central.splitlines()
+    assert any(line.startswith("allow ") for line in central.splitlines())
