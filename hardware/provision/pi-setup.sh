@@ -107,7 +107,8 @@ if [ -n "$CENTRAL" ] && ! [[ $CENTRAL =~ ^[A-Za-z0-9.:-]+$ ]]; then
 fi
 
 # With a read-only root (overlay) everything written here would be gone at the next boot.
-if [ "$(findmnt -no FSTYPE / 2>/dev/null || true)" = overlay ]; then
+# (raspi-config's overlay puts boot=overlay on the kernel command line.)
+if grep -qw 'boot=overlay' /proc/cmdline 2>/dev/null; then
   die "根文件系统为只读覆盖 the root file system is an overlay: turn it off first
   (raspi-config nonint do_overlayfs 1, reboot), provision, then turn it on again (--overlay)"
 fi
@@ -359,7 +360,7 @@ Environment=WILDWATCH_MODELS_DIR=$DATA_DIR/models HOME=$HOME_DIR
 EOF
 [ "$CHANGED" -eq 0 ] || { RELOAD_UNITS=1; RESTART_NODE=1; }
 if [ "$(systemctl is-enabled wildwatch-edge.service 2>/dev/null || true)" != enabled ]; then
-  systemctl enable wildwatch-edge.service 2>/dev/null
+  systemctl enable wildwatch-edge.service
   changed "enabled wildwatch-edge.service"
 fi
 
@@ -372,7 +373,7 @@ else
   install_file "$SCRIPT_DIR/files/tmp.mount" /etc/systemd/system/tmp.mount 0644 root:root
   [ "$CHANGED" -eq 0 ] || RELOAD_UNITS=1
   if [ "$(systemctl is-enabled tmp.mount 2>/dev/null || true)" != enabled ]; then
-    systemctl enable tmp.mount 2>/dev/null
+    systemctl enable tmp.mount
     changed "enabled tmp.mount (/tmp in RAM from the next boot)"
     NEED_REBOOT=1
   fi
@@ -433,7 +434,8 @@ fi
 if [ "$OVERLAY" -eq 1 ]; then
   if ! command -v raspi-config >/dev/null 2>&1; then
     warn "--overlay: raspi-config not found (not Raspberry Pi OS): root stays writable"
-  elif [ "$(raspi-config nonint get_overlay_conf)" != 0 ]; then
+  elif ! grep -qs 'boot=overlay' /boot/firmware/cmdline.txt /boot/cmdline.txt; then
+    # not yet configured (raspi-config puts boot=overlay on the kernel command line)
     raspi-config nonint do_overlayfs 0
     changed "overlay root enabled (read-only root from the next boot)"
     NEED_REBOOT=1
