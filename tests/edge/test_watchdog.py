@@ -171,6 +171,7 @@ def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
     node.start()
     try:
         node.ready()
+        assert wait_for(lambda: bool(notify_socket.messages()), 5)  # the listener's thread has it
         assert notify_socket.messages()[0].startswith("READY=1\nSTATUS=")
         assert "broker connected" in notify_socket.messages()[0]
         assert wait_for(lambda: len(notify_socket.pings()) >= 5, 5), "no pings while idle"
@@ -183,7 +184,7 @@ def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
         last = _quiet_after(notify_socket, hung_at, window_s=1.0)
         reaction = last - hung_at + PERIOD_USEC / 1e6  # systemd acts one period after the last
         print(f"detector hang: last ping {last - hung_at:.2f} s after, restart at {reaction:.2f} s")
-        assert STALL_S - 0.25 <= last - hung_at <= STALL_S + 0.5
+        assert STALL_S - 0.5 <= last - hung_at <= STALL_S + 0.5
         assert any("drop folders stuck" in m for m in notify_socket.messages())
 
         Gate.opened.set()  # the detector returns: the stage is healthy again
@@ -193,7 +194,7 @@ def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
     finally:
         Gate.opened.set()
         node.stop()
-    assert notify_socket.messages()[-1] == "STOPPING=1"
+    assert wait_for(lambda: notify_socket.messages()[-1] == "STOPPING=1", 5)
 
 
 def test_a_dead_publisher_stops_the_pings(
@@ -237,7 +238,7 @@ def test_an_outbox_the_broker_never_acknowledges_stops_the_pings(
         node.outbox.add([make_event(node="n1", seq=1)])
         frozen = time.monotonic()
         last = _quiet_after(notify_socket, frozen, window_s=1.0)
-        assert STALL_S - 0.25 <= last - frozen <= STALL_S + 0.5
+        assert STALL_S - 0.5 <= last - frozen <= STALL_S + 0.5
         assert node.link.connected  # the keepalive has not noticed: only the watchdog has
         assert any("outbox stuck: 1 events" in m for m in notify_socket.messages())
 
@@ -283,8 +284,8 @@ def test_the_edge_run_command_is_ready_pings_and_says_stopping(
         assert listener.messages().index(ready[0]) == 0  # no ping before READY
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        assert wait_for(lambda: "STOPPING=1" in listener.messages(), 5)
     finally:
         if proc.poll() is None:
             proc.kill()
         listener.close()
-    assert "STOPPING=1" in listener.messages()
