@@ -381,7 +381,7 @@ class EdgeNode:
         shows it is over, or when a poll finds nothing new for the camera.
         """
         try:
-            items = watcher.poll()
+            items = watcher.poll(self._watch_stage.touch)
         except OSError:
             log.exception("drop folder %s unreadable", watcher.directory)
             return True

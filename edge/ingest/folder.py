@@ -83,11 +83,12 @@ class DropFolder:
     clock: Callable[[], float] = time.monotonic
     _seen: dict[Path, _Watched] = field(default_factory=dict)
 
-    def poll(self) -> list[MediaItem]:
+    def poll(self, progress: Callable[[], None] | None = None) -> list[MediaItem]:
         """Files that became stable since the last poll, in capture-time order.
 
         One file that cannot be described (unreadable, or a bug) is logged and skipped; it
-        never hides the others.
+        never hides the others. `progress` is called before each file is read and hashed (an
+        SD-card import of thousands of files takes minutes: the node's watchdog sees it move).
         """
         now = self.clock()
         ready: list[MediaItem] = []
@@ -108,6 +109,8 @@ class DropFolder:
                 continue
             # offered now; if it is still here next time, it waits for settle_s again
             w.not_before = now + self.settle_s
+            if progress is not None:
+                progress()
             try:
                 ready.append(media_item(path, self.camera, self.tz, earliest=self.earliest))
             except OSError as exc:

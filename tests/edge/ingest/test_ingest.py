@@ -182,3 +182,20 @@ def test_drop_folder_holds_an_undecodable_file_for_the_grace_period(
     clock.advance(1.0)
     assert [i.path.name for i in watcher.poll()] == ["broken.jpg"]
     assert not watcher.hold(broken, "truncated")  # unchanged for the grace period: really broken
+
+
+def test_drop_folder_reports_progress_for_each_file_it_reads(
+    images_dir: Path, tmp_path: Path
+) -> None:
+    """An SD-card import is read file by file: each file read is progress the watchdog sees."""
+    clock = FakeClock()
+    watcher = DropFolder(tmp_path, "cam1", TZ, settle_s=1.0, clock=clock)
+    for i in range(3):
+        shutil.copy(images_dir / "ct_ecoassist_person.jpg", tmp_path / f"IMG_{i}.jpg")
+    (tmp_path / "notes.txt").write_text("not a picture", encoding="utf-8")
+    steps: list[float] = []
+    assert watcher.poll(lambda: steps.append(clock())) == []  # first sight: nothing read yet
+    assert steps == []
+    clock.advance(1.5)
+    assert len(watcher.poll(lambda: steps.append(clock()))) == 3
+    assert len(steps) == 3  # once per file read and hashed, not for the text file
