@@ -100,6 +100,7 @@ class EdgeNode:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         store = self._prepare_releases()  # the release in use, else the model store
         self.pipeline = self._build_pipeline(store)  # models load here: fail early
+        self.pipeline.progress = self._watch_stage.touch  # each frame of a clip
         self.evidence = EvidenceStore(cfg.data_dir / "evidence", cfg.evidence_limit_mb)
         self.outbox = Outbox(cfg.outbox_path, retain_acked_s=RETAIN_ACKED_S)
         outbox_files = tuple(

@@ -21,7 +21,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -150,6 +150,8 @@ class Pipeline:
         # Rules keep per-camera state; live cameras and the drop folders decide on their own
         # threads, so deciding is serialised (perception, the expensive part, is not).
         self._decide_lock = threading.Lock()
+        # called for each sampled frame of a clip: a long clip is progress, not a hung stage
+        self.progress: Callable[[], None] = lambda: None
 
     # -- the streams sources feed ------------------------------------------------------------
     def stills(self) -> StillStream:
@@ -201,6 +203,7 @@ class Pipeline:
         shows both best."""
         best: tuple[float, npt.NDArray[Any], DetectionResult] | None = None
         for _t, frame in sample_video(item.path, self.video_every_s):
+            self.progress()
             result = self.detector.detect(frame)
             top: dict[Category, float] = {}
             for d in result.detections:

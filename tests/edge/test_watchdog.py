@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -195,6 +196,55 @@ def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
         Gate.opened.set()
         node.stop()
     assert wait_for(lambda: notify_socket.messages()[-1] == "STOPPING=1", 5)
+
+
+class Slow(Detector):
+    """Sees nothing, slowly: a clip of many sampled frames takes longer than the stall limit."""
+
+    calls = 0
+
+    def detect(self, image_bgr: npt.NDArray[Any]) -> DetectionResult:
+        Slow.calls += 1
+        time.sleep(0.15)
+        h, w = image_bgr.shape[:2]
+        return DetectionResult([], w, h, "slow", 0.0)
+
+
+def test_a_long_clip_is_progress_not_a_hang(
+    tmp_path: Path,
+    models_dir: Path,
+    shared_dir: Path,
+    broker: MosquittoServer,
+    notify_socket: NotifySocket,
+) -> None:
+    """15 sampled frames at 0.15 s each: 2.3 s on one file, with a 1 s stall limit."""
+    Slow.calls = 0
+    config = node_config(
+        tmp_path / "edge",
+        models_dir,
+        mqtt={"port": broker.port},
+        cameras=[{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
+        classifier={"enabled": False},
+        poll_s=0.1,
+        settle_s=0,
+        video_every_s=1.0,
+        watchdog={"stall_s": STALL_S},
+    )
+    node = EdgeNode(config, detector=Slow(Path(), [], detector_settings(backend="yolox")))
+    node.start()
+    try:
+        node.ready()
+        assert wait_for(lambda: len(notify_socket.pings()) >= 3, 5)
+        clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
+        shutil.copy(clip, tmp_path / "drop" / clip.name)
+        started = time.monotonic()
+        assert wait_for(lambda: node.processed == 1, 30), "the clip was not processed"
+        took = time.monotonic() - started
+        assert Slow.calls == 15 and took > 2 * STALL_S  # longer than the stall limit...
+        gaps = np.diff(notify_socket.pings(started - 1))
+        assert gaps.max() < PERIOD_USEC / 1e6, gaps  # ...and the pings never paused
+    finally:
+        node.stop()
 
 
 def test_a_dead_publisher_stops_the_pings(
