@@ -124,6 +124,11 @@ class Outbox:
         self._lock = threading.Lock()
         self._added = threading.Condition(self._lock)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Every commit appends its changed pages whole to the WAL and syncs them: 1 KiB pages
+        # write ~20% less to the data disk a day than the default 4 KiB, at the same durability
+        # (benchmarks/write_volume.py). Only a new file takes it (so before journal_mode, which
+        # writes the header); an existing outbox keeps the page size it was made with.
+        self._db.execute("PRAGMA page_size=1024")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged commit survives a power cut
         self._db.execute("PRAGMA busy_timeout=5000")
