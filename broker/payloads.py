@@ -209,6 +209,9 @@ class LinkHealth(_Strict):
     """The node's uplink (4G) as its link watch sees it: offline time and what it did about it."""
 
     offline_s: float = Field(0.0, ge=0, description="current offline stretch (0: connected)")
+    last_outage_s: float | None = Field(
+        None, ge=0, description="how long the latest outage since the node started lasted"
+    )
     modem_resets: int = Field(0, ge=0, description="modem resets the link watch ran, ever")
     reboots: int = Field(0, ge=0, description="reboots the link watch asked for, ever")
     last_action: Text | None = Field(None, description="the last step taken and its outcome")

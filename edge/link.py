@@ -153,6 +153,7 @@ class LinkWatch:
         self._state = self._load()
         # The current offline stretch (monotonic), and what was done in it.
         self._offline_since: float | None = None
+        self._last_outage_s: float | None = None  # the latest outage that ended, since start
         self._last_modem_reset: float | None = None
         self._stretch_resets = 0
         self._stretch_reboots = 0
@@ -277,6 +278,7 @@ class LinkWatch:
                 last_action_at=self._wall(),
             )
         self._offline_since = None
+        self._last_outage_s = round(offline, 1)
         self._last_modem_reset = None
         self._stretch_resets = 0
         self._stretch_reboots = 0
@@ -318,9 +320,11 @@ class LinkWatch:
         with self._lock:
             state = self._state
             since = self._offline_since
-        offline = 0.0 if since is None else max(0.0, self._clock() - since)
+        # connected now: an outage the next check has not closed yet is over
+        offline = 0.0 if since is None or self._connected() else max(0.0, self._clock() - since)
         return LinkHealth(
             offline_s=offline,
+            last_outage_s=self._last_outage_s,
             modem_resets=state.modem_resets,
             reboots=state.reboots,
             last_action=state.last_action,

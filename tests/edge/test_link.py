@@ -166,7 +166,7 @@ def test_outage_on_a_real_broker_modem_reset_then_one_reboot_then_recovery(tmp_p
         assert mqtt.wait_connected(15)
         step(watch, clocks, 30)
         health = watch.health()
-        assert health.offline_s == 0
+        assert health.offline_s == 0 and health.last_outage_s == 25230
         assert health.last_action is not None
         assert health.last_action.startswith("link back after 25230 s offline")
         on_disk = json.loads(state.read_text())
@@ -275,6 +275,7 @@ def test_corrupt_state_starts_from_zero_and_a_clock_gone_back_holds_the_reboot(
     assert "corrupt" in caplog.text
     assert watch.health().model_dump(exclude={"last_action_at"}) == {
         "offline_s": 0.0,
+        "last_outage_s": None,
         "modem_resets": 0,
         "reboots": 0,
         "last_action": None,
@@ -337,3 +338,17 @@ def test_settings_are_checked() -> None:
     assert default.modem_reset_command is None and default.reboot_after_s is None
     for name, field in LinkSettings.model_fields.items():
         assert field.description, name
+
+
+def test_a_heartbeat_sent_once_connected_reports_no_outage_in_progress(tmp_path: Path) -> None:
+    """Heartbeats go out only when connected: one sent before the next check has closed the
+    outage says 0 s offline, and the outage's length follows once a check has seen it end."""
+    link, clocks = Link(), Clocks()
+    watch = clocks.watch(settings(None, Script(tmp_path, "reboot")), link, tmp_path / "s.json")
+    watch.check()  # starting up: not connected yet
+    clocks.advance(12)
+    assert watch.health().offline_s == 12
+    link.up = True
+    assert watch.health().offline_s == 0 and watch.health().last_outage_s is None
+    step(watch, clocks, 3)
+    assert watch.health().offline_s == 0 and watch.health().last_outage_s == 15

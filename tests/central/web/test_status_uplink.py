@@ -45,6 +45,7 @@ def test_status_shows_uplink_steps_clock_offset_and_storage(
             software_version="0.1.0",
             link=LinkHealth(
                 offline_s=1800,
+                last_outage_s=4200,
                 modem_resets=2,
                 reboots=1,
                 last_action="modem reset: exit 0 (offline 1800 s)",
@@ -61,7 +62,8 @@ def test_status_shows_uplink_steps_clock_offset_and_storage(
     cx01, cx02 = _article(html, "cx-01"), _article(html, "cx-02")
     assert "正常 up · 重置网卡 modem resets 0 · 重启 reboots 0" in cx01
     assert "+12 ms" in cx01 and "1234 / 8000 MB" in cx01 and "last step" not in cx01
-    assert '<b class="warn">离线 offline 30 min</b>' in cx02
+    assert '<b class="warn">离线 offline 30 min</b> · 上次中断 last outage 70 min' in cx02
+    assert "last outage" not in cx01
     assert "modem resets 2 · 重启 reboots 1" in cx02
     assert "最近处理 last step: modem reset: exit 0 (offline 1800 s)" in cx02
     assert '<b class="warn">-3500 ms</b>' in cx02  # a clock off by seconds stands out
