@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from broker.payloads import Category
+from broker.payloads import Category, Severity
 from edge.detect import Detection
 from edge.evidence import EvidenceStore, crop, draw
 from edge.ingest import load_image
@@ -79,3 +81,34 @@ def test_a_save_that_jumps_past_the_limit_still_warns(images_dir: Path, tmp_path
     store.save(image=image, detections=[BIRD], camera="c", day="2026-11-22", stem="c")
     assert store.usage_bytes() <= store.limit_bytes  # pruned back under the limit ...
     assert store.near_limit  # ... and the operator is told, not only the log
+
+
+def test_a_new_index_has_small_pages_and_full_sync_an_old_one_keeps_its_pages(
+    tmp_path: Path,
+) -> None:
+    store = EvidenceStore(tmp_path / "new")
+    (synchronous,) = store._index.execute("PRAGMA synchronous").fetchone()
+    assert synchronous == 2  # FULL: the alert marks that keep files from pruning survive a cut
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "new" / "index.db")) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 1024
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    (tmp_path / "old").mkdir()
+    with closing(sqlite3.connect(tmp_path / "old" / "index.db")) as db:  # as made until now
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+    old = EvidenceStore(tmp_path / "old")
+    saved = old.save(
+        image=np.zeros((64, 64, 3), dtype=np.uint8),
+        detections=[Detection(8, 8, 40, 40, 0.9, 14, "bird", Category.BIRD)],
+        camera="cam1",
+        day="2026-11-22",
+        stem="a",
+        severity=Severity.ALERT,
+    )
+    old.close()
+    with closing(sqlite3.connect(tmp_path / "old" / "index.db")) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+        rows = db.execute("SELECT path, severity FROM files ORDER BY path").fetchall()
+    assert rows == [(f.path.relative_to(tmp_path / "old").as_posix(), "alert") for f in saved.saved]
