@@ -30,6 +30,10 @@ Part 2, the outbox's SQLite settings: the events the node stored are replayed th
 `Outbox` under a clock that moves 86.4 s per trigger, with evidence uploads queued and progressed
 in 256 KiB chunks and acknowledged events pruned after RETAIN_ACKED_S (two days are replayed
 first, so the third, measured day prunes as much as it adds), once per settings variant.
+
+Part 3, the evidence index's SQLite settings: the node's evidence saves (as many files per event
+trigger as it saved) and each file's upload mark are replayed through the real `EvidenceStore`,
+a day to start from and a second day measured, once per settings variant.
 Not a test: figures vary by machine and file system; an SD card's own write amplification is not
 seen by the kernel and is an assumption in the wear estimate.
 """
@@ -51,10 +55,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 import edge.outbox.sqlite as outbox_module
-from broker.payloads import EventPayload
+from broker.payloads import Category, EventPayload, Severity
 from edge.app import RETAIN_ACKED_S, EdgeNode
-from edge.evidence import INDEX_NAME
+from edge.detect import Detection
+from edge.evidence import INDEX_NAME, EvidenceStore
 from edge.outbox import Outbox
 from edge.outbox.sqlite import EvidenceUpload
 from edge.rules.state import STATE_FILE
@@ -448,6 +455,81 @@ def replay(variant: Variant, folder: Path, disk: Disk | None, run: NodeRun) -> R
     return Replayed(variant, written, io_after - io_before, db_bytes, wal_bytes)
 
 
+# -- part 3: the evidence index's SQLite settings, replayed ------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexVariant:
+    """Evidence-index SQLite settings to compare."""
+
+    name: str
+    pragmas: tuple[str, ...] = ()
+    page_size: int | None = None
+    note: str = ""
+
+
+INDEX_VARIANTS = (
+    IndexVariant("current", note="WAL, synchronous FULL (SQLite's default), 1 KiB pages"),
+    IndexVariant("page-4096", page_size=4096, note="SQLite's default page, the index's until now"),
+    IndexVariant("normal", ("PRAGMA synchronous=NORMAL",), note="may lose the last rows"),
+)
+
+
+def replay_index(
+    variant: IndexVariant, folder: Path, disk: Disk | None, run: NodeRun
+) -> tuple[int | None, int]:
+    """The evidence index's work through the real EvidenceStore: a save per event trigger
+    (frame + one crop per box, as many files as the node saved) and the upload mark of each
+    file; one day to start from, the second day measured. The pictures are tiny and kept off
+    the measured file system (only index.db, linked, is on it). Returns (device bytes, process
+    write_bytes)."""
+    images = folder / "evidence"
+    images.mkdir(parents=True)
+    target = (disk.path if disk is not None else folder) / f"index-{variant.name}.db"
+    with closing(sqlite3.connect(target)) as db:
+        if variant.page_size is not None:
+            db.execute(f"PRAGMA page_size={variant.page_size}")
+            db.execute("VACUUM")
+    (images / INDEX_NAME).symlink_to(target)
+    store = EvidenceStore(images)
+    for pragma in variant.pragmas:
+        store._index.execute(pragma)
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    box = Detection(8, 8, 40, 40, 0.9, 0, "animal", Category.ANIMAL)
+
+    def day(k: int, sync_each: bool) -> None:
+        for name in run.order:
+            events = [EventPayload.model_validate_json(p) for p in run.payloads.get(name, [])]
+            files = max((len(ev.evidence) for ev in events), default=0)
+            if files == 0:
+                continue
+            saved = store.save(
+                image=pixels,
+                detections=[box] * (files - 1),
+                camera="cam1",
+                day=f"2026-01-{k + 1:02d}",
+                stem=Path(name).stem,
+                severity=max((ev.severity for ev in events), key=lambda s: Severity(s).rank),
+            )
+            if sync_each:
+                os.sync()  # the gap until the upload
+            for f in saved.saved:
+                store.mark_uploaded(f.path)
+            if sync_each:
+                os.sync()  # the gap until the next trigger
+
+    day(0, sync_each=False)  # the index and its WAL as after a day, not new
+    os.sync()
+    before = disk.written() if disk is not None else None
+    io_before = proc_io()["write_bytes"]
+    day(1, sync_each=True)
+    io_after = proc_io()["write_bytes"]
+    after = disk.written() if disk is not None else None
+    store.close()
+    written = None if before is None or after is None else after - before
+    return written, io_after - io_before
+
+
 # -- printing -----------------------------------------------------------------------------------
 
 
@@ -556,6 +638,17 @@ def main() -> None:
                     f"  {v.name:18} {dev:>8} {mb_day(r.write_bytes, run.triggers):8.2f} "
                     f"{r.db_bytes / 1e6:7.2f} {r.wal_bytes / 1e6:7.2f}  {v.note}"
                 )
+            print()
+            print(
+                "Part 3: the evidence index's SQLite settings, the node's evidence saves and "
+                "upload marks replayed through the real EvidenceStore, MB/day"
+            )
+            print("  (each variant changes one thing from `current`, the index as it is now)")
+            print(f"  {'variant':18} {'device':>8} {'dirtied':>8}  notes")
+            for iv in INDEX_VARIANTS:
+                w, d = replay_index(iv, root / "index-replay" / iv.name, disk, run)
+                dev = "-" if w is None else f"{mb_day(w, run.triggers):8.2f}"
+                print(f"  {iv.name:18} {dev:>8} {mb_day(d, run.triggers):8.2f}  {iv.note}")
         print(
             "  device: block-layer writes of the file system (journal included); dirtied: the "
             "process's write_bytes"
