@@ -153,23 +153,33 @@ def test_a_stage_stuck_on_one_unit_or_a_dead_thread_is_a_problem() -> None:
     assert live.problems(now) == ["drop folders thread has died"]
 
 
-def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
-    tmp_path: Path, models_dir: Path, broker: MosquittoServer, notify_socket: NotifySocket
-) -> None:
-    Gate.entered.clear()
-    Gate.opened.clear()
+def _drop_node(
+    tmp_path: Path, models_dir: Path, port: int, detector: Detector, **over: Any
+) -> EdgeNode:
+    """A started node watching tmp_path/drop with `detector`, stall limit STALL_S."""
     config = node_config(
         tmp_path / "edge",
         models_dir,
-        mqtt={"port": broker.port},
+        mqtt={"port": port},
         cameras=[{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
         classifier={"enabled": False},
         poll_s=0.1,
         settle_s=0,
         watchdog={"stall_s": STALL_S},
+        **over,
     )
-    node = EdgeNode(config, detector=Gate(Path(), [], detector_settings(backend="yolox")))
+    node = EdgeNode(config, detector=detector)
     node.start()
+    return node
+
+
+def test_pings_while_idle_stop_while_the_detector_hangs_and_resume(
+    tmp_path: Path, models_dir: Path, broker: MosquittoServer, notify_socket: NotifySocket
+) -> None:
+    Gate.entered.clear()
+    Gate.opened.clear()
+    gate = Gate(Path(), [], detector_settings(backend="yolox"))
+    node = _drop_node(tmp_path, models_dir, broker.port, gate)
     try:
         node.ready()
         assert wait_for(lambda: bool(notify_socket.messages()), 5)  # the listener's thread has it
@@ -219,19 +229,8 @@ def test_a_long_clip_is_progress_not_a_hang(
 ) -> None:
     """15 sampled frames at 0.15 s each: 2.3 s on one file, with a 1 s stall limit."""
     Slow.calls = 0
-    config = node_config(
-        tmp_path / "edge",
-        models_dir,
-        mqtt={"port": broker.port},
-        cameras=[{"id": "cam1", "drop_folder": str(tmp_path / "drop")}],
-        classifier={"enabled": False},
-        poll_s=0.1,
-        settle_s=0,
-        video_every_s=1.0,
-        watchdog={"stall_s": STALL_S},
-    )
-    node = EdgeNode(config, detector=Slow(Path(), [], detector_settings(backend="yolox")))
-    node.start()
+    slow = Slow(Path(), [], detector_settings(backend="yolox"))
+    node = _drop_node(tmp_path, models_dir, broker.port, slow, video_every_s=1.0)
     try:
         node.ready()
         assert wait_for(lambda: len(notify_socket.pings()) >= 3, 5)
