@@ -178,22 +178,21 @@ class EdgeNode:
         ]
         for camera in self.live:
             camera.start()
-        self._spawn("watcher", self._watch_loop)
-        self._spawn("heartbeat", self._heartbeat_loop)
+        watcher = self._spawn("watcher", self._watch_loop)
+        beats = self._spawn("heartbeat", self._heartbeat_loop)
         self._started = True
-        self._watch_health()
+        self._watch_health(watcher, beats)
 
-    def _watch_health(self) -> None:
+    def _watch_health(self, watcher: threading.Thread, beats: threading.Thread) -> None:
         """Every worker the systemd watchdog vouches for (edge/watchdog.py)."""
         live = self.liveness
-        watcher, beats = self._threads
         live.stage(self._watch_stage, watcher.is_alive)
         live.thread("heartbeat", beats.is_alive)
         live.stage(self.publisher.stage, lambda: self.publisher.alive)
         live.add("outbox", self._outbox_problem)
         live.thread("link watch", lambda: self.link_watch.alive)
         for camera in self.live:
-            live.stage(camera.stage, lambda c=camera: c.alive)  # type: ignore[misc]
+            live.stage(camera.stage, partial(getattr, camera, "alive"))
         if self.uploader is not None:
             uploader = self.uploader
             live.thread("evidence upload", lambda: uploader.alive)
@@ -320,10 +319,11 @@ class EdgeNode:
         )
         self.uploader.start()
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+        return t
 
     def stop(self) -> None:
         """Stop watching, stop publishing (stored events stay stored), go offline."""
