@@ -246,6 +246,39 @@ def test_a_long_clip_is_progress_not_a_hang(
         node.stop()
 
 
+def test_a_live_camera_stuck_on_a_frame_stops_the_pings(
+    tmp_path: Path,
+    models_dir: Path,
+    shared_dir: Path,
+    broker: MosquittoServer,
+    notify_socket: NotifySocket,
+) -> None:
+    """A live feed (a clip played in real time) whose detector call never returns."""
+    Gate.entered.clear()
+    Gate.opened.clear()
+    clip = shared_dir / "data" / "videos" / "zamba_chimp_320x180.mp4"
+    config = node_config(
+        tmp_path / "edge",
+        models_dir,
+        mqtt={"port": broker.port},
+        cameras=[{"id": "cam9", "source": str(clip)}],
+        classifier={"enabled": False},
+        watchdog={"stall_s": STALL_S},
+    )
+    node = EdgeNode(config, detector=Gate(Path(), [], detector_settings(backend="yolox")))
+    node.start()
+    try:
+        node.ready()
+        assert Gate.entered.wait(20), "the live frames never reached the detector"
+        hung_at = time.monotonic()
+        last = _quiet_after(notify_socket, hung_at, window_s=1.0)
+        assert last - hung_at <= STALL_S + 0.5
+        assert any("camera cam9 stuck on one unit of work" in m for m in notify_socket.messages())
+    finally:
+        Gate.opened.set()
+        node.stop()
+
+
 def test_a_dead_publisher_stops_the_pings(
     tmp_path: Path, models_dir: Path, broker: MosquittoServer, notify_socket: NotifySocket
 ) -> None:
