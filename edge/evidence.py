@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from broker.payloads import EVIDENCE_CROP_MARGIN, EVIDENCE_MAX_SIDE, Category, Severity
 from edge.detect import Detection
+from edge.outbox.sqlite import transaction
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ class EvidenceStore:
             saved.append(self._write(path, crop(image, d)))
             crops.append(path)
         now = time.time()
-        with self._lock:
-            self._index.executemany(
+        with self._lock, transaction(self._index) as cur:  # one commit for frame and crops
+            cur.executemany(
                 "INSERT OR REPLACE INTO files (path, severity, uploaded, saved_at)"
                 " VALUES (?, ?, 0, ?)",
                 [(self._key(f.path), severity.value, now) for f in saved],
@@ -262,8 +263,8 @@ class EvidenceStore:
             not_uploaded += cls
             log.info("evidence pruned: %s (%s)", p, "not uploaded" if cls else "uploaded")
         if removed:
-            with self._lock:
-                self._index.executemany(
+            with self._lock, transaction(self._index) as cur:
+                cur.executemany(
                     "DELETE FROM files WHERE path=?", [(self._key(p),) for p in removed]
                 )
             log.warning(

@@ -11,7 +11,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,26 @@ UPLOAD_PENDING = "pending"
 UPLOAD_DONE = "done"
 UPLOAD_FAILED = "failed"
 UPLOAD_LOST = "lost"
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """One explicit write transaction on an autocommit connection (isolation_level=None).
+
+    Without it each row of an executemany is a transaction of its own: a WAL commit (and, with
+    synchronous=FULL, an fsync) per row, ~13x the bytes written for 100 rows.
+    """
+    cur = db.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        # After SQLITE_FULL (and some I/O errors) SQLite has already rolled back; a second
+        # ROLLBACK would raise "no transaction is active" and hide the real error.
+        if db.in_transaction:
+            cur.execute("ROLLBACK")
+        raise
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -167,9 +188,7 @@ class Outbox:
         """
         stored: list[EventPayload] = []
         with self._added:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._db) as cur:
                 (last,) = cur.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
                 for i, ev in enumerate(events, start=1):
                     ev = ev.model_copy(update={"seq": last + i})
@@ -198,13 +217,6 @@ class Outbox:
                     " (event_id, name, path, sha256, size, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     [(u.event_id, u.name, u.path, u.sha256, u.size, time.time()) for u in evidence],
                 )
-                cur.execute("COMMIT")
-            except BaseException:
-                # After SQLITE_FULL (and some I/O errors) SQLite has already rolled back; a second
-                # ROLLBACK would raise "no transaction is active" and hide the real error.
-                if self._db.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
             if stored:
                 self._added.notify_all()
         return stored
@@ -296,15 +308,13 @@ class Outbox:
         if not seq_list:
             return 0
         now = time.time()
-        with self._lock:
+        with self._lock, transaction(self._db) as cur:  # one commit for the whole round
             if self.retain_acked_s <= 0:
-                cur = self._db.executemany("DELETE FROM outbox WHERE seq=?", seq_list)
-                return cur.rowcount
-            cur = self._db.executemany(
+                return cur.executemany("DELETE FROM outbox WHERE seq=?", seq_list).rowcount
+            count = cur.executemany(
                 "UPDATE outbox SET acked_at=? WHERE seq=? AND acked_at IS NULL",
                 [(now, s) for (s,) in seq_list],
-            )
-            count = cur.rowcount
+            ).rowcount
             if now - self._pruned_at >= PRUNE_EVERY_S:
                 self._prune_locked(now)
         return count

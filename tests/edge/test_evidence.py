@@ -112,3 +112,25 @@ def test_a_new_index_has_small_pages_and_full_sync_an_old_one_keeps_its_pages(
         assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
         rows = db.execute("SELECT path, severity FROM files ORDER BY path").fetchall()
     assert rows == [(f.path.relative_to(tmp_path / "old").as_posix(), "alert") for f in saved.saved]
+
+
+def test_a_frame_and_its_crops_are_indexed_in_one_commit(images_dir: Path, tmp_path: Path) -> None:
+    """One WAL commit per save, not one per file: fewer bytes on the SD card or SSD."""
+    image = load_image(images_dir / "ct_ecoassist_car_dog.jpg")
+    boxes = [
+        Detection(10 + 20 * i, 10, 60 + 20 * i, 60, 0.9, 16, "dog", Category.ANIMAL)
+        for i in range(6)
+    ]
+    store = EvidenceStore(tmp_path / "ev")
+    wal = tmp_path / "ev" / "index.db-wal"
+    with closing(sqlite3.connect(tmp_path / "ev" / "index.db")) as other:
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert wal.stat().st_size == 0
+    store.save(image=image, detections=boxes, camera="cam1", day="2026-11-01", stem="IMG")
+    with closing(sqlite3.connect(tmp_path / "ev" / "index.db")) as other:
+        (page,) = other.execute("PRAGMA page_size").fetchone()
+        (rows,) = other.execute("SELECT count(*) FROM files").fetchone()
+    frames = (wal.stat().st_size - 32) // (24 + page)  # WAL header, then frame header + page
+    store.close()
+    assert rows == 7  # the frame and six crops
+    assert frames <= 3, frames  # one commit: the table and its key index, not seven of each
