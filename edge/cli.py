@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from contextlib import ExitStack
@@ -150,3 +151,40 @@ def scan_cmd(
         click.echo(f"  失败 failed {path}: {reason}", err=True)
     if summary.images == 0 and summary.failed:
         sys.exit(1)
+
+
+@cli.command("modem-reset")
+@click.option(
+    "--hilink",
+    "url",
+    required=True,
+    metavar="URL",
+    help='the Huawei HiLink dongle\'s web address, e.g. "http://192.168.8.1/"',
+)
+@click.option(
+    "--username",
+    help="log in first (a dongle with a locked web UI; default admin when only a password is set)",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="seconds each HTTP request may take",
+)
+def modem_reset_cmd(url: str, username: str | None, timeout_s: float) -> None:
+    """Reboot a Huawei HiLink 4G dongle (E3372h etc.) through its web API: the command for
+    link.modem_reset_command. The password, if the dongle wants one, is read from
+    $WILDWATCH_HILINK_PASSWORD (never from the command line). Exit 0 once the dongle accepted
+    the reboot; otherwise exit 1 with one line on stderr."""
+    from edge.modem import PASSWORD_ENV, ModemResetError, reset_hilink
+
+    password = os.environ.get(PASSWORD_ENV) or None
+    if username and password is None:
+        raise click.ClickException(f"--username 需要密码 needs the password in ${PASSWORD_ENV}")
+    try:
+        reset_hilink(url, username=username, password=password, timeout_s=timeout_s)
+    except ModemResetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"HiLink 已接受重启 the dongle at {url} accepted the reboot")
