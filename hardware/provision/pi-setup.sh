@@ -29,7 +29,8 @@ pi-setup.sh — 边缘节点安装 provision a WildWatch edge node (run as root;
   --source SRC       what to pip install: a source tree or a wheel (default: this repository)
   --reinstall        pip install even when the same version is installed
   --central HOST     time source for chrony (default: the node YAML's mqtt.host)
-  --modem KIND       none (default), mmcli (installs ModemManager) or hilink (installs curl)
+  --modem KIND       none (default), mmcli (installs ModemManager) or hilink (nothing
+                     extra: `wildwatch edge modem-reset --hilink` comes with wildwatch[edge])
   --overlay          read-only root with an overlay (raspi-config nonint do_overlayfs 0); a later
                      re-provision needs the overlay off first (do_overlayfs 1, reboot)
   -h, --help         this text
@@ -177,7 +178,7 @@ echo "== WildWatch 边缘节点安装 edge node provisioning (data: $DATA_DIR)"
 # --- 1. Debian packages (apt only when one is missing: a second run does not touch apt) -------
 packages=(python3 python3-venv chrony sudo systemd ca-certificates)
 [ "$MODEM" = mmcli ] && packages+=(modemmanager)
-[ "$MODEM" = hilink ] && packages+=(curl)
+# hilink: nothing to install (huawei-lte-api comes with wildwatch[edge])
 missing=()
 for pkg in "${packages[@]}"; do is_installed "$pkg" || missing+=("$pkg"); done
 # The Pi camera's library comes from Raspberry Pi OS; elsewhere it does not exist.
