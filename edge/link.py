@@ -1,7 +1,8 @@
 """The node's link watch: how long the broker has been out of reach, and what was done about it.
 
 A node's uplink is a 4G dongle. When the broker stays unreachable, the watch first resets the
-modem (a configured command: ModemManager's `mmcli`, or a curl to a Huawei HiLink dongle's API)
+modem (a configured command: ModemManager's `mmcli`, or `wildwatch edge modem-reset --hilink URL`
+for a Huawei HiLink dongle, edge/modem.py)
 and only when that did not bring the link back asks for a reboot of the Pi, at most once per
 `min_reboot_interval_s`, measured across reboots: a central that is down must not put its
 nodes into a reboot loop. Every step is logged and counted in the heartbeat (`LinkHealth`).
@@ -57,8 +58,9 @@ class LinkSettings(BaseModel):
         min_length=1,
         description=(
             "argv that resets the modem, e.g. "
-            '["sudo", "-n", "/usr/bin/mmcli", "-m", "any", "--reset"] or a curl to the HiLink '
-            "API; exit 0 is success; null: no modem step"
+            '["sudo", "-n", "/usr/bin/mmcli", "-m", "any", "--reset"], or for a HiLink dongle '
+            '["wildwatch", "edge", "modem-reset", "--hilink", "http://192.168.8.1/"]; exit 0 is '
+            "success; null: no modem step"
         ),
     )
     modem_reset_every_s: float = Field(
