@@ -21,6 +21,17 @@ _FIELDS = 14
 _UNSYNCHRONISED_REF_ID = 0
 
 
+_last_reason: str | None = None  # last reason logged: a heartbeat a minute must not repeat it
+
+
+def _unknown(reason: str) -> None:
+    """Log why the offset is unknown: a warning when the reason is new, debug while it lasts."""
+    global _last_reason
+    level = logging.DEBUG if reason == _last_reason else logging.WARNING
+    _last_reason = reason
+    log.log(level, "clock offset unknown: %s", reason)
+
+
 def clock_offset_ms(chronyc: str = "chronyc", timeout_s: float = 2.0) -> float | None:
     """The system clock minus chrony's NTP time, in milliseconds: positive = the node's clock is
     ahead of its time source, negative = behind.
@@ -45,19 +56,14 @@ def clock_offset_ms(chronyc: str = "chronyc", timeout_s: float = 2.0) -> float |
             errors="replace",
         )
     except subprocess.TimeoutExpired:
-        log.warning("clock offset unknown: %s did not answer within %.1f s", argv[0], timeout_s)
+        _unknown(f"{argv[0]} did not answer within {timeout_s:.1f} s")
         return None
     except OSError as exc:
-        log.warning("clock offset unknown: cannot run %s: %s", argv[0], exc)
+        _unknown(f"cannot run {argv[0]}: {exc}")
         return None
     if done.returncode != 0:
         first = (done.stderr.strip() or done.stdout.strip()).splitlines()[:1]
-        log.warning(
-            "clock offset unknown: %s exited %s%s",
-            argv[0],
-            done.returncode,
-            f": {first[0]}" if first else "",
-        )
+        _unknown(f"{argv[0]} exited {done.returncode}" + (f": {first[0]}" if first else ""))
         return None
     return parse_tracking_csv(done.stdout)
 
@@ -68,13 +74,13 @@ def parse_tracking_csv(output: str) -> float | None:
     lines = output.strip().splitlines()
     fields = lines[0].split(",") if len(lines) == 1 else []
     if len(fields) != _FIELDS:
-        log.warning("clock offset unknown: unexpected chronyc output %r", output[:200])
+        _unknown(f"unexpected chronyc output {output[:200]!r}")
         return None
     try:
         ref_id = int(fields[_REF_ID], 16)
         seconds_slow = float(fields[_SYSTEM_TIME])
     except ValueError:
-        log.warning("clock offset unknown: unexpected chronyc output %r", output[:200])
+        _unknown(f"unexpected chronyc output {output[:200]!r}")
         return None
     if ref_id == _UNSYNCHRONISED_REF_ID or fields[_LEAP_STATUS] == "Not synchronised":
         return None

@@ -9,6 +9,7 @@ pins the sign down against chrony's own words ("seconds fast/slow of NTP time").
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -189,3 +190,13 @@ def test_parser_on_recorded_output() -> None:
     assert parse_tracking_csv("") is None
     assert parse_tracking_csv("506 Cannot talk to daemon\n") is None
     assert parse_tracking_csv(SYNCED_FAST.replace("-0.000001187", "nan")) is None
+
+
+def test_a_lasting_reason_is_warned_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Asked every heartbeat (a minute), the same reason is a warning once, then debug."""
+    missing = str(tmp_path / "no-chronyc")
+    with caplog.at_level(logging.DEBUG, logger="edge.clock"):
+        for _ in range(3):
+            assert clock_offset_ms(missing) is None
+    levels = [r.levelno for r in caplog.records if "cannot run" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG]
