@@ -163,7 +163,8 @@ class LinkWatch:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the "link" thread (a first check right away, then one every check_s)."""
+        """Start the "link" thread: a check every check_s, the first after check_s (the MQTT
+        client is still connecting at start; an outage at boot is counted from that check)."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -183,14 +184,13 @@ class LinkWatch:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.settings.check_s):
             try:
                 self.check()
             except Exception:
                 log.exception(
                     "link watch: a check failed; trying again in %.0f s", self.settings.check_s
                 )
-            self._stop.wait(self.settings.check_s)
 
     # -- the decision ----------------------------------------------------------------------------
     def check(self) -> None:
