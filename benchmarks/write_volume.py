@@ -333,21 +333,6 @@ class _Clock:
         return self.now
 
 
-class _BatchedAcks(Outbox):
-    """One transaction per PUBACK round instead of one per acknowledged event (a code change
-    this benchmark only weighs; the real `remove` commits each UPDATE on its own)."""
-
-    def remove(self, seqs: Iterable[int]) -> int:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            n = super().remove(seqs)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return n
-
-
 @dataclass(frozen=True)
 class Variant:
     """Outbox SQLite settings to compare."""
@@ -355,7 +340,6 @@ class Variant:
     name: str
     pragmas: tuple[str, ...] = ()
     page_size: int | None = None
-    batched_acks: bool = False
     note: str = ""
 
 
@@ -368,7 +352,6 @@ VARIANTS = (
     ),
     Variant("ckpt-100", ("PRAGMA wal_autocheckpoint=100",), note="checkpoint 10x as often"),
     Variant("ckpt-10000", ("PRAGMA wal_autocheckpoint=10000",), note="a WAL 10x as long"),
-    Variant("acks-batched", batched_acks=True, note="one commit per PUBACK round (code change)"),
     Variant("rollback-journal", ("PRAGMA journal_mode=TRUNCATE",), note="no WAL: for contrast"),
 )
 
@@ -434,8 +417,7 @@ def replay(variant: Variant, folder: Path, disk: Disk | None, run: NodeRun) -> R
     clock = _Clock(time.time() - 3 * DAY_S)
     setattr(outbox_module, "time", clock)  # noqa: B010 - the module attribute, for this replay
     try:
-        cls = _BatchedAcks if variant.batched_acks else Outbox
-        outbox = cls(path, retain_acked_s=RETAIN_ACKED_S)
+        outbox = Outbox(path, retain_acked_s=RETAIN_ACKED_S)
         for pragma in variant.pragmas:
             outbox._db.execute(pragma)
         for _ in range(2):
