@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from central.app import create_app
 from central.config import CentralConfig, token_sha256
 
 # Test tokens only; a station makes its own with central.config.new_staff_token().
@@ -36,3 +41,17 @@ def with_staff(config: CentralConfig) -> CentralConfig:
 def auth(name: str = "王五") -> dict[str, str]:
     """The Authorization header of a test staff member."""
     return {"Authorization": f"Bearer {TOKENS[name]}"}
+
+
+@contextmanager
+def staff_client(
+    config: CentralConfig, session_factory: sessionmaker[Session], name: str = "王五"
+) -> Iterator[TestClient]:
+    """The API as a staff member calls it; commands to nodes count as taken by the broker."""
+    app = create_app(
+        config=with_staff(config),
+        session_factory=session_factory,
+        send_command=lambda topic, payload: True,
+    )
+    with TestClient(app, headers=auth(name)) as test_client:
+        yield test_client

@@ -12,11 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import crud
-from central.app import create_app
 from central.config import CentralConfig
 from central.reports.daily import build_daily_report
 from tests.central.conftest import make_event
-from tests.central.staff import auth, with_staff
+from tests.central.staff import auth, staff_client
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -25,12 +24,7 @@ SH = ZoneInfo("Asia/Shanghai")
 def client(
     central_config: CentralConfig, session_factory: sessionmaker[Session]
 ) -> Iterator[TestClient]:
-    app = create_app(
-        config=with_staff(central_config),
-        session_factory=session_factory,
-        send_command=lambda topic, payload: True,  # the broker took it
-    )
-    with TestClient(app, headers=auth("王五")) as test_client:
+    with staff_client(central_config, session_factory) as test_client:
         yield test_client
 
 

@@ -15,12 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import crud
-from central.app import create_app
 from central.config import CentralConfig
 from central.db.migrate import alembic_config, upgrade
 from central.db.session import make_engine
 from tests.central.conftest import make_event
-from tests.central.staff import auth, with_staff
+from tests.central.staff import staff_client
 
 BIRD = {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3, "category": "bird", "label": "bird"}
 EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confidence": 0.55}
@@ -30,12 +29,7 @@ EGRET = {"scientific_name": "Egretta garzetta", "chinese_name": "白鹭", "confi
 def client(
     central_config: CentralConfig, session_factory: sessionmaker[Session]
 ) -> Iterator[TestClient]:
-    app = create_app(
-        config=with_staff(central_config),
-        session_factory=session_factory,
-        send_command=lambda topic, payload: True,
-    )
-    with TestClient(app, headers=auth("王五")) as test_client:
+    with staff_client(central_config, session_factory) as test_client:
         yield test_client
 
 
